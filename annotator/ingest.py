@@ -1,0 +1,435 @@
+"""Zip / folder / loose files -> validated, EXIF-normalized images and thumbnails in a staging folder.
+
+Pure of the store: ``prepare_upload`` gets what the project already holds (sha256 -> "dataset/path") and
+returns what to register. The caller moves the staged files into place and commits the rows in one
+transaction, so a failure half-way registers nothing.
+
+Safety: archive member names are never used as filesystem paths (files are stored by content hash), and
+unsafe names, links, encrypted members, zip bombs (size and ratio limits) and decompression bombs (pixel
+limit) are refused per file with a reason. Zips are read member by member from disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import posixpath
+import stat
+import warnings
+import zipfile
+from collections import deque
+from contextlib import ExitStack
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .types import DuplicateFile, SkippedFile
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
+# PIL format -> stored extension. TIFF is stored as PNG so every browser can show it.
+STORED_EXT = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "png"}
+ORIENTATION_TAG = 0x0112
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_pixels: int = 178_956_970
+    max_file_bytes: int = 1 << 30
+    max_upload_bytes: int = 64 << 30
+    max_zip_ratio: int = 200
+    thumb_size: int = 256
+
+    @classmethod
+    def from_settings(cls, s) -> "Limits":
+        return cls(s.max_image_pixels, s.max_file_bytes, s.max_upload_bytes, s.max_zip_ratio, s.thumb_size)
+
+
+class BadImage(Exception):
+    """The file is not an image we can store; the message is the reason shown to the user."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    data: bytes  # bytes to store (the upload itself unless it had to be rotated or converted)
+    ext: str
+    format: str
+    width: int
+    height: int
+    thumb: bytes
+    normalized: str = ""  # what was changed, for the report ("" = stored as uploaded)
+
+
+@dataclass(frozen=True)
+class StagedImage:
+    rel_path: str
+    sha256: str
+    ext: str
+    format: str
+    width: int
+    height: int
+    size_bytes: int
+    image_path: Path  # in the staging folder
+    thumb_path: Path
+    note: str = ""  # how the stored file differs from the upload ("" = byte-identical)
+
+
+@dataclass
+class PreparedUpload:
+    images: list[StagedImage] = field(default_factory=list)
+    duplicates: list[DuplicateFile] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+
+# --- names ---------------------------------------------------------------------------------------------
+def safe_relpath(name: str) -> str:
+    """Normalize an archive member name to a relative posix path, or raise ValueError saying why not."""
+    p = name.replace("\\", "/")
+    if p.startswith("/") or (len(p) > 1 and p[1] == ":"):
+        raise ValueError("absolute path in archive (zip-slip), not extracted")
+    parts = [x for x in p.split("/") if x not in ("", ".")]
+    if any(x == ".." for x in parts):
+        raise ValueError("path escapes the archive with '..' (zip-slip), not extracted")
+    if not parts:
+        raise ValueError("empty name")
+    return "/".join(parts)
+
+
+def skip_reason_for_name(rel_path: str) -> str | None:
+    """Reasons that need no reading: system clutter, hidden files, non-images."""
+    parts = rel_path.split("/")
+    if "__MACOSX" in parts:
+        return "macOS metadata (__MACOSX), not an image"
+    if any(x.startswith(".") for x in parts):
+        return "hidden file or folder"
+    ext = posixpath.splitext(rel_path)[1].lower()
+    if ext not in IMAGE_EXTENSIONS:
+        return f"not an image file ({ext or 'no extension'}); accepted: JPG, PNG, WebP, TIFF, BMP"
+    return None
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+# --- decoding ------------------------------------------------------------------------------------------
+def _thumb_size(w: int, h: int, size: int) -> tuple[int, int]:
+    scale = min(1.0, size / max(w, h))
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def _make_thumb(im: Image.Image, size: int) -> bytes:
+    if im.mode.startswith("I") or im.mode == "F":  # 16/32-bit greyscale: scale to 8 bits
+        im = im.convert("I").point(lambda v: v * (1 / 256)).convert("L")
+    if im.mode not in ("RGB", "L"):
+        im = im.convert("RGB")
+    im.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    out = io.BytesIO()
+    im.save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+def decode_image(data: bytes, limits: Limits) -> Decoded:
+    """Validate one image fully and return what to store. Raises BadImage with a user-facing reason."""
+    if not data:
+        raise BadImage("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides below
+            im = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise BadImage(f"decompression bomb: more than {limits.max_pixels:,} pixels") from None
+    except UnidentifiedImageError:
+        raise BadImage("not a readable image (unknown format or damaged header)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise BadImage(f"not a readable image ({e})") from None
+    fmt = im.format or "?"
+    if fmt not in STORED_EXT:
+        raise BadImage(f"unsupported image format {fmt}; accepted: JPG, PNG, WebP, TIFF, BMP")
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        raise BadImage(f"image has no pixels ({w}x{h})")
+    if w * h > limits.max_pixels:
+        raise BadImage(
+            f"decompression bomb: {w}x{h} = {w * h:,} pixels exceeds the limit of {limits.max_pixels:,} "
+            "(ANNOTATOR_MAX_IMAGE_PIXELS)"
+        )
+    try:
+        orientation = int(im.getexif().get(ORIENTATION_TAG, 1) or 1)
+    except Exception:  # a broken EXIF block is not worth refusing the pixels for
+        orientation = 1
+    rotate = orientation in range(2, 9)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if fmt in ("JPEG", "MPO") and not rotate:
+                # Stored as uploaded. Decode at the thumbnail's scale: the whole entropy-coded stream is
+                # still read, so truncated or corrupt files fail here, at a fraction of a full decode.
+                im.draft(im.mode, _thumb_size(w, h, limits.thumb_size))
+                im.load()
+                return Decoded(data, "jpg", "JPEG", w, h, _make_thumb(im, limits.thumb_size))
+            im.load()
+            if not rotate and fmt != "TIFF":
+                return Decoded(data, STORED_EXT[fmt], fmt, w, h, _make_thumb(im, limits.thumb_size))
+            # Rewrite once: rotate pixels to match EXIF orientation, and/or convert TIFF to PNG.
+            notes = []
+            if rotate:
+                im = ImageOps.exif_transpose(im)
+                notes.append(f"rotated per EXIF orientation {orientation}")
+            out = io.BytesIO()
+            save_fmt = "PNG" if fmt == "TIFF" else ("JPEG" if fmt == "MPO" else fmt)
+            if fmt == "TIFF":
+                notes.append("converted TIFF to PNG")
+                if im.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "I;16"):
+                    im = im.convert("RGB")
+            kwargs = {}
+            if save_fmt == "JPEG":
+                kwargs = {"quality": 95, "icc_profile": im.info.get("icc_profile")}
+            elif save_fmt == "WEBP":
+                kwargs = {"quality": 95, "lossless": bool(im.info.get("lossless"))}
+            exif = im.getexif()
+            if ORIENTATION_TAG in exif:
+                del exif[ORIENTATION_TAG]
+            if save_fmt in ("JPEG", "PNG", "WEBP") and len(exif):
+                kwargs["exif"] = exif.tobytes()
+            if save_fmt == "JPEG" and im.mode not in ("RGB", "L", "CMYK"):
+                im = im.convert("RGB")
+            im.save(out, save_fmt, **{k: v for k, v in kwargs.items() if v is not None})
+            fw, fh = im.size
+            return Decoded(
+                out.getvalue(), STORED_EXT[fmt], save_fmt if fmt != "MPO" else "JPEG", fw, fh,
+                _make_thumb(im, limits.thumb_size), "; ".join(notes),
+            )
+    except BadImage:
+        raise
+    except Image.DecompressionBombError:
+        raise BadImage(f"decompression bomb: more than {limits.max_pixels:,} pixels") from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
+        msg = str(e) or type(e).__name__
+        if "truncated" in msg.lower():
+            raise BadImage(f"truncated image ({msg})") from None
+        raise BadImage(f"corrupt image ({msg})") from None
+
+
+# --- sources -------------------------------------------------------------------------------------------
+@dataclass
+class _Entry:
+    rel_path: str
+    display: str
+    size: int
+    read: Callable[[], bytes]
+
+
+def _iter_zip(
+    path: Path, name: str, prefix: str, limits: Limits, skipped: list[SkippedFile], budget: list[int], stack: ExitStack
+) -> Iterator[_Entry]:
+    try:
+        zf = stack.enter_context(zipfile.ZipFile(path))
+        members = zf.infolist()
+    except (zipfile.BadZipFile, OSError) as e:
+        skipped.append(SkippedFile(name, f"not a readable zip archive ({e})"))
+        return
+    for info in members:
+        if info.is_dir():
+            continue
+        display = f"{name}:{info.filename}"
+        try:
+            rel = safe_relpath(info.filename)
+        except ValueError as e:
+            skipped.append(SkippedFile(display, str(e)))
+            continue
+        reason = skip_reason_for_name(rel)
+        mode = info.external_attr >> 16
+        if reason is None and stat.S_ISLNK(mode):
+            reason = "symbolic link in archive, not followed"
+        if reason is None and info.flag_bits & 0x1:
+            reason = "encrypted zip member"
+        if reason is None and info.file_size == 0:
+            reason = "empty file (0 bytes)"
+        if reason is None and info.file_size > limits.max_file_bytes:
+            reason = (f"file is {_human(info.file_size)}, over the per-file limit of "
+                      f"{_human(limits.max_file_bytes)} (ANNOTATOR_MAX_FILE_BYTES)")
+        if reason is None and info.file_size > (1 << 20) and info.file_size > limits.max_zip_ratio * max(info.compress_size, 1):
+            reason = (f"suspicious compression ratio {info.file_size / max(info.compress_size, 1):,.0f}:1 "
+                      f"(zip bomb?); limit {limits.max_zip_ratio}:1 (ANNOTATOR_MAX_ZIP_RATIO)")
+        if reason is None and budget[0] + info.file_size > limits.max_upload_bytes:
+            reason = (f"upload exceeds the total uncompressed limit of {_human(limits.max_upload_bytes)} "
+                      "(ANNOTATOR_MAX_UPLOAD_BYTES); split it into several uploads")
+        if reason:
+            skipped.append(SkippedFile(display, reason))
+            continue
+        budget[0] += info.file_size
+
+        def read(info=info) -> bytes:
+            with zf.open(info) as f:
+                data = f.read(limits.max_file_bytes + 1)
+            if len(data) != info.file_size:
+                raise BadImage("zip member size does not match its header (corrupt or tampered archive)")
+            return data
+
+        yield _Entry(prefix + rel, display, info.file_size, read)
+
+
+def _file_entry(path: Path, rel: str, limits: Limits, skipped: list[SkippedFile], budget: list[int]) -> _Entry | None:
+    reason = skip_reason_for_name(rel)
+    if reason is None and path.is_symlink():
+        reason = "symbolic link, not followed"
+    size = path.stat().st_size if reason is None else 0
+    if reason is None and size == 0:
+        reason = "empty file (0 bytes)"
+    if reason is None and size > limits.max_file_bytes:
+        reason = f"file is {_human(size)}, over the per-file limit of {_human(limits.max_file_bytes)} (ANNOTATOR_MAX_FILE_BYTES)"
+    if reason is None and budget[0] + size > limits.max_upload_bytes:
+        reason = (f"upload exceeds the total limit of {_human(limits.max_upload_bytes)} "
+                  "(ANNOTATOR_MAX_UPLOAD_BYTES); split it into several uploads")
+    if reason:
+        skipped.append(SkippedFile(rel, reason))
+        return None
+    budget[0] += size
+    return _Entry(rel, rel, size, path.read_bytes)
+
+
+def _iter_sources(
+    sources: list[tuple[Path, str]], limits: Limits, skipped: list[SkippedFile], stack: ExitStack
+) -> Iterator[_Entry]:
+    """``sources``: (path, display name). Zips expand (prefixed by their stem when there are several)."""
+    zips = [p for p, _ in sources if p.is_file() and p.suffix.lower() == ".zip"]
+    budget = [0]
+    for path, name in sources:
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):  # os.walk does not follow directory links
+                dirs.sort()
+                for fn in sorted(files):
+                    full = Path(root) / fn
+                    rel = full.relative_to(path).as_posix()
+                    entry = _file_entry(full, rel, limits, skipped, budget)
+                    if entry:
+                        yield entry
+        elif path.suffix.lower() == ".zip":
+            prefix = (Path(name).stem + "/") if len(zips) > 1 else ""
+            yield from _iter_zip(path, name, prefix, limits, skipped, budget, stack)
+        elif path.is_file():
+            entry = _file_entry(path, Path(name).name, limits, skipped, budget)
+            if entry:
+                yield entry
+        else:
+            skipped.append(SkippedFile(name, "no such file or folder"))
+
+
+# --- the pipeline ----------------------------------------------------------------------------------------
+def prepare_upload(
+    sources: list[tuple[Path, str]],
+    staging: Path,
+    limits: Limits,
+    known: dict[str, str],
+    taken_paths: set[str] = frozenset(),
+    progress: Progress | None = None,
+    threads: int = 0,
+) -> PreparedUpload:
+    """Read, dedup, validate and stage every image of ``sources`` into ``staging``.
+
+    ``known``: sha256 -> "dataset/rel_path" already in the project; ``taken_paths``: rel_paths already in
+    the target dataset. Reading and hashing happen in order on this thread (so which copy counts as the
+    duplicate is deterministic); decoding, thumbnails and writes run on a thread pool.
+    """
+    staging.mkdir(parents=True, exist_ok=True)
+    result = PreparedUpload()
+    seen: dict[str, str] = {}  # sha -> rel_path, within this upload
+    paths_seen: set[str] = set()
+    threads = threads or min(8, os.cpu_count() or 1)
+    max_in_flight = threads * 4
+    pending: deque[tuple[_Entry, str, Future]] = deque()
+    failed_shas: dict[str, str] = {}
+    done = 0
+    stack = ExitStack()  # archives stay open while their members are read
+    entries = list(_iter_sources(sources, limits, result.skipped, stack))
+    total = len(entries) + len(result.skipped)
+    done = len(result.skipped)
+
+    def tick(name: str) -> None:
+        if progress:
+            progress(done, total, name)
+
+    def collect(entry: _Entry, sha: str, fut: Future) -> None:
+        nonlocal done
+        try:
+            result.images.append(fut.result())
+        except BadImage as e:
+            result.skipped.append(SkippedFile(entry.display, str(e)))
+            failed_shas[sha] = str(e)
+        done += 1
+        tick(entry.rel_path)
+
+    with stack, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ingest") as pool:
+        for entry in entries:
+            try:
+                data = entry.read()
+            except (BadImage, zipfile.BadZipFile, OSError, EOFError, RuntimeError) as e:
+                reason = str(e)
+                if "CRC" in reason:
+                    reason = f"corrupt zip member ({reason})"
+                result.skipped.append(SkippedFile(entry.display, reason))
+                done += 1
+                tick(entry.rel_path)
+                continue
+            sha = hashlib.sha256(data).hexdigest()
+            same = known.get(sha) or (f"{seen[sha]} (earlier in this upload)" if sha in seen else None)
+            if same:
+                result.duplicates.append(DuplicateFile(entry.rel_path, same))
+                done += 1
+                tick(entry.rel_path)
+                continue
+            if entry.rel_path in taken_paths or entry.rel_path in paths_seen:
+                result.skipped.append(SkippedFile(
+                    entry.display,
+                    "a different image with this path is already in the dataset; upload it into another dataset",
+                ))
+                done += 1
+                tick(entry.rel_path)
+                continue
+            seen[sha] = entry.rel_path
+            paths_seen.add(entry.rel_path)
+            pending.append((entry, sha, pool.submit(_stage_one, data, sha, entry.rel_path, staging, limits)))
+            while len(pending) >= max_in_flight:
+                collect(*pending.popleft())
+        while pending:
+            collect(*pending.popleft())
+
+    # A duplicate of a file that turned out unreadable is unreadable too: report it as such.
+    if failed_shas:
+        by_path = {img_path: sha for sha, img_path in seen.items()}
+        keep = []
+        for d in result.duplicates:
+            origin = d.same_as.removesuffix(" (earlier in this upload)")
+            sha = by_path.get(origin)
+            if sha in failed_shas:
+                result.skipped.append(SkippedFile(d.name, failed_shas[sha]))
+            else:
+                keep.append(d)
+        result.duplicates = keep
+    return result
+
+
+def _stage_one(data: bytes, sha: str, rel_path: str, staging: Path, limits: Limits) -> StagedImage:
+    dec = decode_image(data, limits)
+    image_path = staging / f"{sha}.{dec.ext}"
+    thumb_path = staging / f"{sha}.thumb.jpg"
+    image_path.write_bytes(dec.data)
+    thumb_path.write_bytes(dec.thumb)
+    return StagedImage(
+        rel_path, sha, dec.ext, dec.format, dec.width, dec.height, len(dec.data), image_path, thumb_path, dec.normalized
+    )
+
+
+def stored_names(sha: str, ext: str) -> tuple[str, str]:
+    """Where an image and its thumbnail live, relative to the project folder (content-addressed)."""
+    return f"images/{sha[:2]}/{sha}.{ext}", f"thumbs/{sha[:2]}/{sha}.jpg"

@@ -1,0 +1,182 @@
+"""One Settings object, read from the environment. Every path the app touches derives from ``data_dir``.
+
+``Settings.prepare()`` creates the data folder and sets the offline-safe environment for ultralytics and
+Gradio. Call it before importing gradio or ultralytics: both read their environment at import time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .types import UserError
+
+DEFAULT_PORT = 7860
+
+
+def _env_bool(env, name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise UserError(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no)")
+
+
+def _env_int(env, name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip().replace("_", ""))
+    except ValueError:
+        raise UserError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise UserError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def parse_auth(text: str, origin: str) -> tuple[tuple[str, str], ...]:
+    """Parse "user:pass,user2:pass2" (or one pair per line). ``origin`` names the source in errors."""
+    pairs = []
+    for n, item in enumerate(text.replace("\n", ",").split(","), start=1):
+        item = item.strip()
+        if not item or item.startswith("#"):
+            continue
+        user, sep, password = item.partition(":")
+        if not sep or not user.strip() or not password:
+            raise UserError(f"{origin}: entry {n} is not 'user:password' (got {user.strip() or '<empty>'!r}...)")
+        pairs.append((user.strip(), password))
+    names = [u for u, _ in pairs]
+    dup = {u for u in names if names.count(u) > 1}
+    if dup:
+        raise UserError(f"{origin}: user(s) listed twice: {', '.join(sorted(dup))}")
+    return tuple(pairs)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    share: bool = False
+    auth: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    device: str = "auto"
+    # Ingest limits: every one names its environment variable in the error a user sees.
+    max_image_pixels: int = 178_956_970  # PIL's own hard limit (2x its warning threshold)
+    max_file_bytes: int = 1 << 30  # one image file
+    max_upload_bytes: int = 64 << 30  # total uncompressed size of one upload
+    max_zip_ratio: int = 200  # uncompressed/compressed size of one zip member
+    thumb_size: int = 256
+    ingest_threads: int = 0  # 0 = one per CPU core
+
+    # --- construction -------------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, env=None) -> "Settings":
+        env = os.environ if env is None else env
+        auth: tuple[tuple[str, str], ...] = ()
+        if env.get("ANNOTATOR_AUTH"):
+            auth = parse_auth(env["ANNOTATOR_AUTH"], "ANNOTATOR_AUTH")
+        users_file = env.get("ANNOTATOR_USERS_FILE")
+        if users_file:
+            path = Path(users_file).expanduser()
+            if not path.is_file():
+                raise UserError(f"ANNOTATOR_USERS_FILE={users_file!r}: no such file")
+            auth = auth + parse_auth(path.read_text(encoding="utf-8"), f"users file {path}")
+            parse_auth(",".join(f"{u}:{p}" for u, p in auth), "ANNOTATOR_AUTH + ANNOTATOR_USERS_FILE")
+        return cls(
+            data_dir=Path(env.get("ANNOTATOR_DATA_DIR") or "data").expanduser().resolve(),
+            host=env.get("ANNOTATOR_HOST") or "127.0.0.1",
+            port=_env_int(env, "ANNOTATOR_PORT", DEFAULT_PORT, minimum=1),
+            share=_env_bool(env, "ANNOTATOR_SHARE", False),
+            auth=auth,
+            device=(env.get("ANNOTATOR_DEVICE") or "auto").strip(),
+            max_image_pixels=_env_int(env, "ANNOTATOR_MAX_IMAGE_PIXELS", cls.max_image_pixels, 1),
+            max_file_bytes=_env_int(env, "ANNOTATOR_MAX_FILE_BYTES", cls.max_file_bytes, 1),
+            max_upload_bytes=_env_int(env, "ANNOTATOR_MAX_UPLOAD_BYTES", cls.max_upload_bytes, 1),
+            max_zip_ratio=_env_int(env, "ANNOTATOR_MAX_ZIP_RATIO", cls.max_zip_ratio, 1),
+            ingest_threads=_env_int(env, "ANNOTATOR_INGEST_THREADS", 0, 0),
+        )
+
+    def with_overrides(self, **kw) -> "Settings":
+        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+    def validate_launch(self) -> None:
+        if not (1 <= self.port <= 65535):
+            raise UserError(f"port {self.port} is out of range 1-65535")
+        if self.share and not self.auth:
+            raise UserError(
+                "--share publishes the app on a public Gradio link; refusing to start without login. "
+                "Set ANNOTATOR_AUTH='user:password' or ANNOTATOR_USERS_FILE=path (one user:password per line)."
+            )
+
+    # --- paths ----------------------------------------------------------------------------------------
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "metadata.duckdb"
+
+    @property
+    def projects_dir(self) -> Path:
+        return self.data_dir / "projects"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
+    @property
+    def config_dir(self) -> Path:
+        return self.data_dir / "config"
+
+    @property
+    def app_info_path(self) -> Path:
+        """Written by a running app: its pid and URL, so the CLI can go through it."""
+        return self.data_dir / "app.json"
+
+    def project_dir(self, project_id: int) -> Path:
+        return self.projects_dir / str(int(project_id))
+
+    # --- side effects -----------------------------------------------------------------------------
+    def prepare(self) -> "Settings":
+        """Create the data folder and make ultralytics/Gradio offline-safe and data-dir-contained."""
+        for d in (self.data_dir, self.projects_dir, self.tmp_dir / "gradio", self.config_dir / "Ultralytics"):
+            d.mkdir(parents=True, exist_ok=True)
+        # Derived from the data folder: always ours.
+        os.environ["YOLO_CONFIG_DIR"] = str(self.config_dir)
+        os.environ["GRADIO_TEMP_DIR"] = str(self.tmp_dir / "gradio")
+        os.environ["MPLCONFIGDIR"] = str(self.config_dir / "matplotlib")
+        # Offline by default; a user may opt back in by setting these explicitly.
+        for key, value in (
+            ("YOLO_OFFLINE", "1"),
+            ("YOLO_AUTOINSTALL", "False"),
+            ("GRADIO_ANALYTICS_ENABLED", "False"),
+            ("HF_HUB_OFFLINE", "1"),
+            ("HF_HUB_DISABLE_TELEMETRY", "1"),
+            ("DO_NOT_TRACK", "1"),
+        ):
+            os.environ.setdefault(key, value)
+        self._seed_fonts()
+        return self
+
+    def _seed_fonts(self) -> None:
+        """ultralytics downloads Arial.ttf on first plot; hand it matplotlib's DejaVuSans instead."""
+        target_dir = self.config_dir / "Ultralytics"
+        wanted = [target_dir / "Arial.ttf", target_dir / "Arial.Unicode.ttf"]
+        if all(p.exists() for p in wanted):
+            return
+        spec = importlib.util.find_spec("matplotlib")
+        if spec is None or not spec.origin:
+            return
+        font = Path(spec.origin).parent / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
+        if not font.is_file():
+            return
+        for p in wanted:
+            if not p.exists():
+                tmp = p.with_suffix(".tmp")
+                shutil.copyfile(font, tmp)
+                os.replace(tmp, p)

@@ -1,0 +1,599 @@
+"""The metadata store: the ONLY module that imports duckdb or holds SQL.
+
+One ``Store`` owns one DuckDB connection for the app process. Reads take a fresh cursor per call (safe
+across Gradio's worker threads); writes go through ``transaction()``, which serialises writers in this
+process and rolls back on any error. The schema is a list of numbered migrations applied on open.
+
+DuckDB lets exactly one process hold the file read-write; a second one gets a lock error, which
+``Store.open`` turns into ``StoreBusy`` naming the process that holds it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import duckdb
+
+from .types import (
+    Box,
+    ClassDef,
+    Dataset,
+    ImageRecord,
+    NotFound,
+    Project,
+    ProjectSummary,
+    StoreBusy,
+    UserError,
+)
+
+# --- schema --------------------------------------------------------------------------------------------
+# Each migration is (version, description, statements). Never edit a released one; append a new one.
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "initial schema",
+        [
+            "CREATE SEQUENCE project_ids START 1",
+            """CREATE TABLE projects (
+                id INTEGER PRIMARY KEY DEFAULT nextval('project_ids'),
+                name VARCHAR NOT NULL,
+                description VARCHAR NOT NULL DEFAULT '',
+                created_at TIMESTAMP NOT NULL,
+                created_by VARCHAR
+            )""",
+            # No key constraint: reorder/delete rewrite idx in place, which DuckDB's unique indexes
+            # can reject mid-statement. Uniqueness of (project_id, idx) and of names is kept by the
+            # store's class methods, all of which run inside one transaction.
+            """CREATE TABLE classes (
+                project_id INTEGER NOT NULL,
+                idx INTEGER NOT NULL,
+                name VARCHAR NOT NULL
+            )""",
+            "CREATE SEQUENCE dataset_ids START 1",
+            """CREATE TABLE datasets (
+                id INTEGER PRIMARY KEY DEFAULT nextval('dataset_ids'),
+                project_id INTEGER NOT NULL,
+                name VARCHAR NOT NULL,
+                created_at TIMESTAMP NOT NULL,
+                created_by VARCHAR
+            )""",
+            "CREATE SEQUENCE image_ids START 1",
+            """CREATE TABLE images (
+                id BIGINT PRIMARY KEY DEFAULT nextval('image_ids'),
+                project_id INTEGER NOT NULL,
+                dataset_id INTEGER NOT NULL,
+                rel_path VARCHAR NOT NULL,
+                sha256 VARCHAR NOT NULL,
+                file VARCHAR NOT NULL,
+                thumb VARCHAR NOT NULL,
+                width INTEGER NOT NULL,
+                height INTEGER NOT NULL,
+                format VARCHAR NOT NULL,
+                size_bytes BIGINT NOT NULL,
+                split VARCHAR CHECK (split IN ('train', 'val', 'test')),
+                status VARCHAR NOT NULL DEFAULT 'unreviewed'
+                    CHECK (status IN ('unreviewed', 'approved', 'rejected')),
+                reviewed_by VARCHAR,
+                reviewed_at TIMESTAMP,
+                version INTEGER NOT NULL DEFAULT 0,
+                created_at TIMESTAMP NOT NULL,
+                created_by VARCHAR
+            )""",
+            "CREATE UNIQUE INDEX images_project_sha ON images (project_id, sha256)",
+            "CREATE SEQUENCE box_ids START 1",
+            """CREATE TABLE boxes (
+                id BIGINT PRIMARY KEY DEFAULT nextval('box_ids'),
+                image_id BIGINT NOT NULL,
+                class_idx INTEGER NOT NULL,
+                x1 DOUBLE NOT NULL,
+                y1 DOUBLE NOT NULL,
+                x2 DOUBLE NOT NULL,
+                y2 DOUBLE NOT NULL,
+                confidence DOUBLE,
+                source VARCHAR NOT NULL CHECK (source IN ('human', 'model', 'import')),
+                model_id INTEGER,
+                job_id INTEGER,
+                created_by VARCHAR,
+                created_at TIMESTAMP NOT NULL
+            )""",
+            # Point lookups of one image's boxes (the editor) at 1M boxes: see bench/store.py.
+            "CREATE INDEX boxes_image ON boxes (image_id)",
+            "CREATE SEQUENCE model_ids START 1",
+            """CREATE TABLE models (
+                id INTEGER PRIMARY KEY DEFAULT nextval('model_ids'),
+                project_id INTEGER NOT NULL,
+                name VARCHAR NOT NULL,
+                file VARCHAR NOT NULL,
+                sha256 VARCHAR NOT NULL,
+                size_bytes BIGINT NOT NULL,
+                task VARCHAR NOT NULL DEFAULT 'detect',
+                class_names JSON NOT NULL,
+                source VARCHAR NOT NULL CHECK (source IN ('uploaded', 'trained', 'demo')),
+                parent_id INTEGER,
+                job_id INTEGER,
+                params JSON,
+                metrics JSON,
+                created_at TIMESTAMP NOT NULL,
+                created_by VARCHAR
+            )""",
+            "CREATE SEQUENCE job_ids START 1",
+            """CREATE TABLE jobs (
+                id INTEGER PRIMARY KEY DEFAULT nextval('job_ids'),
+                project_id INTEGER,
+                kind VARCHAR NOT NULL,
+                params JSON NOT NULL,
+                status VARCHAR NOT NULL CHECK (status IN
+                    ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted')),
+                progress DOUBLE NOT NULL DEFAULT 0,
+                done BIGINT NOT NULL DEFAULT 0,
+                total BIGINT,
+                counters JSON,
+                error VARCHAR,
+                log VARCHAR NOT NULL DEFAULT '',
+                worker VARCHAR,
+                task_id VARCHAR,
+                created_at TIMESTAMP NOT NULL,
+                created_by VARCHAR,
+                started_at TIMESTAMP,
+                finished_at TIMESTAMP,
+                heartbeat_at TIMESTAMP
+            )""",
+            "CREATE SEQUENCE upload_ids START 1",
+            """CREATE TABLE uploads (
+                id INTEGER PRIMARY KEY DEFAULT nextval('upload_ids'),
+                project_id INTEGER NOT NULL,
+                dataset_id INTEGER NOT NULL,
+                source VARCHAR NOT NULL,
+                added INTEGER NOT NULL,
+                duplicates INTEGER NOT NULL,
+                skipped INTEGER NOT NULL,
+                report JSON NOT NULL,
+                created_at TIMESTAMP NOT NULL,
+                created_by VARCHAR
+            )""",
+        ],
+    ),
+]
+
+IMAGE_COLUMNS = (
+    "id, project_id, dataset_id, rel_path, sha256, file, thumb, width, height, format, size_bytes, "
+    "split, status, reviewed_by, reviewed_at, created_at"
+)
+
+# Column kinds for bulk inserts through a pandas frame (executemany is ~40x slower in DuckDB).
+_KINDS = {"str": "object", "int": "Int64", "float": "Float64", "ts": "datetime64[us]"}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _lock_holder_pid(message: str) -> int | None:
+    m = re.search(r"PID (\d+)", message)
+    return int(m.group(1)) if m else None
+
+
+class Store:
+    """Owns the DuckDB file. Construct with ``Store.open(path)``; ``path=None`` is an in-memory store."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path | None):
+        self._con = con
+        self.path = path
+        self._write_lock = threading.RLock()
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: Path | str | None) -> "Store":
+        target = ":memory:" if path is None else str(path)
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            con = duckdb.connect(target)
+        except duckdb.IOException as e:
+            if "lock" not in str(e).lower():
+                raise
+            pid = _lock_holder_pid(str(e))
+            who = f"process {pid}" if pid else "another process"
+            raise StoreBusy(
+                f"The metadata database {target} is in use by {who} (normally the running app). "
+                "Only one process may open it: use the running app (its UI or API), or stop it first.",
+                pid=pid,
+            ) from None
+        store = cls(con, None if path is None else Path(path))
+        store.migrate()
+        return store
+
+    def close(self) -> None:
+        with self._write_lock:
+            self._con.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- plumbing ----------------------------------------------------------------------------------
+    @contextmanager
+    def _read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cur = self._con.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The one write path: BEGIN .. COMMIT on a private cursor, ROLLBACK on any exception."""
+        with self._write_lock:
+            cur = self._con.cursor()
+            try:
+                cur.execute("BEGIN TRANSACTION")
+                try:
+                    yield cur
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
+                cur.execute("COMMIT")
+            finally:
+                cur.close()
+
+    def _all(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        with self._read() as cur:
+            return cur.execute(sql, list(params)).fetchall()
+
+    def _one(self, sql: str, params: Sequence = ()) -> tuple | None:
+        with self._read() as cur:
+            return cur.execute(sql, list(params)).fetchone()
+
+    @staticmethod
+    def _bulk_insert(cur, table: str, columns: dict[str, str], rows: list[tuple], returning: str = "id") -> list:
+        """Insert many rows at once through a registered pandas frame; returns the ``returning`` column."""
+        if not rows:
+            return []
+        import pandas as pd
+
+        names = list(columns)
+        data = {name: [r[i] for r in rows] for i, name in enumerate(names)}
+        frame = pd.DataFrame({n: pd.Series(data[n], dtype=_KINDS[columns[n]]) for n in names})
+        view = f"_bulk_{table}"
+        cur.register(view, frame)
+        try:
+            cols = ", ".join(names)
+            out = cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {view} RETURNING {returning}").fetchall()
+        finally:
+            cur.unregister(view)
+        return [r[0] for r in out]
+
+    # --- migrations --------------------------------------------------------------------------------
+    def migrate(self) -> int:
+        with self.transaction() as cur:
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, description VARCHAR, applied_at TIMESTAMP)"
+            )
+        current = self.schema_version()
+        for version, description, statements in MIGRATIONS:
+            if version <= current:
+                continue
+            with self.transaction() as cur:
+                for sql in statements:
+                    cur.execute(sql)
+                cur.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, description, utcnow()])
+        return self.schema_version()
+
+    def schema_version(self) -> int:
+        row = self._one("SELECT coalesce(max(version), 0) FROM schema_migrations")
+        return int(row[0])
+
+    # --- projects ----------------------------------------------------------------------------------
+    def create_project(self, name: str, class_names: Sequence[str], description: str = "", user: str | None = None) -> int:
+        with self.transaction() as cur:
+            if cur.execute("SELECT 1 FROM projects WHERE lower(name) = lower(?)", [name]).fetchone():
+                raise UserError(f"A project named {name!r} already exists")
+            (pid,) = cur.execute(
+                "INSERT INTO projects (name, description, created_at, created_by) VALUES (?, ?, ?, ?) RETURNING id",
+                [name, description, utcnow(), user],
+            ).fetchone()
+            self._bulk_insert(
+                cur, "classes", {"project_id": "int", "idx": "int", "name": "str"},
+                [(pid, i, n) for i, n in enumerate(class_names)], returning="idx",
+            )
+        return int(pid)
+
+    def _project_row_to_obj(self, row: tuple, classes: list[tuple]) -> Project:
+        return Project(
+            id=int(row[0]), name=row[1], description=row[2], created_at=row[3],
+            classes=tuple(ClassDef(int(i), n) for i, n in classes),
+        )
+
+    def get_project(self, project_id: int) -> Project:
+        row = self._one("SELECT id, name, description, created_at FROM projects WHERE id = ?", [project_id])
+        if row is None:
+            raise NotFound(f"No project with id {project_id}")
+        classes = self._all("SELECT idx, name FROM classes WHERE project_id = ? ORDER BY idx", [project_id])
+        return self._project_row_to_obj(row, classes)
+
+    def find_project(self, name: str) -> Project | None:
+        row = self._one("SELECT id FROM projects WHERE lower(name) = lower(?)", [name.strip()])
+        return None if row is None else self.get_project(int(row[0]))
+
+    def list_projects(self) -> list[ProjectSummary]:
+        rows = self._all(
+            """
+            SELECT p.id, p.name, p.description, p.created_at,
+                   (SELECT count(*) FROM classes c WHERE c.project_id = p.id),
+                   (SELECT count(*) FROM datasets d WHERE d.project_id = p.id),
+                   coalesce(i.n, 0), coalesce(i.approved, 0), coalesce(b.n, 0)
+            FROM projects p
+            LEFT JOIN (SELECT project_id, count(*) AS n, count(*) FILTER (WHERE status = 'approved') AS approved
+                       FROM images GROUP BY project_id) i ON i.project_id = p.id
+            LEFT JOIN (SELECT im.project_id, count(*) AS n FROM boxes bx JOIN images im ON im.id = bx.image_id
+                       GROUP BY im.project_id) b ON b.project_id = p.id
+            ORDER BY lower(p.name)
+            """
+        )
+        return [
+            ProjectSummary(
+                id=int(r[0]), name=r[1], description=r[2], created_at=r[3], num_classes=int(r[4]),
+                num_datasets=int(r[5]), num_images=int(r[6]), num_approved=int(r[7]), num_boxes=int(r[8]),
+            )
+            for r in rows
+        ]
+
+    def delete_project(self, project_id: int) -> None:
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM boxes WHERE image_id IN (SELECT id FROM images WHERE project_id = ?)", [project_id])
+            for table in ("images", "classes", "datasets", "uploads", "models", "jobs"):
+                cur.execute(f"DELETE FROM {table} WHERE project_id = ?", [project_id])
+            cur.execute("DELETE FROM projects WHERE id = ?", [project_id])
+
+    # --- classes -----------------------------------------------------------------------------------
+    def class_box_counts(self, project_id: int) -> dict[int, int]:
+        rows = self._all(
+            "SELECT b.class_idx, count(*) FROM boxes b JOIN images i ON i.id = b.image_id "
+            "WHERE i.project_id = ? GROUP BY b.class_idx",
+            [project_id],
+        )
+        return {int(k): int(v) for k, v in rows}
+
+    def rename_class(self, project_id: int, idx: int, new_name: str) -> None:
+        with self.transaction() as cur:
+            clash = cur.execute(
+                "SELECT idx FROM classes WHERE project_id = ? AND lower(name) = lower(?) AND idx <> ?",
+                [project_id, new_name, idx],
+            ).fetchone()
+            if clash:
+                raise UserError(f"Class name {new_name!r} is already used by class {clash[0]}")
+            n = cur.execute(
+                "UPDATE classes SET name = ? WHERE project_id = ? AND idx = ? RETURNING idx", [new_name, project_id, idx]
+            ).fetchall()
+            if not n:
+                raise NotFound(f"Project {project_id} has no class with index {idx}")
+
+    def add_classes(self, project_id: int, names: Sequence[str]) -> None:
+        with self.transaction() as cur:
+            existing = cur.execute("SELECT idx, name FROM classes WHERE project_id = ?", [project_id]).fetchall()
+            taken = {n.lower() for _, n in existing}
+            for name in names:
+                if name.lower() in taken:
+                    raise UserError(f"Class name {name!r} already exists in this project")
+            start = len(existing)
+            self._bulk_insert(
+                cur, "classes", {"project_id": "int", "idx": "int", "name": "str"},
+                [(project_id, start + i, n) for i, n in enumerate(names)], returning="idx",
+            )
+
+    def remap_classes(self, project_id: int, new_names: Sequence[str], box_map: dict[int, int | None]) -> dict[str, int]:
+        """Replace the class table with ``new_names`` (index = position) and remap every box explicitly.
+
+        ``box_map`` sends each old index to a new index, or to None (delete those boxes). Every old index
+        in use by a box must appear in it; the caller (services) decides what the user confirmed.
+        Returns counts: boxes remapped and deleted.
+        """
+        counts = {"remapped": 0, "deleted": 0}
+        with self.transaction() as cur:
+            used = {
+                int(r[0]): int(r[1])
+                for r in cur.execute(
+                    "SELECT b.class_idx, count(*) FROM boxes b JOIN images i ON i.id = b.image_id "
+                    "WHERE i.project_id = ? GROUP BY b.class_idx",
+                    [project_id],
+                ).fetchall()
+            }
+            missing = sorted(set(used) - set(box_map))
+            if missing:
+                raise UserError(f"Boxes use class index(es) {missing} but the remap does not say where they go")
+            for new in box_map.values():
+                if new is not None and not (0 <= new < len(new_names)):
+                    raise UserError(f"Remap target {new} is not a class index of the new table")
+            to_delete = [old for old, new in box_map.items() if new is None and old in used]
+            if to_delete:
+                counts["deleted"] = cur.execute(
+                    "DELETE FROM boxes WHERE class_idx IN (SELECT unnest(?::INTEGER[])) AND image_id IN "
+                    "(SELECT id FROM images WHERE project_id = ?) RETURNING 1",
+                    [to_delete, project_id],
+                ).fetchall().__len__()
+            moves = {old: new for old, new in box_map.items() if new is not None and new != old and old in used}
+            if moves:
+                case = " ".join(f"WHEN {int(o)} THEN {int(n)}" for o, n in moves.items())
+                counts["remapped"] = len(cur.execute(
+                    f"UPDATE boxes SET class_idx = CASE class_idx {case} END "
+                    "WHERE class_idx IN (SELECT unnest(?::INTEGER[])) AND image_id IN "
+                    "(SELECT id FROM images WHERE project_id = ?) RETURNING 1",
+                    [list(moves), project_id],
+                ).fetchall())
+            cur.execute("DELETE FROM classes WHERE project_id = ?", [project_id])
+            self._bulk_insert(
+                cur, "classes", {"project_id": "int", "idx": "int", "name": "str"},
+                [(project_id, i, n) for i, n in enumerate(new_names)], returning="idx",
+            )
+        return counts
+
+    # --- datasets ----------------------------------------------------------------------------------
+    def list_datasets(self, project_id: int) -> list[Dataset]:
+        rows = self._all(
+            "SELECT d.id, d.project_id, d.name, d.created_at, "
+            "(SELECT count(*) FROM images i WHERE i.dataset_id = d.id) "
+            "FROM datasets d WHERE d.project_id = ? ORDER BY d.id",
+            [project_id],
+        )
+        return [Dataset(int(r[0]), int(r[1]), r[2], r[3], int(r[4])) for r in rows]
+
+    def find_dataset(self, project_id: int, name: str) -> Dataset | None:
+        for d in self.list_datasets(project_id):
+            if d.name.lower() == name.lower():
+                return d
+        return None
+
+    # --- images ------------------------------------------------------------------------------------
+    def image_shas(self, project_id: int) -> dict[str, str]:
+        """sha256 -> "dataset/rel_path" for every image of a project (dedup at ingest)."""
+        rows = self._all(
+            "SELECT i.sha256, d.name || '/' || i.rel_path FROM images i JOIN datasets d ON d.id = i.dataset_id "
+            "WHERE i.project_id = ?",
+            [project_id],
+        )
+        return dict(rows)
+
+    def dataset_paths(self, dataset_id: int) -> set[str]:
+        return {r[0] for r in self._all("SELECT rel_path FROM images WHERE dataset_id = ?", [dataset_id])}
+
+    def add_images(
+        self,
+        project_id: int,
+        dataset_name: str,
+        rows: list[dict],
+        upload: dict,
+        user: str | None = None,
+    ) -> list[int]:
+        """Register images (and the upload's report) in ONE transaction, creating the dataset if needed.
+
+        ``rows``: dicts with rel_path, sha256, file, thumb, width, height, format, size_bytes.
+        """
+        now = utcnow()
+        with self.transaction() as cur:
+            found = cur.execute(
+                "SELECT id FROM datasets WHERE project_id = ? AND lower(name) = lower(?)", [project_id, dataset_name]
+            ).fetchone()
+            if found:
+                dataset_id = int(found[0])
+            else:
+                (dataset_id,) = cur.execute(
+                    "INSERT INTO datasets (project_id, name, created_at, created_by) VALUES (?, ?, ?, ?) RETURNING id",
+                    [project_id, dataset_name, now, user],
+                ).fetchone()
+            ids = self._bulk_insert(
+                cur,
+                "images",
+                {
+                    "project_id": "int", "dataset_id": "int", "rel_path": "str", "sha256": "str", "file": "str",
+                    "thumb": "str", "width": "int", "height": "int", "format": "str", "size_bytes": "int",
+                    "created_at": "ts", "created_by": "str",
+                },
+                [
+                    (project_id, dataset_id, r["rel_path"], r["sha256"], r["file"], r["thumb"], r["width"],
+                     r["height"], r["format"], r["size_bytes"], now, user)
+                    for r in rows
+                ],
+            )
+            cur.execute(
+                "INSERT INTO uploads (project_id, dataset_id, source, added, duplicates, skipped, report, "
+                "created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [project_id, dataset_id, upload["source"], upload["added"], upload["duplicates"],
+                 upload["skipped"], json.dumps(upload), now, user],
+            )
+        return [int(i) for i in ids]
+
+    def _image_filter(self, project_id: int, dataset_id: int | None, status: str | None) -> tuple[str, list]:
+        where, params = ["i.project_id = ?"], [project_id]
+        if dataset_id is not None:
+            where.append("i.dataset_id = ?")
+            params.append(dataset_id)
+        if status is not None:
+            where.append("i.status = ?")
+            params.append(status)
+        return " AND ".join(where), params
+
+    def list_images(
+        self, project_id: int, dataset_id: int | None = None, status: str | None = None,
+        offset: int = 0, limit: int = 60,
+    ) -> list[ImageRecord]:
+        where, params = self._image_filter(project_id, dataset_id, status)
+        cols = ", ".join(f"i.{c.strip()}" for c in IMAGE_COLUMNS.split(","))
+        rows = self._all(
+            f"SELECT {cols}, d.name FROM images i JOIN datasets d ON d.id = i.dataset_id "
+            f"WHERE {where} ORDER BY i.id LIMIT ? OFFSET ?",
+            params + [int(limit), int(offset)],
+        )
+        return [self._image(r) for r in rows]
+
+    def count_images(self, project_id: int, dataset_id: int | None = None, status: str | None = None) -> int:
+        where, params = self._image_filter(project_id, dataset_id, status)
+        return int(self._one(f"SELECT count(*) FROM images i WHERE {where}", params)[0])
+
+    def image_status_counts(self, project_id: int) -> dict[str, int]:
+        rows = self._all("SELECT status, count(*) FROM images WHERE project_id = ? GROUP BY status", [project_id])
+        return {s: int(n) for s, n in rows}
+
+    def get_image(self, image_id: int) -> ImageRecord:
+        cols = ", ".join(f"i.{c.strip()}" for c in IMAGE_COLUMNS.split(","))
+        row = self._one(
+            f"SELECT {cols}, d.name FROM images i JOIN datasets d ON d.id = i.dataset_id WHERE i.id = ?", [image_id]
+        )
+        if row is None:
+            raise NotFound(f"No image with id {image_id}")
+        return self._image(row)
+
+    @staticmethod
+    def _image(r: tuple) -> ImageRecord:
+        return ImageRecord(
+            id=int(r[0]), project_id=int(r[1]), dataset_id=int(r[2]), rel_path=r[3], sha256=r[4], file=r[5],
+            thumb=r[6], width=int(r[7]), height=int(r[8]), format=r[9], size_bytes=int(r[10]), split=r[11],
+            status=r[12], reviewed_by=r[13], reviewed_at=r[14], created_at=r[15], dataset=r[16],
+        )
+
+    def uploads(self, project_id: int, limit: int = 20) -> list[dict]:
+        rows = self._all(
+            "SELECT u.id, d.name, u.source, u.added, u.duplicates, u.skipped, u.created_at, u.created_by "
+            "FROM uploads u JOIN datasets d ON d.id = u.dataset_id WHERE u.project_id = ? ORDER BY u.id DESC LIMIT ?",
+            [project_id, limit],
+        )
+        keys = ("id", "dataset", "source", "added", "duplicates", "skipped", "created_at", "created_by")
+        return [dict(zip(keys, r)) for r in rows]
+
+    # --- boxes -------------------------------------------------------------------------------------
+    def insert_boxes(self, rows: Iterable[tuple[int, Box]]) -> list[int]:
+        """Insert (image_id, Box) pairs in one transaction."""
+        now = utcnow()
+        data = [
+            (image_id, b.class_idx, b.x1, b.y1, b.x2, b.y2, b.confidence, b.source, b.model_id, b.job_id,
+             b.created_by, b.created_at or now)
+            for image_id, b in rows
+        ]
+        with self.transaction() as cur:
+            return [int(i) for i in self._bulk_insert(
+                cur, "boxes",
+                {"image_id": "int", "class_idx": "int", "x1": "float", "y1": "float", "x2": "float", "y2": "float",
+                 "confidence": "float", "source": "str", "model_id": "int", "job_id": "int", "created_by": "str",
+                 "created_at": "ts"},
+                data,
+            )]
+
+    def boxes_for_image(self, image_id: int) -> list[Box]:
+        rows = self._all(
+            "SELECT id, class_idx, x1, y1, x2, y2, confidence, source, model_id, job_id, created_by, created_at "
+            "FROM boxes WHERE image_id = ? ORDER BY id",
+            [image_id],
+        )
+        return [
+            Box(x1=r[2], y1=r[3], x2=r[4], y2=r[5], class_idx=int(r[1]), confidence=r[6], source=r[7],
+                model_id=r[8], job_id=r[9], created_by=r[10], created_at=r[11], id=int(r[0]))
+            for r in rows
+        ]

@@ -1,0 +1,172 @@
+"""The currency of the app: small frozen dataclasses validated at construction.
+
+Nothing here imports anything of ours. Boxes are absolute-pixel xyxy floats in the EXIF-corrected image;
+conversions to other conventions live in geometry.py and the format/edge modules.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+
+BOX_SOURCES = ("human", "model", "import")
+REVIEW_STATES = ("unreviewed", "approved", "rejected")
+SPLITS = ("train", "val", "test")
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+
+
+class UserError(Exception):
+    """A failure the user can act on; its message names the file or value at fault."""
+
+
+class NotFound(UserError):
+    """A project, dataset, image or class that does not exist."""
+
+
+class StoreBusy(UserError):
+    """The metadata database is held by another process (normally the running app)."""
+
+    def __init__(self, message: str, pid: int | None = None):
+        super().__init__(message)
+        self.pid = pid
+
+
+@dataclass(frozen=True)
+class ClassDef:
+    index: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Project:
+    id: int
+    name: str
+    classes: tuple[ClassDef, ...]
+    created_at: datetime
+    description: str = ""
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+
+@dataclass(frozen=True)
+class ProjectSummary:
+    id: int
+    name: str
+    description: str
+    created_at: datetime
+    num_classes: int
+    num_datasets: int
+    num_images: int
+    num_boxes: int
+    num_approved: int
+
+
+@dataclass(frozen=True)
+class Dataset:
+    id: int
+    project_id: int
+    name: str
+    created_at: datetime
+    num_images: int = 0
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: int
+    project_id: int
+    dataset_id: int
+    rel_path: str  # path as uploaded, posix, inside its dataset
+    sha256: str  # of the uploaded bytes
+    file: str  # stored file, relative to the project folder
+    thumb: str  # thumbnail, relative to the project folder
+    width: int  # EXIF-corrected
+    height: int
+    format: str
+    size_bytes: int
+    split: str | None = None
+    status: str = "unreviewed"
+    reviewed_by: str | None = None
+    reviewed_at: datetime | None = None
+    created_at: datetime | None = None
+    dataset: str = ""  # the dataset's name, filled by listing queries
+
+    def __post_init__(self):
+        if self.split is not None and self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS} or None, got {self.split!r}")
+        if self.status not in REVIEW_STATES:
+            raise ValueError(f"status must be one of {REVIEW_STATES}, got {self.status!r}")
+
+
+@dataclass(frozen=True)
+class Box:
+    """One box: absolute pixel xyxy, class index, and provenance."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    class_idx: int
+    confidence: float | None = None
+    source: str = "human"
+    model_id: int | None = None
+    job_id: int | None = None
+    created_by: str | None = None
+    created_at: datetime | None = None
+    id: int | None = None
+
+    def __post_init__(self):
+        coords = (self.x1, self.y1, self.x2, self.y2)
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in coords):
+            raise ValueError(f"box coordinates must be finite numbers, got {coords}")
+        if self.x2 < self.x1 or self.y2 < self.y1:
+            raise ValueError(f"box must have x2 >= x1 and y2 >= y1, got {coords}")
+        if not isinstance(self.class_idx, int) or self.class_idx < 0:
+            raise ValueError(f"class index must be a non-negative int, got {self.class_idx!r}")
+        if self.source not in BOX_SOURCES:
+            raise ValueError(f"box source must be one of {BOX_SOURCES}, got {self.source!r}")
+        if self.confidence is not None and not (0.0 <= self.confidence <= 1.0):
+            raise ValueError(f"confidence must be in [0, 1] or None, got {self.confidence!r}")
+
+    @property
+    def xyxy(self) -> tuple[float, float, float, float]:
+        return (self.x1, self.y1, self.x2, self.y2)
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DuplicateFile:
+    name: str
+    same_as: str  # "dataset/rel_path" of the stored copy, or a name earlier in the same upload
+
+
+@dataclass
+class IngestReport:
+    project: str
+    dataset: str
+    added: list[str] = field(default_factory=list)
+    duplicates: list[DuplicateFile] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how stored files differ from the upload
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "project": self.project,
+            "dataset": self.dataset,
+            "added": len(self.added),
+            "duplicates": len(self.duplicates),
+            "skipped": len(self.skipped),
+            "added_files": list(self.added),
+            "duplicate_files": [{"name": d.name, "same_as": d.same_as} for d in self.duplicates],
+            "skipped_files": [{"name": s.name, "reason": s.reason} for s in self.skipped],
+            "notes": list(self.notes),
+            "seconds": round(self.seconds, 3),
+        }

@@ -151,7 +151,8 @@ def decode_image(data: bytes, limits: Limits) -> Decoded:
     except UnidentifiedImageError:
         raise BadImage("not a readable image (unknown format or damaged header)") from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise BadImage(f"not a readable image ({e})") from None
+        kind = "truncated image" if "truncated" in str(e).lower() else "not a readable image"
+        raise BadImage(f"{kind} ({e})") from None
     fmt = im.format or "?"
     if fmt not in STORED_EXT:
         raise BadImage(f"unsupported image format {fmt}; accepted: JPG, PNG, WebP, TIFF, BMP")

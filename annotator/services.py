@@ -83,6 +83,19 @@ class ProjectDetails:
     def num_images(self) -> int:
         return sum(self.status_counts.values())
 
+    def as_dict(self) -> dict:
+        p = self.project
+        return {
+            "id": p.id,
+            "name": p.name,
+            "description": p.description,
+            "created_at": p.created_at.isoformat(timespec="seconds"),
+            "classes": [{"index": c.index, "name": c.name, "boxes": c.boxes} for c in self.classes],
+            "datasets": [{"name": d.name, "images": d.num_images} for d in self.datasets],
+            "images": self.num_images,
+            "status": dict(self.status_counts),
+        }
+
 
 @dataclass(frozen=True)
 class ImagePage:
@@ -165,15 +178,16 @@ class Services:
 
     # --- classes ---------------------------------------------------------------------------------
     def _class_index(self, p: Project, ref: int | str) -> int:
-        if isinstance(ref, int) or (isinstance(ref, str) and ref.strip().lstrip("-").isdigit()):
-            idx = int(ref)
-            if not (0 <= idx < len(p.classes)):
-                raise NotFound(f"Project {p.name!r} has no class index {idx} (0-{len(p.classes) - 1})")
-            return idx
+        """A class by exact name (case-insensitive) first, else by index."""
         key = str(ref).strip().lower()
         for c in p.classes:
             if c.name.lower() == key:
                 return c.index
+        if isinstance(ref, int) or key.lstrip("-").isdigit():
+            idx = int(key)
+            if not (0 <= idx < len(p.classes)):
+                raise NotFound(f"Project {p.name!r} has no class index {idx} (0-{len(p.classes) - 1})")
+            return idx
         raise NotFound(f"Project {p.name!r} has no class named {str(ref).strip()!r}")
 
     def rename_class(self, ref, class_ref: int | str, new_name: str) -> Project:

@@ -63,6 +63,13 @@ class ProjectSummary:
     num_boxes: int
     num_approved: int
 
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id, "name": self.name, "description": self.description, "classes": self.num_classes,
+            "datasets": self.num_datasets, "images": self.num_images, "approved": self.num_approved,
+            "boxes": self.num_boxes, "created_at": self.created_at.isoformat(timespec="seconds"),
+        }
+
 
 @dataclass(frozen=True)
 class Dataset:

@@ -1,0 +1,36 @@
+# The two commands of the README's Quick start: `make run` and `make test`.
+# Installs into .venv only when requirements change (a stamp file per requirements set).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --disable-pip-version-check --progress-bar off -q
+
+.PHONY: run test bench install install-dev clean-venv
+
+run: $(VENV)/.installed
+	$(PY) app.py $(ARGS)
+
+# pytest exits 5 when it collects no tests: that is not a failure of the suite.
+test: $(VENV)/.installed-dev
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+
+bench: $(VENV)/.installed
+	$(PY) bench/ingest.py
+	$(PY) bench/store.py
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt | $(PY)
+	$(PIP) -r requirements.txt
+	@touch $@
+
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+	$(PIP) -r requirements-dev.txt
+	@touch $@
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,113 @@
+"""Start the app: open the store, build the UI, launch Gradio, and tell the CLI where we are.
+
+While the app runs it owns DuckDB; ``data/app.json`` (pid + local URL) lets ``python -m annotator ...``
+go through the app's API instead of failing on the database lock.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import signal
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from .settings import Settings
+from .types import UserError
+
+
+@dataclass
+class RunningApp:
+    url: str
+    services: object
+    demo: object
+    info_path: Path
+
+    def close(self) -> None:
+        try:
+            self.demo.close()
+        finally:
+            self.services.close()
+            _remove_info(self.info_path)
+
+
+def local_url(host: str, port: int) -> str:
+    reach = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://{reach}:{port}"
+
+
+def _remove_info(path: Path) -> None:
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def _sigterm_as_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def start(settings: Settings, *, block: bool = True, quiet: bool = False) -> RunningApp:
+    """Launch the app. With ``block=False`` it returns once the server is up (tests, embedding)."""
+    settings.validate_launch()
+    settings.prepare()  # before importing gradio: it reads GRADIO_TEMP_DIR at import time
+    if not _port_free(settings.host, settings.port):
+        raise UserError(
+            f"Port {settings.port} on {settings.host} is already in use (another Auto Annotator?). "
+            "Stop it or choose another port with --port / ANNOTATOR_PORT."
+        )
+    from .services import Services
+
+    services = Services.open(settings)
+    try:
+        import gradio as gr
+
+        from .ui import CSS, TITLE, build_app
+
+        # Thumbnails and images are served from the data folder directly, without copies in the cache.
+        gr.set_static_paths([str(settings.projects_dir)])
+        demo = build_app(services)
+        demo.queue(default_concurrency_limit=8)
+        url = local_url(settings.host, settings.port)
+        info = {"pid": os.getpid(), "url": url, "data_dir": str(settings.data_dir)}
+        settings.app_info_path.write_text(json.dumps(info))
+        atexit.register(_remove_info, settings.app_info_path)
+        if not quiet:
+            print(f"{TITLE}: data in {settings.data_dir}; open {url}", flush=True)
+        if block and threading.current_thread() is threading.main_thread():
+            # docker stop / kill send SIGTERM: shut down like Ctrl+C so the store closes cleanly.
+            signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+        demo.launch(
+            server_name=settings.host,
+            server_port=settings.port,
+            share=settings.share,
+            auth=list(settings.auth) or None,
+            auth_message="Auto Annotator: sign in" if settings.auth else None,
+            prevent_thread_lock=not block,
+            quiet=quiet,
+            theme=gr.themes.Soft(),
+            css=CSS,
+            footer_links=["api", "settings"],
+        )
+    except BaseException:
+        services.close()
+        _remove_info(settings.app_info_path)
+        raise
+    running = RunningApp(url, services, demo, settings.app_info_path)
+    if block:  # launch() returned: the server stopped
+        running.close()
+    return running

@@ -1,0 +1,52 @@
+"""The Gradio app: a header with the shared project picker, then one tab per module.
+
+``build_app(services)`` only builds; launching lives in ``annotator.launch``.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ..services import Services
+from .common import UIContext
+from .projects import build_projects_tab, make_handlers as project_handlers, render_picker
+from .upload import build_upload_tab
+
+TITLE = "Auto Annotator"
+CSS = """
+#aa-header { align-items: end; }
+#aa-header h1 { margin: 0; }
+"""
+
+
+def build_app(services: Services) -> gr.Blocks:
+    handlers = project_handlers(services)
+    with gr.Blocks(title=TITLE) as demo:
+        with gr.Row(elem_id="aa-header"):
+            gr.Markdown(f"# {TITLE}\nUpload · auto-annotate · review · train · export — one place, your data.")
+            project = gr.Dropdown(
+                label="Project", choices=[p.name for p in services.list_projects()], value=None,
+                allow_custom_value=True, scale=0, min_width=260, elem_id="aa-project",
+            )
+            refresh = gr.Button("↻", scale=0, min_width=40, elem_id="aa-refresh-projects")
+        projects_json = gr.JSON(visible=False)
+
+        def pick(projects, current):
+            return render_picker(projects, current)
+
+        # On page load and on refresh: the project list (an API endpoint), rendered into the picker.
+        # Registered before the tabs so the public endpoint gets the plain name "list_projects".
+        for ev in (demo.load(handlers["list_projects"], None, projects_json, api_name="list_projects"),
+                   refresh.click(handlers["list_projects"], None, projects_json, api_visibility="private")):
+            ev.success(pick, [projects_json, project], project, api_visibility="private")
+
+        ctx = UIContext(services=services, project=project, projects_json=projects_json)
+        with gr.Tabs():
+            with gr.Tab("Projects", id="projects"):
+                build_projects_tab(ctx)
+            with gr.Tab("Upload", id="upload"):
+                build_upload_tab(ctx)
+    return demo
+
+
+__all__ = ["build_app", "CSS", "TITLE"]

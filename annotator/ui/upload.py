@@ -1,0 +1,186 @@
+"""Upload tab: zips / image files into a dataset, the upload report, and a paged gallery of the project.
+
+Handlers first (JSON-able results, each an API endpoint), renderers next, wiring last.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from ..ingest import IMAGE_EXTENSIONS
+from ..services import Services
+from .common import UIContext, table, user_errors, username
+
+PAGE_SIZE = 48
+ALL = "All datasets"
+STATUSES = [("All", ""), ("Unreviewed", "unreviewed"), ("Approved", "approved"), ("Rejected", "rejected")]
+SKIPPED_HEADERS = ["file", "reason"]
+DUP_HEADERS = ["file", "same content as"]
+UPLOAD_HEADERS = ["when", "dataset", "source", "added", "duplicates", "skipped", "by"]
+
+
+def _paths(files) -> list[tuple[Path, str]]:
+    """gr.File values (paths or FileData-like) -> (path on disk, original name)."""
+    out = []
+    for f in files or []:
+        path = Path(getattr(f, "path", None) or getattr(f, "name", None) or f)
+        name = getattr(f, "orig_name", None) or path.name
+        out.append((path, name))
+    return out
+
+
+# --- handlers (API) ------------------------------------------------------------------------------------
+def make_handlers(services: Services):
+    @user_errors
+    def upload_images(project: str, files: list, dataset: str = "", request: gr.Request = None,
+                      progress=gr.Progress()) -> dict:
+        sources = _paths(files)
+
+        def tick(done: int, total: int, name: str) -> None:
+            progress((done, total), desc=f"Ingesting {name}", unit="files")
+
+        report = services.add_images(project, sources, dataset or None, user=username(request), progress=tick)
+        return report.as_dict()
+
+    @user_errors
+    def list_images(project: str, dataset: str = "", status: str = "", page: float = 1) -> dict:
+        if not project:
+            return {"total": 0, "page": 1, "pages": 1, "images": [], "datasets": [], "status": {}}
+        p = services.project(project)
+        ds = None if dataset in ("", None, ALL) else dataset
+        result = services.list_images(p, ds, status or None, int(page or 1) - 1, PAGE_SIZE)
+        details = services.project_details(p)
+        return {
+            "project": p.name,
+            "total": result.total,
+            "page": result.page + 1,
+            "pages": result.pages,
+            "datasets": [{"name": d.name, "images": d.num_images} for d in details.datasets],
+            "status": details.status_counts,
+            "images": [
+                {"id": i.id, "dataset": i.dataset, "rel_path": i.rel_path, "width": i.width, "height": i.height,
+                 "format": i.format, "status": i.status, "split": i.split, "thumb": str(services.thumb_file(i))}
+                for i in result.images
+            ],
+            "uploads": [
+                {**u, "created_at": u["created_at"].isoformat(timespec="seconds")}
+                for u in services.uploads(p)
+            ],
+        }
+
+    return {"upload_images": upload_images, "list_images": list_images}
+
+
+# --- renderers (private) -------------------------------------------------------------------------------
+def report_markdown(r: dict) -> str:
+    if not r:
+        return ""
+    head = (
+        f"### Added {r['added']} image(s) to `{r['project']}` / `{r['dataset']}`\n"
+        f"{r['duplicates']} duplicate(s) not stored again · {r['skipped']} file(s) skipped · {r['seconds']:.1f} s"
+    )
+    notes = r.get("notes") or []
+    if notes:
+        shown = "\n".join(f"- {n}" for n in notes[:20])
+        more = f"\n- ... and {len(notes) - 20} more" if len(notes) > 20 else ""
+        head += f"\n\nNormalized at ingest (so every tool sees the same pixels):\n{shown}{more}"
+    return head
+
+
+def render_report(r: dict):
+    skipped = [[s["name"], s["reason"]] for s in r.get("skipped_files", [])]
+    dups = [[d["name"], d["same_as"]] for d in r.get("duplicate_files", [])]
+    return (
+        report_markdown(r),
+        gr.Dataframe(value=table(skipped, SKIPPED_HEADERS), visible=bool(skipped)),
+        gr.Dataframe(value=table(dups, DUP_HEADERS), visible=bool(dups)),
+        None,  # clear the file picker
+        gr.Dropdown(value=ALL),
+        1,
+    )
+
+
+def render_gallery(g: dict, current_dataset: str):
+    images = g.get("images", [])
+    items = [(i["thumb"], f"{i['dataset']}/{i['rel_path']} · {i['width']}x{i['height']} · {i['status']}") for i in images]
+    status = g.get("status", {})
+    counts = " · ".join(f"{status.get(k, 0)} {k}" for k in ("unreviewed", "approved", "rejected"))
+    if g.get("project"):
+        info = (f"**{g['total']}** image(s) shown by this filter · page {g['page']} of {g['pages']}  \n"
+                f"Project total: {sum(status.values())} ({counts})")
+    else:
+        info = "Choose or create a project first (Projects tab)."
+    names = [ALL] + [d["name"] for d in g.get("datasets", [])]
+    uploads = [[u["created_at"].replace("T", " "), u["dataset"], u["source"], u["added"], u["duplicates"],
+                u["skipped"], u["created_by"] or ""] for u in g.get("uploads", [])]
+    return (
+        gr.Gallery(value=items),
+        info,
+        gr.Dropdown(choices=names, value=current_dataset if current_dataset in names else ALL),
+        gr.Number(value=g.get("page", 1), maximum=g.get("pages", 1)),
+        gr.Dropdown(choices=[d["name"] for d in g.get("datasets", [])]),
+        table(uploads, UPLOAD_HEADERS),
+    )
+
+
+# --- wiring ------------------------------------------------------------------------------------------
+def build_upload_tab(ctx: UIContext) -> None:
+    h = make_handlers(ctx.services)
+    project = ctx.project
+    with gr.Row():
+        with gr.Column(scale=1, min_width=320):
+            files = gr.File(
+                label="Drop a .zip (folders inside are kept) or image files: JPG, PNG, WebP, TIFF, BMP",
+                file_count="multiple",
+                file_types=[".zip", *sorted(IMAGE_EXTENSIONS)],
+            )
+            dataset = gr.Dropdown(
+                label="Dataset (pick one to add to, or type a new name; empty = the zip's name)",
+                choices=[], value=None, allow_custom_value=True,
+            )
+            upload_btn = gr.Button("Upload", variant="primary")
+        with gr.Column(scale=2):
+            report = gr.Markdown()
+            skipped = gr.Dataframe(value=table([], SKIPPED_HEADERS), label="Skipped files and why",
+                                   interactive=False, wrap=True, visible=False)
+            dups = gr.Dataframe(value=table([], DUP_HEADERS), label="Duplicates (stored once)",
+                                interactive=False, wrap=True, visible=False)
+    gr.Markdown("### Images")
+    with gr.Row():
+        filter_dataset = gr.Dropdown(label="Dataset", choices=[ALL], value=ALL, allow_custom_value=True, scale=2)
+        filter_status = gr.Radio(STATUSES, value="", label="Review status", scale=3)
+        page = gr.Number(label="Page", value=1, minimum=1, precision=0, scale=1)
+        prev_btn = gr.Button("◀ Previous", scale=1)
+        next_btn = gr.Button("Next ▶", scale=1)
+        refresh_btn = gr.Button("↻ Refresh", scale=1)
+    info = gr.Markdown()
+    gallery = gr.Gallery(label="Images", columns=8, height=560, object_fit="contain", preview=False,
+                         allow_preview=True, show_label=False)
+    with gr.Accordion("Upload history", open=False):
+        history = gr.Dataframe(value=table([], UPLOAD_HEADERS), interactive=False, wrap=True)
+
+    gallery_json = gr.JSON(visible=False)
+    report_json = gr.JSON(visible=False)
+    gallery_outputs = [gallery, info, filter_dataset, page, dataset, history]
+
+    def refresh(ev):
+        return ev.then(
+            h["list_images"], [project, filter_dataset, filter_status, page], gallery_json, api_visibility="private",
+        ).success(render_gallery, [gallery_json, filter_dataset], gallery_outputs, api_visibility="private")
+
+    listing_inputs = [project, filter_dataset, filter_status, page]
+    refresh_btn.click(h["list_images"], listing_inputs, gallery_json, api_name="list_images").success(
+        render_gallery, [gallery_json, filter_dataset], gallery_outputs, api_visibility="private"
+    )
+    up = upload_btn.click(h["upload_images"], [project, files, dataset], report_json, api_name="upload_images",
+                          concurrency_limit=2)
+    refresh(up.success(render_report, report_json, [report, skipped, dups, files, filter_dataset, page],
+                       api_visibility="private"))
+    # A new project or filter starts at page 1.
+    for trigger in (project.change, filter_dataset.input, filter_status.input):
+        refresh(trigger(lambda: 1, None, page, api_visibility="private", queue=False))
+    refresh(page.submit(lambda p: max(1, int(p or 1)), page, page, api_visibility="private", queue=False))
+    refresh(prev_btn.click(lambda p: max(1, int(p or 1) - 1), page, page, api_visibility="private", queue=False))
+    refresh(next_btn.click(lambda p: int(p or 1) + 1, page, page, api_visibility="private", queue=False))

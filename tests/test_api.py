@@ -1,0 +1,92 @@
+"""The app launched for real on a free port, driven only through gradio_client (as a script would)."""
+
+from __future__ import annotations
+
+import socket
+import zipfile
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from annotator.launch import start
+from annotator.settings import Settings
+
+from .imagegen import jpeg_bytes
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def app(tmp_path):
+    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data")}).with_overrides(port=_free_port())
+    running = start(settings, block=False, quiet=True)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def test_create_upload_list_through_the_api(app, tmp_path):
+    client = Client(app.url, verbose=False)
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    for name in ("/create_project", "/list_projects", "/upload_images", "/list_images", "/project_details"):
+        assert name in api
+
+    created = client.predict("Parking", "car\ntruck", "", api_name="/create_project")
+    assert [c["name"] for c in created["classes"]] == ["car", "truck"]
+
+    with pytest.raises(AppError, match="already exists"):
+        client.predict("parking", "x", "", api_name="/create_project")
+
+    archive = tmp_path / "lot.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("north/a.jpg", jpeg_bytes(320, 240, seed=1))
+        zf.writestr("south/b.jpg", jpeg_bytes(200, 300, seed=2))
+        zf.writestr("south/b_copy.jpg", jpeg_bytes(200, 300, seed=2))
+        zf.writestr("notes.txt", b"not an image")
+    report = client.predict("Parking", [handle_file(str(archive))], "", api_name="/upload_images")
+    assert report["dataset"] == "lot"
+    assert sorted(report["added_files"]) == ["north/a.jpg", "south/b.jpg"]
+    assert [d["name"] for d in report["duplicate_files"]] == ["south/b_copy.jpg"]
+    assert [s["name"] for s in report["skipped_files"]] == ["lot.zip:notes.txt"]
+
+    listing = client.predict("Parking", "", "", 1, api_name="/list_images")
+    assert listing["total"] == 2
+    assert {(i["rel_path"], i["width"], i["height"]) for i in listing["images"]} == {
+        ("north/a.jpg", 320, 240), ("south/b.jpg", 200, 300)}
+    assert listing["datasets"] == [{"name": "lot", "images": 2}]
+
+    projects = client.predict(api_name="/list_projects")
+    assert [(p["name"], p["images"]) for p in projects] == [("Parking", 2)]
+
+
+def test_unknown_project_is_a_clear_api_error(app):
+    client = Client(app.url, verbose=False)
+    with pytest.raises(AppError, match="No project named 'Nope'"):
+        client.predict("Nope", "", "", 1, api_name="/list_images")
+
+
+def test_share_without_auth_is_refused(tmp_path):
+    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data")}).with_overrides(share=True)
+    with pytest.raises(Exception, match="refusing to start without login"):
+        start(settings, block=False, quiet=True)
+    assert not (tmp_path / "data" / "metadata.duckdb").exists()
+
+
+def test_auth_protects_the_api(tmp_path):
+    settings = Settings.from_env({
+        "ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_AUTH": "ann:secret",
+    }).with_overrides(port=_free_port())
+    running = start(settings, block=False, quiet=True)
+    try:
+        with pytest.raises(Exception):
+            Client(running.url, verbose=False)
+        client = Client(running.url, auth=("ann", "secret"), verbose=False)
+        assert client.predict(api_name="/list_projects") == []
+    finally:
+        running.close()

@@ -1,0 +1,127 @@
+"""`python -m annotator ...` as a user runs it: in a subprocess, with its own data folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from .imagegen import jpeg_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ANNOTATOR_DATA_DIR": str(data_dir)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "annotator", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("day1/a.jpg", jpeg_bytes(64, 48, seed=1))
+        zf.writestr("day1/b.jpg", jpeg_bytes(64, 48, seed=2))
+        zf.writestr("day1/broken.jpg", jpeg_bytes(64, 48, seed=3)[:100])
+    return archive
+
+
+def test_create_list_ingest_with_json(tmp_path, photos):
+    data = tmp_path / "data"
+    created = json.loads(run_cli(data, "project", "create", "Birds", "--classes", "gull,tern", "--json").stdout)
+    assert [c["name"] for c in created["classes"]] == ["gull", "tern"]
+
+    report = json.loads(run_cli(data, "ingest", "Birds", str(photos), "--dataset", "coast", "--json").stdout)
+    assert report["dataset"] == "coast"
+    assert sorted(report["added_files"]) == ["day1/a.jpg", "day1/b.jpg"]
+    assert report["skipped_files"][0]["name"] == "photos.zip:day1/broken.jpg"
+
+    listed = json.loads(run_cli(data, "project", "list", "--json").stdout)
+    assert [(p["name"], p["images"], p["datasets"]) for p in listed] == [("Birds", 2, 1)]
+
+    human = run_cli(data, "project", "list").stdout
+    assert "Birds" in human and "images" in human
+
+
+def test_bad_input_exits_2_with_a_message(tmp_path, photos):
+    data = tmp_path / "data"
+    dup = run_cli(data, "project", "create", "X", "--classes", "a,A", check=False)
+    assert dup.returncode == 2 and "listed twice" in dup.stderr and "Traceback" not in dup.stderr
+    missing = run_cli(data, "ingest", "Nope", str(photos), check=False)
+    assert missing.returncode == 2 and "No project named 'Nope'" in missing.stderr
+    nofile = run_cli(data, "ingest", "Nope", str(tmp_path / "absent.zip"), check=False)
+    assert nofile.returncode == 2 and "absent.zip: no such file" in nofile.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_while_the_app_runs_the_cli_goes_through_its_api(tmp_path, photos):
+    data = tmp_path / "data"
+    port = _free_port()
+    env = {**os.environ, "ANNOTATOR_DATA_DIR": str(data), "ANNOTATOR_PORT": str(port)}
+    app = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if (data / "app.json").exists():
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    pass
+            assert app.poll() is None, app.stdout.read()
+            time.sleep(0.5)
+        else:
+            pytest.fail("app did not start")
+
+        created = run_cli(data, "project", "create", "Live", "--classes", "a,b", "--json")
+        assert "going through its API" in created.stderr
+        assert json.loads(created.stdout)["name"] == "Live"
+        report = json.loads(run_cli(data, "ingest", "Live", str(photos), "--json").stdout)
+        assert report["added"] == 2
+        again = run_cli(data, "project", "create", "live", "--classes", "a", check=False)
+        assert again.returncode == 2 and "already exists" in again.stderr and "&#x27;" not in again.stderr
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+
+    # With the app gone, the CLI opens the store itself and sees what the app wrote.
+    listed = json.loads(run_cli(data, "project", "list", "--json").stdout)
+    assert [(p["name"], p["images"]) for p in listed] == [("Live", 2)]
+    assert not (data / "app.json").exists()
+
+
+def test_a_foreign_lock_holder_is_named(tmp_path):
+    data = tmp_path / "data"
+    run_cli(data, "project", "list")  # creates the database
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('ok', flush=True); "
+         "time.sleep(60)", str(data / "metadata.duckdb")],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ok"
+        proc = run_cli(data, "project", "list", check=False)
+        assert proc.returncode == 2
+        assert f"in use by process {holder.pid}" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    finally:
+        holder.kill()
+        holder.wait()

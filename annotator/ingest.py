@@ -142,6 +142,9 @@ def decode_image(data: bytes, limits: Limits) -> Decoded:
     """Validate one image fully and return what to store. Raises BadImage with a user-facing reason."""
     if not data:
         raise BadImage("empty file (0 bytes)")
+    if (Image.MAX_IMAGE_PIXELS or 0) < limits.max_pixels:
+        # Pillow refuses at 2x its own limit before our check can run: let our (higher) limit decide.
+        Image.MAX_IMAGE_PIXELS = limits.max_pixels
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides below

@@ -5,8 +5,10 @@ Every method validates its input and raises ``UserError`` with a message naming 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import threading
 import time
 import unicodedata
 import uuid
@@ -20,6 +22,7 @@ from .settings import Settings
 from .store import Store
 from .types import (
     Dataset,
+    DuplicateFile,
     ImageRecord,
     IngestReport,
     NotFound,
@@ -109,6 +112,7 @@ class Services:
     def __init__(self, settings: Settings, store: Store):
         self.settings = settings
         self.store = store
+        self._commit_lock = threading.Lock()
 
     @classmethod
     def open(cls, settings: Settings) -> "Services":
@@ -293,41 +297,61 @@ class Services:
                 srcs, staging, ingest.Limits.from_settings(self.settings), known, taken, progress,
                 self.settings.ingest_threads,
             )
-            report = IngestReport(
-                project=p.name, dataset=dataset_name, added=[i.rel_path for i in prep.images],
-                duplicates=prep.duplicates, skipped=prep.skipped,
-            )
+            report = IngestReport(project=p.name, dataset=dataset_name, duplicates=prep.duplicates,
+                                  skipped=prep.skipped)
             if prep.images:
-                self._commit_images(p, dataset_name, prep.images, report, [n for _, n in srcs], user)
+                self._commit_images(p, dataset_name, prep.images, report, [n for _, n in srcs], user, t0)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                staging.parent.rmdir()  # only when no other upload is staging
         report.seconds = time.perf_counter() - t0
-        report.notes = [f"{i.rel_path}: {i.note}" for i in prep.images if i.note]
+        if progress and not prep.images and not prep.duplicates and not prep.skipped:
+            progress(0, 0, "")
         return report
 
-    def _commit_images(self, p: Project, dataset_name: str, images, report: IngestReport, names, user) -> None:
+    def _commit_images(self, p: Project, dataset_name: str, images, report: IngestReport, names, user, t0) -> None:
+        """Move staged files into place and register them, all or nothing.
+
+        Uploads run concurrently; their commits do not. Under the lock, images that another upload
+        committed meanwhile become duplicates instead of failing the whole commit on the unique index.
+        """
         pdir = self.settings.project_dir(p.id)
-        created: list[Path] = []
-        rows = []
-        try:
+        with self._commit_lock:
+            known = self.store.image_shas(p.id)
+            fresh = []
             for img in images:
-                file, thumb = ingest.stored_names(img.sha256, img.ext)
-                for src, rel in ((img.image_path, file), (img.thumb_path, thumb)):
-                    dst = pdir / rel
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    if not dst.exists():
-                        created.append(dst)
-                    os.replace(src, dst)
-                rows.append({
-                    "rel_path": img.rel_path, "sha256": img.sha256, "file": file, "thumb": thumb,
-                    "width": img.width, "height": img.height, "format": img.format, "size_bytes": img.size_bytes,
-                })
-            upload = {"source": ", ".join(names)[:500], **report.as_dict()}
-            self.store.add_images(p.id, dataset_name, rows, upload, user)
-        except BaseException:
-            for path in created:  # leave nothing half-written behind
-                path.unlink(missing_ok=True)
-            raise
+                if img.sha256 in known:
+                    report.duplicates.append(DuplicateFile(img.rel_path, known[img.sha256]))
+                else:
+                    fresh.append(img)
+            report.added = [i.rel_path for i in fresh]
+            report.notes = [f"{i.rel_path}: {i.note}" for i in fresh if i.note]
+            if not fresh:
+                return
+            report.seconds = time.perf_counter() - t0
+            created: list[Path] = []
+            rows = []
+            try:
+                for img in fresh:
+                    file, thumb = ingest.stored_names(img.sha256, img.ext)
+                    for src, rel in ((img.image_path, file), (img.thumb_path, thumb)):
+                        dst = pdir / rel
+                        dst.parent.mkdir(parents=True, exist_ok=True)
+                        if not dst.exists():
+                            created.append(dst)
+                        os.replace(src, dst)
+                    rows.append({
+                        "rel_path": img.rel_path, "sha256": img.sha256, "file": file, "thumb": thumb,
+                        "width": img.width, "height": img.height, "format": img.format,
+                        "size_bytes": img.size_bytes,
+                    })
+                upload = {"source": ", ".join(names)[:500], **report.as_dict()}
+                self.store.add_images(p.id, dataset_name, rows, upload, user)
+            except BaseException:
+                for path in created:  # leave nothing half-written behind
+                    path.unlink(missing_ok=True)
+                raise
 
     @staticmethod
     def _default_dataset_name(srcs: list[tuple[Path, str]]) -> str:

@@ -295,12 +295,12 @@ class Store:
     # --- projects ----------------------------------------------------------------------------------
     def create_project(self, name: str, class_names: Sequence[str], description: str = "", user: str | None = None) -> int:
         with self.transaction() as cur:
-            if cur.execute("SELECT 1 FROM projects WHERE lower(name) = lower(?)", [name]).fetchone():
+            if cur.execute("SELECT 1 FROM projects WHERE lower(name) = lower(?)", [name]).fetchall():
                 raise UserError(f"A project named {name!r} already exists")
-            (pid,) = cur.execute(
+            ((pid,),) = cur.execute(
                 "INSERT INTO projects (name, description, created_at, created_by) VALUES (?, ?, ?, ?) RETURNING id",
                 [name, description, utcnow(), user],
-            ).fetchone()
+            ).fetchall()
             self._bulk_insert(
                 cur, "classes", {"project_id": "int", "idx": "int", "name": "str"},
                 [(pid, i, n) for i, n in enumerate(class_names)], returning="idx",
@@ -479,16 +479,17 @@ class Store:
         """
         now = utcnow()
         with self.transaction() as cur:
-            found = cur.execute(
+            # fetchall, not fetchone: an unfinished result on the cursor blocks register() in _bulk_insert.
+            found = next(iter(cur.execute(
                 "SELECT id FROM datasets WHERE project_id = ? AND lower(name) = lower(?)", [project_id, dataset_name]
-            ).fetchone()
+            ).fetchall()), None)
             if found:
                 dataset_id = int(found[0])
             else:
-                (dataset_id,) = cur.execute(
+                ((dataset_id,),) = cur.execute(
                     "INSERT INTO datasets (project_id, name, created_at, created_by) VALUES (?, ?, ?, ?) RETURNING id",
                     [project_id, dataset_name, now, user],
-                ).fetchone()
+                ).fetchall()
             ids = self._bulk_insert(
                 cur,
                 "images",

@@ -1,0 +1,105 @@
+"""A person in a real browser: Debian's Chromium driven by Playwright (which never downloads a browser).
+
+Creates a project, refuses a bad class edit, uploads a messy zip, and checks the report and the gallery.
+Screenshots go to tests/artifacts/ for a human to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from annotator.launch import start
+from annotator.settings import Settings
+
+from .imagegen import jpeg_bytes
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("Chromium is missing: .ci/run installs Debian's chromium before `make test`")
+    pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
+
+
+@pytest.fixture
+def app(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data")}).with_overrides(port=port)
+    running = start(settings, block=False, quiet=True)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.set_default_timeout(30_000)
+        errors: list[str] = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        yield pg
+        browser.close()
+        assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def test_create_project_and_upload_a_messy_zip(app, page, tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    archive = tmp_path / "street.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(3):
+            zf.writestr(f"cam{i % 2}/frame{i}.jpg", jpeg_bytes(320, 240, seed=i))
+        zf.writestr("cam0/again.jpg", jpeg_bytes(320, 240, seed=0))
+        zf.writestr("../escape.jpg", jpeg_bytes(32, 32, seed=9))
+        zf.writestr("__MACOSX/cam0/._frame0.jpg", b"junk")
+        zf.writestr("cam1/cut.jpg", jpeg_bytes(320, 240, seed=5)[:300])
+
+    page.goto(app.url)
+    page.get_by_text("No project selected").wait_for()  # the empty state tells a newcomer what to do
+
+    page.get_by_label("Project name").fill("Street")
+    page.get_by_label("Classes, one per line (order = YOLO index 0, 1, 2 ...)").fill("car\nperson\nbike")
+    page.get_by_role("button", name="Create project").click()
+    page.locator("h3", has_text="Street").wait_for()
+    for name in ("car", "person", "bike"):
+        page.get_by_text(name, exact=True).filter(visible=True).first.wait_for()
+    assert page.get_by_label("Project name").input_value() == ""  # the form is cleared for the next one
+
+    # A duplicate class name is refused with a message, and nothing changes.
+    page.get_by_text("Edit classes").click()
+    page.get_by_label("Add classes (one per line, appended at the end)").fill("Car")
+    page.get_by_role("button", name="Add", exact=True).click()
+    page.get_by_text("Class name 'Car' already exists").filter(visible=True).first.wait_for()
+    assert app.services.project("Street").class_names == ["car", "person", "bike"]
+    page.screenshot(path=str(ARTIFACTS / "projects-tab.png"), full_page=True)
+
+    page.get_by_role("tab", name="Upload").click()
+    page.locator("input[type=file][multiple]").set_input_files(str(archive))
+    page.get_by_text("street", exact=True).filter(visible=True).first.wait_for()  # Gradio splits stem/.ext
+    page.get_by_role("button", name="Upload", exact=True).click()
+    page.get_by_text("Added 3 image(s)").filter(visible=True).first.wait_for(timeout=60_000)
+    page.get_by_text("zip-slip").filter(visible=True).first.wait_for()
+    page.get_by_text("truncated image").filter(visible=True).first.wait_for()
+    page.get_by_text("cam0/again.jpg").filter(visible=True).first.wait_for()
+    page.get_by_text("3 image(s) shown by this filter").filter(visible=True).first.wait_for()
+    assert page.locator(".grid-container img, .gallery img, button.thumbnail-item img").count() >= 3
+    page.screenshot(path=str(ARTIFACTS / "upload-tab.png"), full_page=True)
+
+    images = app.services.list_images("Street")
+    assert sorted(i.rel_path for i in images.images) == ["cam0/frame0.jpg", "cam0/frame2.jpg", "cam1/frame1.jpg"]
+    assert not any(p.name == "escape.jpg" for p in tmp_path.rglob("*"))

@@ -32,6 +32,7 @@ from .types import (
 )
 
 MAX_NAME = 100
+ACCEPTED_EXTENSIONS = frozenset(ingest.IMAGE_EXTENSIONS)  # for upload pickers
 
 
 def _clean_name(value: str | None, what: str, forbid: str = "") -> str:

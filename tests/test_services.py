@@ -140,3 +140,31 @@ def test_open_drops_stale_staging_and_reopens(settings, tmp_path):
     finally:
         svc.close()
     assert settings.data_dir.is_relative_to(tmp_path)
+
+
+def test_parallel_upload_of_the_same_image_becomes_a_duplicate(services, project, tmp_path, monkeypatch):
+    """Upload B commits an image while upload A is still decoding it: A reports a duplicate, loses nothing."""
+    from annotator import ingest
+
+    same = imagegen.jpeg_bytes(64, 48, seed=7)
+    zip_a = imagegen.make_zip(tmp_path / "a.zip", {"x.jpg": same, "only_a.jpg": imagegen.jpeg_bytes(64, 48, seed=8)})
+    zip_b = imagegen.make_zip(tmp_path / "b.zip", {"y.jpg": same})
+    real_prepare = ingest.prepare_upload
+    calls = []
+
+    def racing_prepare(*args, **kwargs):
+        prepared = real_prepare(*args, **kwargs)
+        if not calls:  # only upload A: B runs to completion in the middle of it
+            calls.append("b")
+            report_b = services.add_images(project.name, [zip_b], "b")
+            assert report_b.added == ["y.jpg"]
+        return prepared
+
+    monkeypatch.setattr(ingest, "prepare_upload", racing_prepare)
+    report_a = services.add_images(project.name, [zip_a], "a")
+    assert report_a.added == ["only_a.jpg"]
+    assert [(d.name, d.same_as) for d in report_a.duplicates] == [("x.jpg", "b/y.jpg")]
+    assert services.list_images(project.name).total == 2
+    # The shared file is still there for B's row.
+    (b_img,) = services.list_images(project.name, dataset="b").images
+    assert services.image_file(b_img).is_file()

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..ingest import IMAGE_EXTENSIONS
-from ..services import Services
+from ..services import ACCEPTED_EXTENSIONS, Services
 from .common import UIContext, table, user_errors, username
 
 PAGE_SIZE = 48
@@ -134,7 +133,7 @@ def build_upload_tab(ctx: UIContext) -> None:
             files = gr.File(
                 label="Drop a .zip (folders inside are kept) or image files: JPG, PNG, WebP, TIFF, BMP",
                 file_count="multiple",
-                file_types=[".zip", *sorted(IMAGE_EXTENSIONS)],
+                file_types=[".zip", *sorted(ACCEPTED_EXTENSIONS)],
             )
             dataset = gr.Dropdown(
                 label="Dataset (pick one to add to, or type a new name; empty = the zip's name)",

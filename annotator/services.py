@@ -319,7 +319,7 @@ class Services:
         """
         pdir = self.settings.project_dir(p.id)
         with self._commit_lock:
-            known = self.store.image_shas(p.id)
+            known = self.store.image_shas(p.id, only=[i.sha256 for i in images])
             fresh = []
             for img in images:
                 if img.sha256 in known:
@@ -333,12 +333,15 @@ class Services:
             report.seconds = time.perf_counter() - t0
             created: list[Path] = []
             rows = []
+            folders: set[Path] = set()
             try:
                 for img in fresh:
                     file, thumb = ingest.stored_names(img.sha256, img.ext)
                     for src, rel in ((img.image_path, file), (img.thumb_path, thumb)):
                         dst = pdir / rel
-                        dst.parent.mkdir(parents=True, exist_ok=True)
+                        if dst.parent not in folders:
+                            dst.parent.mkdir(parents=True, exist_ok=True)
+                            folders.add(dst.parent)
                         if not dst.exists():
                             created.append(dst)
                         os.replace(src, dst)

@@ -453,14 +453,15 @@ class Store:
         return None
 
     # --- images ------------------------------------------------------------------------------------
-    def image_shas(self, project_id: int) -> dict[str, str]:
-        """sha256 -> "dataset/rel_path" for every image of a project (dedup at ingest)."""
-        rows = self._all(
-            "SELECT i.sha256, d.name || '/' || i.rel_path FROM images i JOIN datasets d ON d.id = i.dataset_id "
-            "WHERE i.project_id = ?",
-            [project_id],
-        )
-        return dict(rows)
+    def image_shas(self, project_id: int, only: Sequence[str] | None = None) -> dict[str, str]:
+        """sha256 -> "dataset/rel_path" for the images of a project (all, or those among ``only``)."""
+        sql = ("SELECT i.sha256, d.name || '/' || i.rel_path FROM images i JOIN datasets d ON d.id = i.dataset_id "
+               "WHERE i.project_id = ?")
+        params: list = [project_id]
+        if only is not None:
+            sql += " AND i.sha256 IN (SELECT unnest(?::VARCHAR[]))"
+            params.append(list(only))
+        return dict(self._all(sql, params))
 
     def dataset_paths(self, dataset_id: int) -> set[str]:
         return {r[0] for r in self._all("SELECT rel_path FROM images WHERE dataset_id = ?", [dataset_id])}
@@ -528,9 +529,11 @@ class Store:
     ) -> list[ImageRecord]:
         where, params = self._image_filter(project_id, dataset_id, status)
         cols = ", ".join(f"i.{c.strip()}" for c in IMAGE_COLUMNS.split(","))
+        # Pick the page's ids first, then fetch only those rows: 3-7x faster at 100k rows (bench/store.py).
         rows = self._all(
-            f"SELECT {cols}, d.name FROM images i JOIN datasets d ON d.id = i.dataset_id "
-            f"WHERE {where} ORDER BY i.id LIMIT ? OFFSET ?",
+            f"WITH page AS (SELECT i.id FROM images i WHERE {where} ORDER BY i.id LIMIT ? OFFSET ?) "
+            f"SELECT {cols}, d.name FROM page JOIN images i ON i.id = page.id "
+            "JOIN datasets d ON d.id = i.dataset_id ORDER BY i.id",
             params + [int(limit), int(offset)],
         )
         return [self._image(r) for r in rows]

@@ -1,0 +1,126 @@
+"""Shared helpers for the benchmarks. Imports nothing of ours: each script sets ANNOTATOR_DATA_DIR first.
+
+Benchmarks print figures; they never assert timings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def use_repo_package() -> None:
+    """Make ``import annotator`` work when a script is run as ``python bench/x.py`` from anywhere."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+
+
+@contextmanager
+def temp_workdir(prefix: str, keep: bool = False, parent: str | None = None) -> Iterator[Path]:
+    """A fresh temp folder (never the repo's data/), removed afterwards unless ``keep``."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        yield path
+    finally:
+        if keep:
+            print(f"(kept {path})")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def set_data_dir(path: Path) -> Path:
+    """Point the app at ``path``; call before importing annotator (and again per fresh repetition)."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["ANNOTATOR_DATA_DIR"] = str(path)
+    return path
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank-with-interpolation percentile (q in 0..100), no numpy needed."""
+    xs = sorted(values)
+    if not xs:
+        return float("nan")
+    if len(xs) == 1:
+        return xs[0]
+    k = (len(xs) - 1) * q / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def time_calls(fn: Callable[[int], object], reps: int, warmup: int = 2) -> dict:
+    """Call ``fn(i)`` ``reps`` times (after ``warmup`` untimed calls); return ms statistics."""
+    for i in range(warmup):
+        fn(-1 - i)
+    samples = []
+    for i in range(reps):
+        t = time.perf_counter()
+        fn(i)
+        samples.append((time.perf_counter() - t) * 1000.0)
+    return {
+        "p50_ms": round(percentile(samples, 50), 3),
+        "p95_ms": round(percentile(samples, 95), 3),
+        "min_ms": round(min(samples), 3),
+        "max_ms": round(max(samples), 3),
+        "mean_ms": round(statistics.fmean(samples), 3),
+        "reps": reps,
+    }
+
+
+def best_of(fn: Callable[[int], float], reps: int) -> tuple[float, list[float]]:
+    """``fn(i)`` returns the seconds of one repetition; return (best, all)."""
+    runs = [fn(i) for i in range(reps)]
+    return min(runs), runs
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(h) for h in headers]] + [[_fmt(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
+    for n, r in enumerate(cells):
+        lines.append("  ".join(c.rjust(w) if n and _numeric(c) else c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        if v != v:
+            return "n/a"
+        if abs(v) >= 100:
+            return f"{v:,.0f}"
+        if abs(v) >= 10:
+            return f"{v:.1f}"
+        return f"{v:.2f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _numeric(s: str) -> bool:
+    return s.replace(",", "").replace(".", "").replace("-", "").replace("x", "").replace("%", "").isdigit()
+
+
+def machine() -> dict:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "cpus": os.cpu_count(),
+    }
+
+
+def emit_result(payload: dict) -> None:
+    """The one machine-readable line every benchmark ends with."""
+    print("RESULT " + json.dumps(payload, sort_keys=True, default=str), flush=True)

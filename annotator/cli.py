@@ -50,6 +50,32 @@ class LocalBackend:
         return report.as_dict()
 
 
+    def add_model(self, project: str, path: Path, name: str | None) -> dict:
+        return self.services.add_model(project, path, name, user=os.environ.get("USER") or "cli").as_dict()
+
+    def list_models(self, project: str) -> list[dict]:
+        return [m.as_dict() for m in self.services.list_models(project)]
+
+    def annotate(self, project: str, model: str, options: dict) -> dict:
+        return self.services.start_annotation(project, model, user=os.environ.get("USER") or "cli",
+                                              **options).as_dict()
+
+    def job_status(self, job_id: int) -> dict:
+        return self.services.job(job_id).as_dict()
+
+    def cancel_job(self, job_id: int) -> dict:
+        return self.services.cancel_job(job_id).as_dict()
+
+    def resume_job(self, job_id: int) -> dict:
+        return self.services.resume_job(job_id, user=os.environ.get("USER") or "cli").as_dict()
+
+    def run_jobs_here(self):
+        """The CLI owns the store: ingest results itself and run a local worker while it waits."""
+        from .monitor import JobMonitor
+
+        return JobMonitor(self.services).start(local_worker=self.services.settings.local_worker)
+
+
 class RemoteBackend:
     """Talks to the running app through its Gradio API (the endpoints the UI uses)."""
 
@@ -92,6 +118,34 @@ class RemoteBackend:
                     path = archive
                 files.append(handle_file(str(path)))
             return self._call(project, files, dataset or "", api_name="/upload_images")
+
+    def add_model(self, project: str, path: Path, name: str | None) -> dict:
+        from gradio_client import handle_file
+
+        return self._call(project, handle_file(str(path)), name or "", api_name="/upload_model")
+
+    def list_models(self, project: str) -> list[dict]:
+        return self._call(project, api_name="/list_models")
+
+    def annotate(self, project: str, model: str, options: dict) -> dict:
+        o = options
+        rows = [["", k, v if v is not None else "(skip)"] for k, v in (o.get("overrides") or {}).items()]
+        table = {"headers": ["model index", "model class", "project class"], "data": rows}
+        return self._call(project, model, o.get("datasets") or [], o["conf"], o["iou"], o["imgsz"] or 0,
+                          o["max_det"], o["device"] or "auto", o["batch"], o["scope"], table,
+                          api_name="/auto_annotate")
+
+    def job_status(self, job_id: int) -> dict:
+        return self._call(job_id, api_name="/job_status")
+
+    def cancel_job(self, job_id: int) -> dict:
+        return self._call(job_id, api_name="/cancel_job")
+
+    def resume_job(self, job_id: int) -> dict:
+        return self._call(job_id, api_name="/resume_job")
+
+    def run_jobs_here(self):
+        return None  # the running app ingests results and runs the worker
 
 
 def _running_app_url(settings: Settings) -> str | None:
@@ -173,6 +227,107 @@ def cmd_ingest(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_worker(args, settings: Settings) -> int:
+    from jobs.worker import run_worker
+
+    run_worker(settings, workers=args.workers)
+    return 0
+
+
+def cmd_doctor(args, settings: Settings) -> int:
+    from jobs.inference import system_info
+
+    info = system_info(settings.device)
+    gpus = ", ".join(f"{g['index']}: {g['name']} ({g['memory_gb']} GB)" for g in info.get("gpus", [])) or "none"
+    human = "\n".join([
+        f"torch            {info.get('torch')}",
+        f"ultralytics      {info.get('ultralytics')}",
+        f"CUDA available   {info.get('cuda_available')} (CUDA {info.get('cuda_version') or '-'})",
+        f"GPUs             {gpus}",
+        f"jobs will use    {info.get('device')}  (ANNOTATOR_DEVICE={settings.device})",
+        f"CPU cores        {info.get('cpu_count')}",
+        f"data folder      {settings.data_dir}",
+        f"queue            {settings.queue_url or settings.queue_path}",
+    ])
+    _print(args, info, human)
+    return 0
+
+
+def cmd_models_add(args, settings: Settings) -> int:
+    with backend(settings) as b:
+        m = b.add_model(args.project, Path(args.path), args.name)
+    _print(args, m, f"Registered model {m['name']!r} (id {m['id']}): {len(m['classes'])} classes "
+                    f"({', '.join(m['classes'][:10])}{'...' if len(m['classes']) > 10 else ''}), sha256 {m['sha256'][:12]}")
+    return 0
+
+
+def cmd_models_list(args, settings: Settings) -> int:
+    with backend(settings) as b:
+        rows = b.list_models(args.project)
+    lines = [f"{m['id']:>4}  {m['name']:<28} {m['source']:<9} {len(m['classes']):>3} classes  "
+             f"{m['size_bytes'] / 2**20:6.1f} MB  {m['sha256'][:12]}" for m in rows]
+    _print(args, rows, "\n".join(lines) or "No models registered. Add one: python -m annotator models add PROJECT FILE.pt")
+    return 0
+
+
+def _job_line(j: dict) -> str:
+    eta = f", ETA {j['eta_s']:.0f} s" if j.get("eta_s") else ""
+    ips = f", {j['images_per_s']:.1f} img/s" if j.get("images_per_s") else ""
+    return f"job {j['id']} {j['status']}: {j['done']}/{j['total']} images{ips}{eta}"
+
+
+def cmd_annotate(args, settings: Settings) -> int:
+    import time
+
+    overrides = {}
+    for item in args.map or []:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise UserError(f"--map {item!r}: use MODEL_CLASS=PROJECT_CLASS (or =skip)")
+        overrides[k.strip()] = None if v.strip().lower() in ("", "skip") else v.strip()
+    options = {"datasets": args.dataset or [], "conf": args.conf, "iou": args.iou, "imgsz": args.imgsz,
+               "max_det": args.max_det, "device": args.device, "batch": args.batch, "scope": args.scope,
+               "overrides": overrides}
+    with backend(settings) as b:
+        job = b.annotate(args.project, args.model, options)
+        if not args.wait:
+            _print(args, job, f"Queued job {job['id']}: {job['total']} image(s). Follow it with: "
+                              f"python -m annotator jobs status {job['id']}")
+            return 0
+        monitor = b.run_jobs_here()
+        try:
+            last = ""
+            while True:
+                job = b.job_status(job["id"])
+                line = _job_line(job)
+                if line != last and not args.json:
+                    print(line, file=sys.stderr, flush=True)
+                    last = line
+                if job["status"] not in ("queued", "running"):
+                    break
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            b.cancel_job(job["id"])
+            print(f"cancel requested for job {job['id']}", file=sys.stderr)
+            raise
+        finally:
+            if monitor is not None:
+                monitor.stop()
+    c = job["counters"]
+    _print(args, job, f"Job {job['id']} {job['status']}: {c.get('boxes', 0)} box(es) on {c.get('images', 0)} image(s), "
+                      f"{c.get('protected', 0)} left alone (saved/approved by a person), {c.get('errors', 0)} unreadable"
+                      + (f"\nerror: {job['error']}" if job.get("error") else ""))
+    return 0 if job["status"] == "succeeded" else 1
+
+
+def cmd_jobs(args, settings: Settings) -> int:
+    with backend(settings) as b:
+        fn = {"status": b.job_status, "cancel": b.cancel_job, "resume": b.resume_job}[args.action]
+        job = fn(args.job_id)
+    _print(args, job, _job_line(job) + (f"\n{job['error']}" if job.get("error") else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -201,6 +356,47 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("paths", nargs="+", help="zip file(s), folder(s) or image file(s)")
     ing.add_argument("--dataset", help="dataset name (default: the zip's or folder's name)")
     ing.set_defaults(func=cmd_ingest)
+
+    worker = sub.add_parser("worker", help="run a job worker alone (e.g. on a GPU host; see README)")
+    worker.add_argument("--workers", type=int, default=1, help="concurrent jobs in this worker (default 1)")
+    worker.set_defaults(func=cmd_worker)
+
+    doctor = sub.add_parser("doctor", parents=[common], help="torch, CUDA, GPU and the device jobs will use")
+    doctor.set_defaults(func=cmd_doctor)
+
+    models = sub.add_parser("models", help="the project's model registry")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    madd = msub.add_parser("add", parents=[common], help="register an ultralytics detection .pt (trusted files only)")
+    madd.add_argument("project")
+    madd.add_argument("path")
+    madd.add_argument("--name", help="registry name (default: the file name)")
+    madd.set_defaults(func=cmd_models_add)
+    mlist = msub.add_parser("list", parents=[common], help="list a project's models")
+    mlist.add_argument("project")
+    mlist.set_defaults(func=cmd_models_list)
+
+    ann = sub.add_parser("annotate", parents=[common], help="auto-annotate a project's images with a model")
+    ann.add_argument("project")
+    ann.add_argument("--model", required=True, help="registered model name (or id)")
+    ann.add_argument("--dataset", action="append", help="only this dataset (repeatable; default: all)")
+    ann.add_argument("--conf", type=float, default=0.25)
+    ann.add_argument("--iou", type=float, default=0.7)
+    ann.add_argument("--imgsz", type=int, default=0, help="default: the model's training size, else 640")
+    ann.add_argument("--max-det", type=int, default=300)
+    ann.add_argument("--device", default="", help="auto (default), cpu, 0, 1, ...")
+    ann.add_argument("--batch", type=int, default=0, help="0 = auto (1 on CPU, 16 on GPU)")
+    ann.add_argument("--scope", choices=["unreviewed", "untouched"], default="unreviewed",
+                     help="unreviewed images (default), or also rejected ones; never saved/approved ones")
+    ann.add_argument("--map", action="append", metavar="MODEL=PROJECT",
+                     help="override the class mapping, e.g. --map car=vehicle --map dog=skip")
+    ann.add_argument("--wait", action="store_true", help="print progress until the job ends")
+    ann.set_defaults(func=cmd_annotate)
+
+    jobs_p = sub.add_parser("jobs", help="a job's status, or cancel / resume it")
+    jobs_p.add_argument("action", choices=["status", "cancel", "resume"])
+    jobs_p.add_argument("job_id", type=int)
+    jobs_p.add_argument("--json", action="store_true")
+    jobs_p.set_defaults(func=cmd_jobs)
     return parser
 
 

@@ -25,11 +25,14 @@ class RunningApp:
     services: object
     demo: object
     info_path: Path
+    monitor: object = None
 
     def close(self) -> None:
         try:
             self.demo.close()
         finally:
+            if self.monitor is not None:
+                self.monitor.stop()
             self.services.close()
             _remove_info(self.info_path)
 
@@ -70,10 +73,16 @@ def start(settings: Settings, *, block: bool = True, quiet: bool = False) -> Run
             f"Port {settings.port} on {settings.host} is already in use (another Auto Annotator?). "
             "Stop it or choose another port with --port / ANNOTATOR_PORT."
         )
+    from .monitor import JobMonitor
     from .services import Services
 
     services = Services.open(settings)
+    monitor = None
     try:
+        if settings.demo:
+            services.ensure_demo()
+        # Reconciles jobs left running by a previous run, ingests results, keeps the local worker alive.
+        monitor = JobMonitor(services).start(local_worker=settings.local_worker)
         import gradio as gr
 
         from .ui import CSS, TITLE, build_app
@@ -104,10 +113,12 @@ def start(settings: Settings, *, block: bool = True, quiet: bool = False) -> Run
             footer_links=["api", "settings"],
         )
     except BaseException:
+        if monitor is not None:
+            monitor.stop()
         services.close()
         _remove_info(settings.app_info_path)
         raise
-    running = RunningApp(url, services, demo, settings.app_info_path)
+    running = RunningApp(url, services, demo, settings.app_info_path, monitor)
     if block:  # launch() returned: the server stopped
         running.close()
     return running

@@ -6,6 +6,7 @@ Every method validates its input and raises ``UserError`` with a message naming 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import threading
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import ingest
+from . import models as model_checks
 from .settings import Settings
 from .store import Store
 from .types import (
@@ -25,6 +27,8 @@ from .types import (
     DuplicateFile,
     ImageRecord,
     IngestReport,
+    Job,
+    ModelRecord,
     NotFound,
     Project,
     ProjectSummary,
@@ -114,6 +118,16 @@ class Services:
         self.settings = settings
         self.store = store
         self._commit_lock = threading.Lock()
+        self._huey = None
+
+    @property
+    def huey(self):
+        """The job queue (built on first use: the UI starts without importing Huey's consumer)."""
+        if self._huey is None:
+            from jobs.queue import make_huey
+
+            self._huey = make_huey(self.settings)
+        return self._huey
 
     @classmethod
     def open(cls, settings: Settings) -> "Services":
@@ -391,5 +405,314 @@ class Services:
     def thumb_file(self, img: ImageRecord) -> Path:
         return self.settings.project_dir(img.project_id) / img.thumb
 
+    def gallery_thumbs(self, images: Sequence[ImageRecord]) -> list[tuple[Path, int]]:
+        """(thumbnail path, box count) per image; thumbnails of images with boxes get them drawn on,
+        cached under tmp/overlays by the boxes' content (so a new job result makes a new picture)."""
+        boxes = self.store.boxes_for_images([i.id for i in images])
+        cache = self.settings.tmp_dir / "overlays"
+        out = []
+        for img in images:
+            bs = boxes.get(img.id, [])
+            if not bs:
+                out.append((self.thumb_file(img), 0))
+                continue
+            key = hashlib.sha1(repr([(b.class_idx, b.xyxy) for b in bs]).encode()).hexdigest()[:16]
+            path = cache / f"{img.id}-{key}.jpg"
+            if not path.exists():
+                cache.mkdir(parents=True, exist_ok=True)
+                draw_boxes(self.thumb_file(img), bs, img.width, img.height, path)
+                self._prune_overlays(cache)
+            out.append((path, len(bs)))
+        return out
+
+    @staticmethod
+    def _prune_overlays(cache: Path, keep: int = 5000) -> None:
+        files = list(cache.glob("*.jpg"))
+        if len(files) > keep:
+            files.sort(key=lambda f: f.stat().st_mtime)
+            for f in files[: len(files) - keep]:
+                f.unlink(missing_ok=True)
+
     def uploads(self, ref, limit: int = 20) -> list[dict]:
         return self.store.uploads(self.project(ref).id, limit)
+
+    # --- models ----------------------------------------------------------------------------------
+    def add_model(self, ref, path: Path | str, name: str | None = None, user: str | None = None,
+                  display_name: str | None = None, source: str = "uploaded") -> ModelRecord:
+        """Validate an ultralytics detection checkpoint and register a copy in the project's registry.
+
+        .pt files are pickles: loading one runs code. Only register weights you trust.
+        """
+        p = self.project(ref)
+        path = Path(path)
+        shown = display_name or path.name
+        info = model_checks.inspect_checkpoint(path, display_name=shown)
+        name = _clean_name(name or Path(shown).stem, "Model name")
+        for m in self.store.list_models(p.id):
+            if m.sha256 == info.sha256:
+                raise UserError(f"{shown} is already registered in {p.name!r} as model {m.name!r}")
+        rel = f"models/{info.sha256}.pt"
+        dst = self.settings.project_dir(p.id) / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_suffix(".part")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, dst)
+        try:
+            mid = self.store.add_model(
+                p.id, name, rel, info.sha256, info.size_bytes, info.class_names, source, task=info.task,
+                params=info.as_dict(), user=user,
+            )
+        except BaseException:
+            if not any(m.sha256 == info.sha256 for m in self.store.list_models(p.id)):
+                dst.unlink(missing_ok=True)
+            raise
+        return self.store.get_model(mid)
+
+    def list_models(self, ref) -> list[ModelRecord]:
+        return self.store.list_models(self.project(ref).id)
+
+    def model(self, ref, model_ref: int | str | ModelRecord) -> ModelRecord:
+        if isinstance(model_ref, ModelRecord):
+            return model_ref
+        p = self.project(ref)
+        key = str(model_ref).strip()
+        models = self.store.list_models(p.id)
+        for m in models:
+            if m.name.lower() == key.lower():
+                return m
+        if key.isdigit():
+            for m in models:
+                if m.id == int(key):
+                    return m
+        names = ", ".join(m.name for m in models) or "none registered yet"
+        raise NotFound(f"Project {p.name!r} has no model {key!r} (models: {names})")
+
+    def model_file(self, m: ModelRecord) -> Path:
+        return self.settings.project_dir(m.project_id) / m.file
+
+    def class_mapping(self, ref, model_ref, overrides: dict | None = None) -> dict[int, int | None]:
+        """Model class index -> project class index (None = skip): by name, then the user's overrides."""
+        p = self.project(ref)
+        m = self.model(p, model_ref)
+        mapping = model_checks.match_classes(m.class_names, p.class_names)
+        if overrides:
+            mapping = model_checks.apply_overrides(mapping, overrides, p.class_names, m.class_names)
+        return mapping
+
+    # --- jobs: auto-annotation -------------------------------------------------------------------------
+    SCOPES = {"unreviewed": ("unreviewed",), "untouched": ("unreviewed", "rejected")}
+
+    def start_annotation(
+        self, ref, model_ref, datasets: Sequence[str] | None = None, conf: float = 0.25, iou: float = 0.7,
+        imgsz: int | None = None, max_det: int = 300, device: str | None = None, batch: int = 0,
+        scope: str = "unreviewed", overrides: dict | None = None, user: str | None = None,
+    ) -> Job:
+        """Queue an auto-annotation job. Images a person saved or approved are never touched; re-running
+        replaces only the machine boxes of the others."""
+        p = self.project(ref)
+        m = self.model(p, model_ref)
+        if scope not in self.SCOPES:
+            raise UserError(f"scope must be one of {', '.join(self.SCOPES)}, got {scope!r}")
+        if not (0.0 <= float(conf) <= 1.0):
+            raise UserError(f"confidence threshold must be between 0 and 1, got {conf}")
+        if not (0.0 < float(iou) <= 1.0):
+            raise UserError(f"IoU threshold must be in (0, 1], got {iou}")
+        imgsz = int(imgsz or m.params.get("imgsz") or 640)
+        if not (32 <= imgsz <= 4096):
+            raise UserError(f"image size must be between 32 and 4096, got {imgsz}")
+        if int(max_det) < 1:
+            raise UserError(f"max detections must be at least 1, got {max_det}")
+        if int(batch) < 0:
+            raise UserError(f"batch must be 0 (auto) or a positive number, got {batch}")
+        device = (device or self.settings.device or "auto").strip()
+        dataset_ids = []
+        for name in datasets or []:
+            d = self.store.find_dataset(p.id, name)
+            if d is None:
+                raise NotFound(f"Project {p.name!r} has no dataset named {name!r}")
+            dataset_ids.append(d.id)
+        mapping = self.class_mapping(p, m, overrides)
+        if all(v is None for v in mapping.values()):
+            raise UserError(
+                f"None of the model's classes ({', '.join(m.class_names)}) maps to a class of {p.name!r} "
+                f"({', '.join(p.class_names)}); map at least one in the class mapping table"
+            )
+        images = self.store.images_for_annotation(p.id, dataset_ids, self.SCOPES[scope])
+        if not images:
+            raise UserError("No images to annotate: every image in scope has been saved or approved by a person, "
+                            "or the project has no images yet")
+        params = {
+            "model": m.name, "model_file": m.file, "datasets": list(datasets or []), "dataset_ids": dataset_ids,
+            "conf": float(conf), "iou": float(iou), "imgsz": imgsz, "max_det": int(max_det), "device": device,
+            "batch": int(batch), "scope": scope,
+            "mapping": {str(k): v for k, v in mapping.items()},
+            "mapping_named": {m.class_names[k]: (p.class_names[v] if v is not None else None)
+                              for k, v in mapping.items()},
+        }
+        job_id = self.store.create_job(p.id, "annotate", params, len(images), model_id=m.id, user=user)
+        self._enqueue_annotation(job_id, 0, p.id, params, images)
+        return self.store.get_job(job_id)
+
+    def _enqueue_annotation(self, job_id: int, attempt: int, project_id: int, params: dict, images) -> None:
+        from jobs.tasks import ANNOTATE
+
+        pdir = self.settings.project_dir(project_id)
+        payload = {
+            "job_id": job_id, "attempt": attempt, "model_path": str(pdir / params["model_file"]),
+            "model_name": params["model"],
+            "images": [(i, str(pdir / f)) for i, f, _, _ in images],
+            **{k: params[k] for k in ("conf", "iou", "imgsz", "max_det", "device", "batch")},
+            "mapping": {int(k): v for k, v in params["mapping"].items()},
+        }
+        task = getattr(self.huey, ANNOTATE).s(payload)
+        self.huey.enqueue(task)
+        self.store.update_job(job_id, task_id=task.id, log=f"attempt {attempt}: queued {len(images)} image(s)")
+
+    def job(self, job_id: int | str) -> Job:
+        try:
+            return self.store.get_job(int(job_id))
+        except (TypeError, ValueError):
+            raise UserError(f"job id must be a number, got {job_id!r}") from None
+
+    def jobs(self, ref=None, limit: int = 30) -> list[Job]:
+        pid = self.project(ref).id if ref not in (None, "") else None
+        return self.store.list_jobs(pid, limit=limit)
+
+    def cancel_job(self, job_id: int | str) -> Job:
+        from jobs.channel import JobChannel
+
+        job = self.job(job_id)
+        if not job.active:
+            raise UserError(f"Job {job.id} is already {job.status}; nothing to cancel")
+        JobChannel(self.huey, job.id, job.attempt).request_cancel()
+        if job.status == "queued":
+            if job.task_id:
+                self.huey.revoke_by_id(job.task_id)
+            self.store.update_job(job.id, expect_status=("queued",), status="cancelled", finished_at=_utcnow(),
+                                  log="cancelled before it started")
+        else:
+            self.store.update_job(job.id, log="cancel requested: stopping after the current batch")
+        return self.store.get_job(job.id)
+
+    def resume_job(self, job_id: int | str, user: str | None = None) -> Job:
+        """Run an interrupted / failed / cancelled auto-annotation again on the images it has not finished."""
+        job = self.job(job_id)
+        if job.kind != "annotate":
+            raise UserError(f"Job {job.id} is a {job.kind} job; only auto-annotation can be resumed")
+        if job.active or job.status == "succeeded":
+            raise UserError(f"Job {job.id} is {job.status}; only interrupted, failed or cancelled jobs resume")
+        params = job.params
+        images = self.store.images_for_annotation(
+            job.project_id, params.get("dataset_ids") or None, self.SCOPES[params["scope"]], exclude_job=job.id
+        )
+        attempt = job.attempt + 1
+        done_before = self.store.job_image_count(job.id)
+        counters = {**job.counters, "done_before": done_before, "chunks_in": 0, "logs_in": 0}
+        counters.pop("live", None)
+        self.store.update_job(
+            job.id, status="queued", attempt=attempt, error=None, finished_at=None, counters=counters,
+            done=done_before, total=done_before + len(images),
+            progress=done_before / max(1, done_before + len(images)),
+            log=f"resumed by {user or 'local'}: {len(images)} image(s) left, {done_before} already done",
+        )
+        if not images:
+            self.store.update_job(job.id, status="succeeded", finished_at=_utcnow(), progress=1.0,
+                                  log="nothing left to do")
+            return self.store.get_job(job.id)
+        self._enqueue_annotation(job.id, attempt, job.project_id, params, images)
+        return self.store.get_job(job.id)
+
+    def live_workers(self) -> list[dict]:
+        from jobs.worker import live_workers
+
+        return live_workers(self.huey)
+
+    # --- demo ------------------------------------------------------------------------------------
+    def ensure_demo(self, n_images: int = 24) -> Project | None:
+        """On an empty data folder, create the Demo project: generated shape scenes and the demo model.
+
+        Runs once per data folder (a marker file remembers it), so deleting the Demo project is final.
+        """
+        marker = self.settings.data_dir / ".demo-created"
+        if marker.exists() or self.store.list_projects():
+            return None
+        from . import demo
+
+        model_path = demo.DEMO_MODEL_PATH
+        with tempfile_dir(self.settings.tmp_dir) as tmp:
+            folder = tmp / "shapes"
+            folder.mkdir()
+            for i in range(n_images):
+                data, _ = demo.scene_jpeg(10_000 + i)
+                sub = "street" if i % 2 else "yard"
+                (folder / sub).mkdir(exist_ok=True)
+                (folder / sub / f"scene_{i:03d}.jpg").write_bytes(data)
+            p = self.create_project(
+                "Demo", list(demo.CLASSES),
+                "Generated shape scenes and a small detector trained on them: press Run on the Auto-annotate tab.",
+                user="demo",
+            )
+            self.add_images(p, [(folder, "shapes")], dataset="shapes", user="demo")
+        if model_path.is_file():
+            self.add_model(p, model_path, name="demo-shapes", user="demo", source="demo")
+        marker.write_text("created\n")
+        return self.store.get_project(p.id)
+
+
+@contextlib.contextmanager
+def tempfile_dir(parent: Path):
+    import tempfile
+
+    parent.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(dir=parent))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _utcnow():
+    from .store import utcnow
+
+    return utcnow()
+
+
+PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
+           (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40), (128, 0, 0)]
+
+
+def class_colour(idx: int) -> tuple[int, int, int]:
+    return PALETTE[idx % len(PALETTE)]
+
+
+def draw_boxes(thumb: Path, boxes, width: int, height: int, out: Path) -> None:
+    """Draw boxes (image pixels) on a thumbnail, dashed for machine boxes, solid for human/imported."""
+    from PIL import Image, ImageDraw
+
+    with Image.open(thumb) as im:
+        im = im.convert("RGB")
+    sx, sy = im.width / width, im.height / height
+    d = ImageDraw.Draw(im)
+    line = max(1, round(min(im.size) / 120))
+    for b in boxes:
+        x1, y1, x2, y2 = b.x1 * sx, b.y1 * sy, b.x2 * sx, b.y2 * sy
+        colour = class_colour(b.class_idx)
+        if b.source == "model":
+            for seg in range(0, 4):
+                pts = [((x1, y1), (x2, y1)), ((x2, y1), (x2, y2)), ((x2, y2), (x1, y2)), ((x1, y2), (x1, y1))][seg]
+                _dashed(d, pts[0], pts[1], colour, line)
+        else:
+            d.rectangle([x1, y1, x2, y2], outline=colour, width=line)
+    tmp = out.with_suffix(".part")
+    im.save(tmp, "JPEG", quality=85)
+    os.replace(tmp, out)
+
+
+def _dashed(d, a, b, colour, width, dash: float = 6.0) -> None:
+    (x1, y1), (x2, y2) = a, b
+    length = max(abs(x2 - x1), abs(y2 - y1))
+    steps = max(1, int(length // dash))
+    for k in range(0, steps, 2):
+        t0, t1 = k / steps, min(1.0, (k + 1) / steps)
+        d.line([(x1 + (x2 - x1) * t0, y1 + (y2 - y1) * t0), (x1 + (x2 - x1) * t1, y1 + (y2 - y1) * t1)],
+               fill=colour, width=width)

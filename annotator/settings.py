@@ -75,6 +75,10 @@ class Settings:
     max_zip_ratio: int = 200  # uncompressed/compressed size of one zip member
     thumb_size: int = 256
     ingest_threads: int = 0  # 0 = one per CPU core
+    queue_url: str = ""  # "" = SqliteHuey in the data folder; redis://host:6379/0 for remote workers
+    local_worker: bool = True  # `python app.py` starts a worker child process
+    demo: bool = True  # create the Demo project on an empty data folder
+    stale_after_s: float = 15.0  # a running job whose worker is silent this long is interrupted
 
     # --- construction -------------------------------------------------------------------------------
     @classmethod
@@ -102,6 +106,10 @@ class Settings:
             max_upload_bytes=_env_int(env, "ANNOTATOR_MAX_UPLOAD_BYTES", cls.max_upload_bytes, 1),
             max_zip_ratio=_env_int(env, "ANNOTATOR_MAX_ZIP_RATIO", cls.max_zip_ratio, 1),
             ingest_threads=_env_int(env, "ANNOTATOR_INGEST_THREADS", 0, 0),
+            queue_url=(env.get("ANNOTATOR_QUEUE_URL") or "").strip(),
+            local_worker=_env_bool(env, "ANNOTATOR_LOCAL_WORKER", True),
+            demo=_env_bool(env, "ANNOTATOR_DEMO", True),
+            stale_after_s=float(_env_int(env, "ANNOTATOR_STALE_AFTER_S", 15, 2)),
         )
 
     def with_overrides(self, **kw) -> "Settings":
@@ -132,6 +140,14 @@ class Settings:
     @property
     def config_dir(self) -> Path:
         return self.data_dir / "config"
+
+    @property
+    def queue_path(self) -> Path:
+        return self.data_dir / "queue.db"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
 
     @property
     def app_info_path(self) -> Path:

@@ -25,6 +25,8 @@ from .types import (
     ClassDef,
     Dataset,
     ImageRecord,
+    Job,
+    ModelRecord,
     NotFound,
     Project,
     ProjectSummary,
@@ -160,6 +162,36 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         ],
     ),
 ]
+
+MIGRATIONS.append((
+    2,
+    "jobs: attempts, per-image completion; images: human edit marker",
+    [
+        # Set when a person saves an image's boxes: with status 'approved' it makes the image untouchable
+        # by jobs ("human work is sacred").
+        "ALTER TABLE images ADD COLUMN edited_by VARCHAR",
+        "ALTER TABLE images ADD COLUMN edited_at TIMESTAMP",
+        "ALTER TABLE jobs ADD COLUMN attempt INTEGER DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN model_id INTEGER",
+        # One row per image a job has finished (with or without boxes): what a resume skips.
+        """CREATE TABLE job_images (
+            job_id INTEGER NOT NULL,
+            image_id BIGINT NOT NULL,
+            attempt INTEGER NOT NULL,
+            boxes INTEGER NOT NULL,
+            status VARCHAR NOT NULL  -- 'done', 'protected' (a person got there first), 'error'
+        )""",
+    ],
+))
+
+JOB_COLUMNS = (
+    "id, project_id, kind, params, status, progress, done, total, counters, error, log, worker, task_id, "
+    "created_at, created_by, started_at, finished_at, heartbeat_at, attempt, model_id"
+)
+MODEL_COLUMNS = (
+    "id, project_id, name, file, sha256, size_bytes, task, class_names, source, parent_id, job_id, params, "
+    "metrics, created_at, created_by"
+)
 
 IMAGE_COLUMNS = (
     "id, project_id, dataset_id, rel_path, sha256, file, thumb, width, height, format, size_bytes, "
@@ -350,6 +382,7 @@ class Store:
     def delete_project(self, project_id: int) -> None:
         with self.transaction() as cur:
             cur.execute("DELETE FROM boxes WHERE image_id IN (SELECT id FROM images WHERE project_id = ?)", [project_id])
+            cur.execute("DELETE FROM job_images WHERE job_id IN (SELECT id FROM jobs WHERE project_id = ?)", [project_id])
             for table in ("images", "classes", "datasets", "uploads", "models", "jobs"):
                 cur.execute(f"DELETE FROM {table} WHERE project_id = ?", [project_id])
             cur.execute("DELETE FROM projects WHERE id = ?", [project_id])
@@ -563,6 +596,18 @@ class Store:
             status=r[12], reviewed_by=r[13], reviewed_at=r[14], created_at=r[15], dataset=r[16],
         )
 
+    def set_review_status(self, image_ids: Sequence[int], status: str, user: str | None) -> int:
+        """Set the review state of images (who and when); returns how many changed."""
+        if status not in ("unreviewed", "approved", "rejected"):
+            raise UserError(f"review status must be unreviewed, approved or rejected, got {status!r}")
+        reset = status == "unreviewed"
+        with self.transaction() as cur:
+            return len(cur.execute(
+                "UPDATE images SET status = ?, reviewed_by = ?, reviewed_at = ? "
+                "WHERE id IN (SELECT unnest(?::BIGINT[])) RETURNING id",
+                [status, None if reset else user, None if reset else utcnow(), [int(i) for i in image_ids]],
+            ).fetchall())
+
     def uploads(self, project_id: int, limit: int = 20) -> list[dict]:
         rows = self._all(
             "SELECT u.id, d.name, u.source, u.added, u.duplicates, u.skipped, u.created_at, u.created_by "
@@ -590,6 +635,22 @@ class Store:
                 data,
             )]
 
+    def boxes_for_images(self, image_ids: Sequence[int]) -> dict[int, list[Box]]:
+        """The boxes of several images at once (a gallery page), keyed by image id."""
+        out: dict[int, list[Box]] = {int(i): [] for i in image_ids}
+        if not out:
+            return out
+        rows = self._all(
+            "SELECT image_id, id, class_idx, x1, y1, x2, y2, confidence, source, model_id, job_id, created_by, "
+            "created_at FROM boxes WHERE image_id IN (SELECT unnest(?::BIGINT[])) ORDER BY image_id, id",
+            [list(out)],
+        )
+        for r in rows:
+            out[int(r[0])].append(Box(x1=r[3], y1=r[4], x2=r[5], y2=r[6], class_idx=int(r[2]), confidence=r[7],
+                                      source=r[8], model_id=r[9], job_id=r[10], created_by=r[11],
+                                      created_at=r[12], id=int(r[1])))
+        return out
+
     def boxes_for_image(self, image_id: int) -> list[Box]:
         rows = self._all(
             "SELECT id, class_idx, x1, y1, x2, y2, confidence, source, model_id, job_id, created_by, created_at "
@@ -601,3 +662,181 @@ class Store:
                 model_id=r[8], job_id=r[9], created_by=r[10], created_at=r[11], id=int(r[0]))
             for r in rows
         ]
+
+    # --- models ------------------------------------------------------------------------------------
+    def add_model(self, project_id: int, name: str, file: str, sha256: str, size_bytes: int, class_names: Sequence[str],
+                  source: str, task: str = "detect", parent_id: int | None = None, job_id: int | None = None,
+                  params: dict | None = None, metrics: dict | None = None, user: str | None = None) -> int:
+        with self.transaction() as cur:
+            clash = cur.execute(
+                "SELECT id FROM models WHERE project_id = ? AND lower(name) = lower(?)", [project_id, name]
+            ).fetchall()
+            if clash:
+                raise UserError(f"A model named {name!r} is already registered in this project")
+            ((mid,),) = cur.execute(
+                f"INSERT INTO models ({', '.join(c.strip() for c in MODEL_COLUMNS.split(',')[1:])}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                [project_id, name, file, sha256, size_bytes, task, json.dumps(list(class_names)), source, parent_id,
+                 job_id, json.dumps(params or {}), json.dumps(metrics or {}), utcnow(), user],
+            ).fetchall()
+        return int(mid)
+
+    @staticmethod
+    def _model(r: tuple) -> ModelRecord:
+        return ModelRecord(
+            id=int(r[0]), project_id=int(r[1]), name=r[2], file=r[3], sha256=r[4], size_bytes=int(r[5]), task=r[6],
+            class_names=tuple(json.loads(r[7])), source=r[8], parent_id=r[9], job_id=r[10],
+            params=json.loads(r[11] or "{}"), metrics=json.loads(r[12] or "{}"), created_at=r[13], created_by=r[14],
+        )
+
+    def list_models(self, project_id: int) -> list[ModelRecord]:
+        rows = self._all(f"SELECT {MODEL_COLUMNS} FROM models WHERE project_id = ? ORDER BY id", [project_id])
+        return [self._model(r) for r in rows]
+
+    def get_model(self, model_id: int) -> ModelRecord:
+        row = self._one(f"SELECT {MODEL_COLUMNS} FROM models WHERE id = ?", [model_id])
+        if row is None:
+            raise NotFound(f"No model with id {model_id}")
+        return self._model(row)
+
+    # --- jobs --------------------------------------------------------------------------------------
+    def create_job(self, project_id: int | None, kind: str, params: dict, total: int, model_id: int | None = None,
+                   user: str | None = None) -> int:
+        with self.transaction() as cur:
+            ((jid,),) = cur.execute(
+                "INSERT INTO jobs (project_id, kind, params, status, total, counters, created_at, created_by, "
+                "attempt, model_id) VALUES (?, ?, ?, 'queued', ?, '{}', ?, ?, 0, ?) RETURNING id",
+                [project_id, kind, json.dumps(params), total, utcnow(), user, model_id],
+            ).fetchall()
+        return int(jid)
+
+    @staticmethod
+    def _job(r: tuple) -> Job:
+        return Job(
+            id=int(r[0]), project_id=r[1], kind=r[2], params=json.loads(r[3] or "{}"), status=r[4],
+            progress=float(r[5] or 0), done=int(r[6] or 0), total=r[7], counters=json.loads(r[8] or "{}"),
+            error=r[9], log=r[10] or "", worker=r[11], task_id=r[12], created_at=r[13], created_by=r[14],
+            started_at=r[15], finished_at=r[16], heartbeat_at=r[17], attempt=int(r[18] or 0), model_id=r[19],
+        )
+
+    def get_job(self, job_id: int) -> Job:
+        row = self._one(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", [job_id])
+        if row is None:
+            raise NotFound(f"No job with id {job_id}")
+        return self._job(row)
+
+    def list_jobs(self, project_id: int | None = None, statuses: Sequence[str] | None = None,
+                  limit: int = 50) -> list[Job]:
+        where, params = ["true"], []
+        if project_id is not None:
+            where.append("project_id = ?")
+            params.append(project_id)
+        if statuses:
+            where.append("status IN (SELECT unnest(?::VARCHAR[]))")
+            params.append(list(statuses))
+        rows = self._all(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?", params + [limit]
+        )
+        return [self._job(r) for r in rows]
+
+    _JOB_FIELDS = {"status", "progress", "done", "total", "counters", "error", "worker", "task_id", "started_at",
+                   "finished_at", "heartbeat_at", "attempt", "params"}
+
+    def update_job(self, job_id: int, log: str | None = None, expect_status: Sequence[str] | None = None,
+                   **fields) -> bool:
+        """Update a job's fields (and append to its log). With ``expect_status`` only if the job is in one
+        of those states; returns whether a row changed."""
+        unknown = set(fields) - self._JOB_FIELDS
+        if unknown:
+            raise ValueError(f"unknown job fields: {sorted(unknown)}")
+        sets, params = [], []
+        for k, v in fields.items():
+            sets.append(f"{k} = ?")
+            params.append(json.dumps(v) if k in ("counters", "params") else v)
+        if log:
+            sets.append("log = right(log || ?, 200000)")
+            params.append(log if log.endswith("\n") else log + "\n")
+        if not sets:
+            return False
+        sql = f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?"
+        params.append(job_id)
+        if expect_status:
+            sql += " AND status IN (SELECT unnest(?::VARCHAR[]))"
+            params.append(list(expect_status))
+        with self.transaction() as cur:
+            return bool(cur.execute(sql + " RETURNING id", params).fetchall())
+
+    # --- auto-annotation ---------------------------------------------------------------------------
+    def images_for_annotation(self, project_id: int, dataset_ids: Sequence[int] | None, statuses: Sequence[str],
+                              exclude_job: int | None = None) -> list[tuple[int, str, int, int]]:
+        """(id, file, width, height) of images no person has saved or approved, in the given review states,
+        optionally minus those a job already finished."""
+        where = ["i.project_id = ?", "i.edited_at IS NULL", "i.status IN (SELECT unnest(?::VARCHAR[]))"]
+        params: list = [project_id, [s for s in statuses if s != "approved"]]
+        if dataset_ids:
+            where.append("i.dataset_id IN (SELECT unnest(?::INTEGER[]))")
+            params.append(list(dataset_ids))
+        if exclude_job is not None:
+            where.append("i.id NOT IN (SELECT image_id FROM job_images WHERE job_id = ?)")
+            params.append(exclude_job)
+        rows = self._all(
+            f"SELECT i.id, i.file, i.width, i.height FROM images i WHERE {' AND '.join(where)} ORDER BY i.id", params
+        )
+        return [(int(a), b, int(c), int(d)) for a, b, c, d in rows]
+
+    def job_image_count(self, job_id: int) -> int:
+        return int(self._one("SELECT count(*) FROM job_images WHERE job_id = ?", [job_id])[0])
+
+    def save_predictions(self, job_id: int, attempt: int, model_id: int | None,
+                         items: Sequence[tuple[int, Sequence[Box]]], failed: Sequence[int] = (),
+                         job_counters: dict | None = None) -> dict[str, int]:
+        """Replace the machine boxes of each image with a job's predictions, in ONE transaction.
+
+        Images a person has saved or approved (checked here, at commit time) are left alone and counted as
+        protected; human and imported boxes are never touched. Every image is recorded in job_images.
+        """
+        counts = {"images": 0, "boxes": 0, "protected": 0, "errors": len(failed)}
+        ids = [int(i) for i, _ in items]
+        now = utcnow()
+        with self.transaction() as cur:
+            protected = {
+                int(r[0]) for r in cur.execute(
+                    "SELECT id FROM images WHERE id IN (SELECT unnest(?::BIGINT[])) "
+                    "AND (edited_at IS NOT NULL OR status = 'approved')", [ids],
+                ).fetchall()
+            }
+            writable = [i for i in ids if i not in protected]
+            if writable:
+                cur.execute(
+                    "DELETE FROM boxes WHERE source = 'model' AND image_id IN (SELECT unnest(?::BIGINT[]))", [writable]
+                )
+            rows, done = [], []
+            for image_id, boxes in items:
+                if image_id in protected:
+                    done.append((job_id, image_id, attempt, 0, "protected"))
+                    continue
+                for b in boxes:
+                    rows.append((image_id, b.class_idx, b.x1, b.y1, b.x2, b.y2, b.confidence, "model", model_id,
+                                 job_id, None, now))
+                done.append((job_id, image_id, attempt, len(boxes), "done"))
+            done += [(job_id, int(i), attempt, 0, "error") for i in failed]
+            self._bulk_insert(
+                cur, "boxes",
+                {"image_id": "int", "class_idx": "int", "x1": "float", "y1": "float", "x2": "float", "y2": "float",
+                 "confidence": "float", "source": "str", "model_id": "int", "job_id": "int", "created_by": "str",
+                 "created_at": "ts"},
+                rows,
+            )
+            self._bulk_insert(
+                cur, "job_images",
+                {"job_id": "int", "image_id": "int", "attempt": "int", "boxes": "int", "status": "str"},
+                done, returning="image_id",
+            )
+            counts.update(images=len(writable), boxes=len(rows), protected=len(protected))
+            if job_counters is not None:  # the job's bookkeeping commits with its boxes, or not at all
+                merged = dict(job_counters)
+                for k, v in counts.items():
+                    merged[k] = merged.get(k, 0) + v
+                cur.execute("UPDATE jobs SET counters = ? WHERE id = ?", [json.dumps(merged), job_id])
+                counts = merged
+        return counts

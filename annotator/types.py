@@ -177,3 +177,73 @@ class IngestReport:
             "notes": list(self.notes),
             "seconds": round(self.seconds, 3),
         }
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    id: int
+    project_id: int
+    name: str
+    file: str  # relative to the project folder
+    sha256: str
+    size_bytes: int
+    task: str
+    class_names: tuple[str, ...]
+    source: str  # uploaded | trained | demo
+    parent_id: int | None = None
+    job_id: int | None = None
+    params: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    created_at: datetime | None = None
+    created_by: str | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id, "name": self.name, "source": self.source, "task": self.task,
+            "classes": list(self.class_names), "size_bytes": self.size_bytes, "sha256": self.sha256,
+            "parent_id": self.parent_id, "job_id": self.job_id, "imgsz": self.params.get("imgsz"),
+            "created_at": self.created_at.isoformat(timespec="seconds") if self.created_at else None,
+            "created_by": self.created_by, "metrics": self.metrics,
+        }
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    project_id: int | None
+    kind: str
+    params: dict
+    status: str
+    progress: float = 0.0
+    done: int = 0
+    total: int | None = None
+    counters: dict = field(default_factory=dict)
+    error: str | None = None
+    log: str = ""
+    worker: str | None = None
+    task_id: str | None = None
+    created_at: datetime | None = None
+    created_by: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    attempt: int = 0
+    model_id: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("queued", "running")
+
+    def as_dict(self) -> dict:
+        live = self.counters.get("live", {}) if isinstance(self.counters, dict) else {}
+        return {
+            "id": self.id, "project_id": self.project_id, "kind": self.kind, "status": self.status,
+            "progress": round(self.progress, 4), "done": self.done, "total": self.total,
+            "images_per_s": live.get("ips"), "eta_s": live.get("eta_s"), "stage": live.get("stage"),
+            "counters": {k: v for k, v in self.counters.items() if k not in ("live",)},
+            "error": self.error, "worker": self.worker, "attempt": self.attempt, "model_id": self.model_id,
+            "params": self.params, "log": self.log,
+            **{k: (v.isoformat(timespec="seconds") if v else None) for k, v in (
+                ("created_at", self.created_at), ("started_at", self.started_at),
+                ("finished_at", self.finished_at), ("heartbeat_at", self.heartbeat_at))},
+        }

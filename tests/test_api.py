@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 import zipfile
 
 import pytest
@@ -11,6 +12,8 @@ from gradio_client.exceptions import AppError
 
 from annotator.launch import start
 from annotator.settings import Settings
+
+from annotator import demo
 
 from .imagegen import jpeg_bytes
 
@@ -23,7 +26,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 def app(tmp_path):
-    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data")}).with_overrides(port=_free_port())
+    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_DEMO": "0"}).with_overrides(
+        port=_free_port())
     running = start(settings, block=False, quiet=True)
     try:
         yield running
@@ -80,7 +84,8 @@ def test_share_without_auth_is_refused(tmp_path):
 
 def test_auth_protects_the_api(tmp_path):
     settings = Settings.from_env({
-        "ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_AUTH": "ann:secret",
+        "ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_AUTH": "ann:secret", "ANNOTATOR_DEMO": "0",
+        "ANNOTATOR_LOCAL_WORKER": "0",
     }).with_overrides(port=_free_port())
     running = start(settings, block=False, quiet=True)
     try:
@@ -88,5 +93,34 @@ def test_auth_protects_the_api(tmp_path):
             Client(running.url, verbose=False)
         client = Client(running.url, auth=("ann", "secret"), verbose=False)
         assert client.predict(api_name="/list_projects") == []
+    finally:
+        running.close()
+
+
+def test_fresh_app_opens_the_demo_and_auto_annotates_it(tmp_path):
+    """`make run` on an empty data folder: the Demo project, its images and model; one call runs it."""
+    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data")}).with_overrides(port=_free_port())
+    running = start(settings, block=False, quiet=True)
+    try:
+        client = Client(running.url, verbose=False)
+        (demo_project,) = client.predict(api_name="/list_projects")
+        assert demo_project["name"] == "Demo" and demo_project["images"] == 24
+        models = client.predict("Demo", api_name="/list_models")
+        assert [m["name"] for m in models] == ["demo-shapes"] and models[0]["classes"] == list(demo.CLASSES)
+        mapping = client.predict("Demo", "demo-shapes", api_name="/class_mapping")
+        job = client.predict("Demo", "demo-shapes", [], 0.25, 0.7, 0, 300, "cpu", 0, "unreviewed", mapping,
+                             api_name="/auto_annotate")
+        assert job["status"] == "queued" and job["total"] == 24
+        deadline = time.time() + 180
+        while job["status"] in ("queued", "running") and time.time() < deadline:
+            time.sleep(0.5)
+            job = client.predict(job["id"], api_name="/job_status")
+        assert job["status"] == "succeeded", job
+        assert job["counters"]["images"] == 24 and job["counters"]["boxes"] >= 24
+        with pytest.raises(AppError, match="already succeeded"):
+            client.predict(job["id"], api_name="/cancel_job")
+        info = client.predict(api_name="/system_info")
+        assert info["app"]["device"] == "cpu" and "torch" in info["app"]
+        assert [w["device"] for w in info["workers"]] == ["cpu"]
     finally:
         running.close()

@@ -35,7 +35,8 @@ def app(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data")}).with_overrides(port=port)
+    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_DEMO": "0",
+                                  "ANNOTATOR_LOCAL_WORKER": "0"}).with_overrides(port=port)
     running = start(settings, block=False, quiet=True)
     try:
         yield running

@@ -74,7 +74,8 @@ def _free_port() -> int:
 def test_while_the_app_runs_the_cli_goes_through_its_api(tmp_path, photos):
     data = tmp_path / "data"
     port = _free_port()
-    env = {**os.environ, "ANNOTATOR_DATA_DIR": str(data), "ANNOTATOR_PORT": str(port)}
+    env = {**os.environ, "ANNOTATOR_DATA_DIR": str(data), "ANNOTATOR_PORT": str(port), "ANNOTATOR_DEMO": "0",
+           "ANNOTATOR_LOCAL_WORKER": "0"}
     app = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

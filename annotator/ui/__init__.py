@@ -8,7 +8,9 @@ from __future__ import annotations
 import gradio as gr
 
 from ..services import Services
+from .annotate import build_annotate_tab
 from .common import UIContext
+from .jobs import build_jobs_panel
 from .projects import build_projects_tab, make_handlers as project_handlers, render_picker
 from .upload import build_upload_tab
 
@@ -16,6 +18,8 @@ TITLE = "Auto Annotator"
 CSS = """
 #aa-header { align-items: end; }
 #aa-header h1 { margin: 0; }
+.aa-jobs { width: 100%; font-size: 0.9em; }
+.aa-jobs td, .aa-jobs th { padding: 4px 8px; text-align: left; vertical-align: top; }
 """
 
 
@@ -46,6 +50,10 @@ def build_app(services: Services) -> gr.Blocks:
                 build_projects_tab(ctx)
             with gr.Tab("Upload", id="upload"):
                 build_upload_tab(ctx)
+            with gr.Tab("Auto-annotate", id="annotate"):
+                queued = build_annotate_tab(ctx)
+        refresh_jobs = build_jobs_panel(ctx)  # under every tab
+        queued.then(*refresh_jobs, api_visibility="private")
     return demo
 
 

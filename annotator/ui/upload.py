@@ -51,6 +51,7 @@ def make_handlers(services: Services):
         ds = None if dataset in ("", None, ALL) else dataset
         result = services.list_images(p, ds, status or None, int(page or 1) - 1, PAGE_SIZE)
         details = services.project_details(p)
+        thumbs = services.gallery_thumbs(result.images)
         return {
             "project": p.name,
             "total": result.total,
@@ -60,9 +61,10 @@ def make_handlers(services: Services):
             "status": details.status_counts,
             "images": [
                 {"id": i.id, "dataset": i.dataset, "rel_path": i.rel_path, "width": i.width, "height": i.height,
-                 "format": i.format, "status": i.status, "split": i.split, "thumb": str(services.thumb_file(i))}
-                for i in result.images
+                 "format": i.format, "status": i.status, "split": i.split, "thumb": str(thumb), "boxes": n}
+                for i, (thumb, n) in zip(result.images, thumbs)
             ],
+            "active_jobs": sum(1 for j in services.jobs(p, limit=20) if j.active),
             "uploads": [
                 {**u, "created_at": u["created_at"].isoformat(timespec="seconds")}
                 for u in services.uploads(p)
@@ -103,7 +105,7 @@ def render_report(r: dict):
 
 def render_gallery(g: dict, current_dataset: str):
     images = g.get("images", [])
-    items = [(i["thumb"], f"{i['dataset']}/{i['rel_path']} · {i['width']}x{i['height']} · {i['status']}") for i in images]
+    items = [(i["thumb"], f"{i['dataset']}/{i['rel_path']} · {i['boxes']} box(es) · {i['status']}") for i in images]
     status = g.get("status", {})
     counts = " · ".join(f"{status.get(k, 0)} {k}" for k in ("unreviewed", "approved", "rejected"))
     if g.get("project"):
@@ -183,3 +185,15 @@ def build_upload_tab(ctx: UIContext) -> None:
     refresh(page.submit(lambda p: max(1, int(p or 1)), page, page, api_visibility="private", queue=False))
     refresh(prev_btn.click(lambda p: max(1, int(p or 1) - 1), page, page, api_visibility="private", queue=False))
     refresh(next_btn.click(lambda p: int(p or 1) + 1, page, page, api_visibility="private", queue=False))
+
+    # While a job works on this project, boxes appear in the gallery as its results land (and once more
+    # after it ends); otherwise the timer changes nothing.
+    def live(project_name, dataset_name, status, page_no, current: dict):
+        was_active = bool((current or {}).get("active_jobs"))
+        if not project_name or not (was_active or any(j.active for j in ctx.services.jobs(project_name, limit=20))):
+            return [gr.skip()] * (1 + len(gallery_outputs))
+        g = h["list_images"](project_name, dataset_name, status, page_no)
+        return [g, *render_gallery(g, dataset_name)]
+
+    gr.Timer(3.0).tick(live, [project, filter_dataset, filter_status, page, gallery_json],
+                       [gallery_json, *gallery_outputs], api_visibility="private", show_progress="hidden")

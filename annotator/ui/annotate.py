@@ -1,0 +1,198 @@
+"""Auto-annotate tab: the project's model registry, the run form with its class-mapping table, System.
+
+Handlers first (JSON results, each an API endpoint), renderers next, wiring last.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from ..services import Services
+from ..types import UserError
+from .common import UIContext, table, user_errors, username
+
+MODEL_HEADERS = ["name", "source", "classes", "imgsz", "size MB", "sha256", "added"]
+MAP_HEADERS = ["model index", "model class", "project class"]
+SKIP = "(skip)"
+SCOPES = [("Unreviewed images (default)", "unreviewed"), ("Unreviewed + rejected images", "untouched")]
+PICKLE_WARNING = (
+    "**Only upload weights you trust.** A `.pt` file is a Python pickle: loading it can run code on this "
+    "server. Models must be ultralytics *detection* checkpoints (YOLOv5u/v8/v9/v10/11 detect); "
+    "classification, segmentation, pose and OBB models are refused."
+)
+
+
+def _mapping_rows(services: Services, project: str, model: str) -> list[list]:
+    p = services.project(project)
+    m = services.model(p, model)
+    mapping = services.class_mapping(p, m)
+    return [[i, name, p.class_names[mapping[i]] if mapping.get(i) is not None else SKIP]
+            for i, name in enumerate(m.class_names)]
+
+
+def _overrides_from_table(rows) -> dict:
+    """Mapping-table rows (model index, model class, project class) -> overrides for the services."""
+    if rows is None:
+        return {}
+    if hasattr(rows, "values"):  # a pandas frame from the Dataframe component
+        rows = rows.values.tolist()
+    elif isinstance(rows, dict):
+        rows = rows.get("data") or []
+    out = {}
+    for row in rows:
+        if len(row) < 3 or (row[0] in (None, "") and not str(row[1] or "").strip()):
+            continue
+        target = str(row[2] or "").strip()
+        key = str(row[1] or "").strip() or str(row[0])
+        out[key] = None if target in ("", SKIP, "skip") else target
+    return out
+
+
+# --- handlers (API) ------------------------------------------------------------------------------------
+def make_handlers(services: Services):
+    @user_errors
+    def upload_model(project: str, file, name: str = "", request: gr.Request = None) -> dict:
+        if not file:
+            raise UserError("Choose a .pt file to upload")
+        path = Path(getattr(file, "path", None) or getattr(file, "name", None) or file)
+        shown = getattr(file, "orig_name", None) or path.name
+        return services.add_model(project, path, name or None, user=username(request), display_name=shown).as_dict()
+
+    @user_errors
+    def list_models(project: str) -> list[dict]:
+        if not project:
+            return []
+        return [m.as_dict() for m in services.list_models(project)]
+
+    @user_errors
+    def class_mapping(project: str, model: str) -> dict:
+        if not project or not model:
+            return {"headers": MAP_HEADERS, "data": []}
+        return {"headers": MAP_HEADERS, "data": _mapping_rows(services, project, model)}
+
+    @user_errors
+    def auto_annotate(project: str, model: str, datasets: list, conf: float, iou: float, imgsz: float,
+                      max_det: float, device: str, batch: float, scope: str, mapping,
+                      request: gr.Request = None) -> dict:
+        if not model:
+            raise UserError("Choose a model (upload one on the left, or use the Demo project's demo-shapes)")
+        job = services.start_annotation(
+            project, model, datasets=[d for d in (datasets or []) if d], conf=conf, iou=iou,
+            imgsz=int(imgsz or 0) or None, max_det=int(max_det or 300), device=device or None,
+            batch=int(batch or 0), scope=scope or "unreviewed", overrides=_overrides_from_table(mapping),
+            user=username(request),
+        )
+        return job.as_dict()
+
+    @user_errors
+    def system_info() -> dict:
+        from jobs.inference import system_info as app_info
+
+        return {"app": app_info(services.settings.device), "workers": services.live_workers()}
+
+    return {f.__name__: f for f in (upload_model, list_models, class_mapping, auto_annotate, system_info)}
+
+
+# --- renderers (private) -------------------------------------------------------------------------------
+def render_models(models: list[dict], current: str | None):
+    rows = [[m["name"], m["source"], ", ".join(m["classes"][:8]) + (" ..." if len(m["classes"]) > 8 else ""),
+             m.get("imgsz") or "", round(m["size_bytes"] / 2**20, 1), m["sha256"][:12],
+             (m.get("created_at") or "").replace("T", " ")] for m in models or []]
+    names = [m["name"] for m in models or []]
+    value = current if current in names else (names[-1] if names else None)
+    return table(rows, MODEL_HEADERS), gr.Dropdown(choices=names, value=value)
+
+
+def system_markdown(info: dict) -> str:
+    def block(title: str, i: dict) -> str:
+        gpus = ", ".join(f"GPU {g['index']}: {g['name']} ({g['memory_gb']} GB)" for g in i.get("gpus", [])) or "none"
+        return (f"**{title}** · torch {i.get('torch')} · ultralytics {i.get('ultralytics')} · "
+                f"CUDA available: **{i.get('cuda_available')}** · GPUs: {gpus} · jobs use **{i.get('device')}**")
+
+    lines = [block("This app", info.get("app", {}))]
+    workers = info.get("workers", [])
+    if not workers:
+        lines.append("**No worker is running**: jobs wait in the queue. `python app.py` starts one; on other "
+                     "hosts run `python -m annotator worker`.")
+    for w in workers:
+        lines.append(block(f"Worker {w.get('worker')}", w))
+    return "\n\n".join(lines)
+
+
+# --- wiring ------------------------------------------------------------------------------------------
+def build_annotate_tab(ctx: UIContext):
+    """Returns the event of a successful Run, for the app to chain a Jobs-panel refresh onto."""
+    h = make_handlers(ctx.services)
+    project = ctx.project
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            gr.Markdown("### Models")
+            gr.Markdown(PICKLE_WARNING)
+            model_file = gr.File(label="Upload an ultralytics .pt", file_types=[".pt"], file_count="single")
+            model_name = gr.Textbox(label="Name in the registry (default: the file name)")
+            upload_btn = gr.Button("Register model")
+            models_table = gr.Dataframe(value=table([], MODEL_HEADERS), label="Registered models",
+                                        interactive=False, wrap=True)
+        with gr.Column(scale=3, min_width=420):
+            gr.Markdown("### Run")
+            with gr.Row():
+                model = gr.Dropdown(label="Model", choices=[], allow_custom_value=True)
+                datasets = gr.Dropdown(label="Datasets (empty = all)", choices=[], multiselect=True,
+                                       allow_custom_value=True)
+            scope = gr.Radio(SCOPES, value="unreviewed", label="Images",
+                             info="Images a person saved or approved are never touched; machine boxes of "
+                                  "the others are replaced.")
+            with gr.Row():
+                conf = gr.Slider(0.0, 1.0, value=0.25, step=0.01, label="Confidence threshold")
+                iou = gr.Slider(0.05, 1.0, value=0.7, step=0.05, label="IoU threshold (NMS)")
+            with gr.Row():
+                imgsz = gr.Number(label="Image size (0 = the model's)", value=0, precision=0, minimum=0)
+                max_det = gr.Number(label="Max detections", value=300, precision=0, minimum=1)
+                device = gr.Dropdown(label="Device", choices=["auto", "cpu", "0", "1", "2", "3"], value="auto",
+                                     allow_custom_value=True)
+                batch = gr.Number(label="Batch (0 = auto)", value=0, precision=0, minimum=0)
+            mapping = gr.Dataframe(
+                value=table([], MAP_HEADERS), label="Class mapping: model class -> project class "
+                "(edit the last column; (skip) drops those predictions)", interactive=True,
+                static_columns=[0, 1], wrap=True,
+            )
+            run_btn = gr.Button("Run auto-annotation", variant="primary")
+            run_result = gr.Markdown()
+    with gr.Accordion("System", open=False):
+        system_md = gr.Markdown("Press *Check* to see torch, CUDA, the GPUs and the device jobs will use.")
+        system_btn = gr.Button("Check", size="sm")
+
+    models_json = gr.JSON(visible=False)
+    job_json = gr.JSON(visible=False)
+    info_json = gr.JSON(visible=False)
+
+    def show_models(ev):
+        return ev.success(render_models, [models_json, model], [models_table, model], api_visibility="private")
+
+    def show_mapping(ev):
+        return ev.then(h["class_mapping"], [project, model], mapping, api_visibility="private")
+
+    # Public endpoints first: private events also claim their function's name.
+    model.input(h["class_mapping"], [project, model], mapping, api_name="class_mapping")
+    project_models = project.change(h["list_models"], project, models_json, api_name="list_models")
+    show_mapping(show_models(project_models))
+    project.change(lambda p: gr.Dropdown(choices=[d.name for d in ctx.services.datasets(p)] if p else [], value=[]),
+                   project, datasets, api_visibility="private")
+
+    uploaded = upload_btn.click(h["upload_model"], [project, model_file, model_name], models_json,
+                                api_name="upload_model")
+    show_mapping(uploaded.success(h["list_models"], project, models_json, api_visibility="private").success(
+        lambda models: render_models(models, models[-1]["name"] if models else None), models_json,
+        [models_table, model], api_visibility="private",
+    )).then(lambda: (None, ""), None, [model_file, model_name], api_visibility="private")
+
+    ran = run_btn.click(h["auto_annotate"], [project, model, datasets, conf, iou, imgsz, max_det, device, batch,
+                                             scope, mapping], job_json, api_name="auto_annotate")
+    queued = ran.success(lambda j: f"Queued job **{j['id']}**: {j['total']} image(s). Progress below, under *Jobs*.",
+                         job_json, run_result, api_visibility="private")
+
+    system_btn.click(h["system_info"], None, info_json, api_name="system_info").success(
+        system_markdown, info_json, system_md, api_visibility="private")
+    return queued

@@ -1,0 +1,103 @@
+"""The Jobs panel, under every tab: progress bars, status, log, Cancel and Resume; refreshed by a timer.
+
+A page reload re-attaches to running work: the panel reads job state from the store, not the session.
+"""
+
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+
+from ..services import Services
+from .common import UIContext, user_errors
+
+REFRESH_S = 1.5
+STATUS_COLOURS = {"queued": "#6b7280", "running": "#2563eb", "succeeded": "#16a34a", "failed": "#dc2626",
+                  "cancelled": "#9ca3af", "interrupted": "#d97706"}
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return ""
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else (f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
+
+
+def jobs_html(jobs: list[dict], names: dict[int, str]) -> str:
+    if not jobs:
+        return "<p style='opacity:.7'>No jobs yet. Auto-annotation runs here, in the background.</p>"
+    rows = []
+    for j in jobs:
+        pct = round(100 * (j.get("progress") or 0))
+        colour = STATUS_COLOURS.get(j["status"], "#6b7280")
+        ips = f"{j['images_per_s']:.1f} img/s" if j.get("images_per_s") else ""
+        eta = f"ETA {_duration(j['eta_s'])}" if j.get("eta_s") and j["status"] == "running" else ""
+        c = j.get("counters", {})
+        saved = f"{c.get('boxes', 0)} boxes on {c.get('images', 0)} images" if c.get("images") is not None else ""
+        if c.get("protected"):
+            saved += f", {c['protected']} left alone (a person got there first)"
+        err = f"<div style='color:#dc2626'>{html.escape(j['error'])}</div>" if j.get("error") else ""
+        rows.append(
+            f"<tr><td>#{j['id']}</td><td>{html.escape(names.get(j['project_id'], '?'))}</td><td>{j['kind']}</td>"
+            f"<td><span style='color:{colour};font-weight:600'>{j['status']}</span></td>"
+            f"<td style='min-width:180px'><progress value='{pct}' max='100' style='width:120px'></progress> "
+            f"{pct}%<br><small>{j['done']}/{j['total'] or '?'} {ips} {eta}</small></td>"
+            f"<td><small>{html.escape(saved)}</small>{err}</td></tr>"
+        )
+    head = "<tr><th>job</th><th>project</th><th>kind</th><th>status</th><th>progress</th><th>result</th></tr>"
+    return f"<table class='aa-jobs'>{head}{''.join(rows)}</table>"
+
+
+def make_handlers(services: Services):
+    @user_errors
+    def job_status(job_id: float) -> dict:
+        return services.job(int(job_id)).as_dict()
+
+    @user_errors
+    def cancel_job(job_id: float) -> dict:
+        return services.cancel_job(int(job_id)).as_dict()
+
+    @user_errors
+    def resume_job(job_id: float, request: gr.Request = None) -> dict:
+        from .common import username
+
+        return services.resume_job(int(job_id), user=username(request)).as_dict()
+
+    def refresh(selected: float | None):
+        jobs = [j.as_dict() for j in services.jobs(limit=12)]
+        names = {p.id: p.name for p in services.list_projects()}
+        sel = int(selected) if selected else (jobs[0]["id"] if jobs else None)
+        log = ""
+        if sel:
+            try:
+                log = services.job(sel).log
+            except Exception:  # noqa: BLE001 - a deleted job: show nothing
+                log = ""
+        return jobs_html(jobs, names), gr.Number(value=sel), log
+
+    return {"job_status": job_status, "cancel_job": cancel_job, "resume_job": resume_job, "refresh": refresh}
+
+
+def build_jobs_panel(ctx: UIContext):
+    """Returns (fn, inputs, outputs) for other tabs to trigger an immediate refresh with ``.then(*...)``."""
+    h = make_handlers(ctx.services)
+    with gr.Accordion("Jobs", open=True, elem_id="aa-jobs"):
+        jobs_view = gr.HTML()
+        with gr.Row():
+            job_id = gr.Number(label="Job", precision=0, minimum=0, scale=1)
+            show_btn = gr.Button("Show", scale=0, min_width=80)
+            cancel_btn = gr.Button("Cancel job", variant="stop", scale=0, min_width=120)
+            resume_btn = gr.Button("Resume job", scale=0, min_width=120)
+        job_log = gr.Textbox(label="Log of the job", lines=6, max_lines=12, autoscroll=True, interactive=False)
+    job_json = gr.JSON(visible=False)
+    outputs = [jobs_view, job_id, job_log]
+    refresh = (h["refresh"], job_id, outputs)
+    timer = gr.Timer(REFRESH_S)
+    timer.tick(*refresh, api_visibility="private", show_progress="hidden", queue=False)
+    show_btn.click(h["job_status"], job_id, job_json, api_name="job_status").then(*refresh, api_visibility="private")
+    cancel_btn.click(h["cancel_job"], job_id, job_json, api_name="cancel_job").then(*refresh,
+                                                                                     api_visibility="private")
+    resume_btn.click(h["resume_job"], job_id, job_json, api_name="resume_job").then(*refresh,
+                                                                                     api_visibility="private")
+    return refresh

@@ -1,0 +1,259 @@
+"""Auto-annotation in a worker: images in, machine boxes out, through a JobChannel. Never opens DuckDB.
+
+A prefetch pool decodes images (OpenCV releases the GIL) while the model runs, the model is loaded once
+per worker process, CUDA out-of-memory halves the batch and retries, cancel is checked between
+batches, and a heartbeat thread keeps reporting even while the model loads.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .channel import JobChannel
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+HEARTBEAT_S = 1.0
+CHUNK_IMAGES = 32  # results go to the app at least this often ...
+CHUNK_SECONDS = 1.0  # ... or this often, whichever comes first
+
+_models: dict[tuple[str, float], Any] = {}
+_models_lock = threading.Lock()
+
+
+def load_model(path: str):
+    """The ultralytics model for ``path``, loaded once per worker (reloaded if the file changes)."""
+    from ultralytics import YOLO
+
+    key = (path, os.path.getmtime(path))
+    with _models_lock:
+        if key not in _models:
+            _models.clear()  # one model resident at a time: GPU memory is the scarce thing
+            _models[key] = YOLO(path, task="detect")
+        return _models[key]
+
+
+def resolve_device(device: str | int | None) -> str:
+    """'auto' -> first GPU if any, else CPU; '0', '1', 'cuda:0', 'cpu', 'mps' pass through."""
+    d = str(device if device is not None else "auto").strip().lower() or "auto"
+    if d != "auto":
+        return d
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return "0"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+    except Exception:  # noqa: BLE001 - no torch, no GPU: CPU it is
+        pass
+    return "cpu"
+
+
+def system_info(device: str = "auto") -> dict:
+    """What a person checks by hand when inference is slow: torch, CUDA, GPU, the device jobs use."""
+    info: dict[str, Any] = {"worker": WORKER_ID}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["cuda_available"] = bool(torch.cuda.is_available())
+        info["cuda_version"] = torch.version.cuda
+        gpus = []
+        if info["cuda_available"]:
+            for i in range(torch.cuda.device_count()):
+                p = torch.cuda.get_device_properties(i)
+                gpus.append({"index": i, "name": p.name, "memory_gb": round(p.total_memory / 2**30, 1)})
+        info["gpus"] = gpus
+    except Exception as e:  # noqa: BLE001
+        info["torch"] = f"not importable: {e}"
+        info["cuda_available"] = False
+        info["gpus"] = []
+    try:
+        import ultralytics
+
+        info["ultralytics"] = ultralytics.__version__
+    except Exception as e:  # noqa: BLE001
+        info["ultralytics"] = f"not importable: {e}"
+    info["device"] = resolve_device(device)
+    info["cpu_count"] = os.cpu_count()
+    return info
+
+
+def _is_oom(e: BaseException) -> bool:
+    return "out of memory" in str(e).lower() or type(e).__name__ == "OutOfMemoryError"
+
+
+@dataclass
+class _State:
+    stage: str = "loading model"
+    done: int = 0
+    total: int = 0
+    boxes: int = 0
+    unmapped: int = 0
+    failed: int = 0
+    batch: int = 1
+    device: str = "cpu"
+    started: float = field(default_factory=time.time)
+    first_image_at: float | None = None
+
+    def snapshot(self) -> dict:
+        elapsed = time.time() - (self.first_image_at or time.time())
+        ips = self.done / elapsed if self.done and elapsed > 0 else 0.0
+        eta = (self.total - self.done) / ips if ips else None
+        return {"stage": self.stage, "done": self.done, "total": self.total, "boxes": self.boxes,
+                "unmapped": self.unmapped, "failed": self.failed, "batch": self.batch, "device": self.device,
+                "ips": round(ips, 2), "eta_s": None if eta is None else round(eta, 1), "worker": WORKER_ID}
+
+
+def run_annotation(channel: JobChannel, payload: dict, model_loader: Callable[[str], Any] = load_model) -> str:
+    """Run one auto-annotation attempt; report everything through ``channel``. Returns the final status."""
+    images: list[tuple[int, str]] = [tuple(x) for x in payload["images"]]
+    mapping: dict[int, int | None] = {int(k): v for k, v in payload["mapping"].items()}
+    state = _State(total=len(images), device=resolve_device(payload.get("device")))
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(HEARTBEAT_S):
+            channel.progress(**state.snapshot())
+
+    channel.progress(**state.snapshot())
+    heart = threading.Thread(target=beat, name="heartbeat", daemon=True)
+    heart.start()
+    try:
+        status = _annotate(channel, payload, images, mapping, state, model_loader)
+        state.stage = status
+        channel.progress(**state.snapshot())
+        channel.finish(status, None, **state.snapshot())
+        return status
+    except Exception as e:  # noqa: BLE001 - any failure ends the job with its reason, never silently
+        state.stage = "failed"
+        channel.log(f"failed: {type(e).__name__}: {e}")
+        channel.progress(**state.snapshot())
+        channel.finish("failed", f"{type(e).__name__}: {e}", **state.snapshot())
+        return "failed"
+    finally:
+        stop.set()
+
+
+def _annotate(channel, payload, images, mapping, state: _State, model_loader) -> str:
+    import cv2
+
+    device = state.device
+    channel.log(f"worker {WORKER_ID}: {len(images)} image(s), device {device}, "
+                f"model {payload.get('model_name') or os.path.basename(payload['model_path'])}")
+    model = model_loader(payload["model_path"])
+    bs = int(payload.get("batch") or 0) or (1 if device == "cpu" else 16)
+    state.batch = bs
+    opts = dict(conf=float(payload.get("conf", 0.25)), iou=float(payload.get("iou", 0.7)),
+                imgsz=int(payload.get("imgsz") or 640), max_det=int(payload.get("max_det", 300)),
+                device=device, verbose=False)
+    if device not in ("cpu", "mps"):
+        opts["quantize"] = 16  # FP16 on CUDA (ultralytics 8.4 replaced `half` with `quantize`)
+    state.stage = "running"
+
+    pending: list = []
+    failed: list[int] = []
+    last_flush = time.time()
+
+    def flush(force: bool = False):
+        nonlocal pending, failed, last_flush
+        if (pending or failed) and (force or len(pending) >= CHUNK_IMAGES or time.time() - last_flush >= CHUNK_SECONDS):
+            channel.send_chunk(pending, failed)
+            pending, failed = [], []
+            last_flush = time.time()
+
+    def read(item):
+        image_id, path = item
+        return image_id, cv2.imread(path, cv2.IMREAD_COLOR)
+
+    lookahead = max(2 * bs, 8)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="prefetch") as pool:
+        queue: deque = deque()
+        it = iter(images)
+        for item in it:
+            queue.append(pool.submit(read, item))
+            if len(queue) >= lookahead:
+                break
+        while queue:
+            if channel.cancel_requested():
+                flush(force=True)
+                channel.log(f"cancelled after {state.done} of {state.total} image(s)")
+                return "cancelled"
+            batch = []
+            while queue and len(batch) < bs:
+                batch.append(queue.popleft().result())
+                nxt = next(it, None)
+                if nxt is not None:
+                    queue.append(pool.submit(read, nxt))
+            good = []
+            for image_id, arr in batch:
+                if arr is None:
+                    failed.append(image_id)
+                    state.failed += 1
+                    channel.log(f"image {image_id}: could not be read")
+                else:
+                    good.append((image_id, arr))
+            results = _predict(model, [a for _, a in good], bs, opts, channel, state) if good else []
+            if state.first_image_at is None:
+                state.first_image_at = time.time()
+            for (image_id, arr), r in zip(good, results):
+                pending.append((image_id, _boxes(r, mapping, arr.shape[1], arr.shape[0], state)))
+            state.done += len(batch)
+            flush()
+    flush(force=True)
+    channel.log(f"done: {state.done} image(s), {state.boxes} box(es), {state.unmapped} unmapped prediction(s) "
+                f"skipped, {state.failed} unreadable")
+    return "succeeded"
+
+
+def _predict(model, arrays: list, bs: int, opts: dict, channel: JobChannel, state: _State) -> list:
+    """Predict ``arrays`` in batches of ``state.batch``; on CUDA out-of-memory halve it and retry."""
+    out: list = []
+    i = 0
+    while i < len(arrays):
+        size = state.batch
+        try:
+            out.extend(model.predict(arrays[i:i + size], **opts))
+            i += size
+        except Exception as e:  # noqa: BLE001
+            if not _is_oom(e) or size <= 1:
+                raise
+            state.batch = max(1, size // 2)
+            channel.log(f"CUDA out of memory at batch {size}: retrying with batch {state.batch}")
+            try:
+                import torch
+
+                torch.cuda.empty_cache()
+            except Exception:  # noqa: BLE001
+                pass
+    return out
+
+
+def _boxes(result, mapping: dict[int, int | None], width: int, height: int, state: _State) -> list[tuple]:
+    """ultralytics Results -> [(project_class, x1, y1, x2, y2, conf)], clamped to the image."""
+    b = result.boxes
+    if b is None or len(b) == 0:
+        return []
+    xyxy = b.xyxy.cpu().numpy().tolist()
+    cls = b.cls.cpu().numpy().astype(int).tolist()
+    conf = b.conf.cpu().numpy().tolist()
+    out = []
+    for (x1, y1, x2, y2), c, p in zip(xyxy, cls, conf):
+        target = mapping.get(int(c))
+        if target is None:
+            state.unmapped += 1
+            continue
+        x1, x2 = sorted((min(max(x1, 0.0), width), min(max(x2, 0.0), width)))
+        y1, y2 = sorted((min(max(y1, 0.0), height), min(max(y2, 0.0), height)))
+        if x2 - x1 <= 0 or y2 - y1 <= 0:
+            continue
+        out.append((int(target), float(x1), float(y1), float(x2), float(y2), round(float(p), 5)))
+    state.boxes += len(out)
+    return out

@@ -17,6 +17,7 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed
 	$(PY) bench/ingest.py
 	$(PY) bench/store.py
+	$(PY) bench/auto_annotate.py
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev

@@ -184,7 +184,8 @@ def _print(args, data, human: str) -> None:
 def cmd_serve(args, settings: Settings) -> int:
     from .launch import start
 
-    start(settings.with_overrides(host=args.host, port=args.port, share=args.share or None))
+    start(settings.with_overrides(host=args.host, port=args.port, share=args.share or None,
+                                  local_worker=False if args.no_worker else None))
     return 0
 
 
@@ -404,6 +405,8 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="interface to listen on (default 127.0.0.1; 0.0.0.0 for the whole network)")
     p.add_argument("--port", type=int, help="port (default 7860)")
     p.add_argument("--share", action="store_true", help="also publish a shareable Gradio link (requires auth)")
+    p.add_argument("--no-worker", action="store_true",
+                   help="do not start a local job worker (workers run elsewhere: python -m annotator worker)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,74 @@
+"""ANNOTATOR_QUEUE_URL=redis://... : the same job runs through RedisHuey against a real redis-server
+(on a free loopback port), as it would with workers on other GPU hosts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from annotator import demo
+from annotator.monitor import JobMonitor
+from annotator.services import Services
+from annotator.settings import Settings
+
+REDIS = shutil.which("redis-server")
+if REDIS is None:
+    if os.environ.get("CI"):
+        raise RuntimeError("redis-server is missing: .ci/run installs Debian's redis-server before `make test`")
+    pytest.skip("redis-server is not installed (apt-get install -y redis-server)", allow_module_level=True)
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_auto_annotation_through_redis(redis_url, tmp_path):
+    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_QUEUE_URL": redis_url,
+                                  "ANNOTATOR_DEVICE": "cpu"})
+    services = Services.open(settings)
+    monitor = JobMonitor(services, interval=0.2).start(local_worker=True)
+    try:
+        from huey import RedisHuey
+
+        assert isinstance(services.huey, RedisHuey)
+        folder = tmp_path / "scenes"
+        folder.mkdir()
+        for i in range(4):
+            (folder / f"{i}.jpg").write_bytes(demo.scene_jpeg(70_000 + i)[0])
+        p = services.create_project("R", list(demo.CLASSES))
+        services.add_images(p, [folder])
+        services.add_model(p, demo.DEMO_MODEL_PATH, name="demo")
+        job = services.start_annotation(p, "demo")
+        deadline = time.time() + 120
+        while services.job(job.id).active and time.time() < deadline:
+            time.sleep(0.2)
+        job = services.job(job.id)
+        assert job.status == "succeeded", job.error
+        assert job.counters["images"] == 4 and job.counters["boxes"] > 0
+        assert [w["worker"] for w in services.live_workers()]  # the worker announced itself in redis
+        assert not (settings.data_dir / "queue.db").exists()  # nothing went through SQLite
+    finally:
+        monitor.stop()
+        services.close()

@@ -7,6 +7,7 @@ While the app runs it holds the DuckDB lock. Commands then go through the runnin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html
 import json
 import os
@@ -177,8 +178,11 @@ def backend(settings: Settings) -> Iterator[LocalBackend | RemoteBackend]:
 
 
 # --- commands ------------------------------------------------------------------------------------------
+_STDOUT = sys.stdout  # ours alone: while a command runs, whatever libraries print goes to stderr
+
+
 def _print(args, data, human: str) -> None:
-    print(json.dumps(data, indent=2, default=str) if args.json else human)
+    print(json.dumps(data, indent=2, default=str) if args.json else human, file=_STDOUT, flush=True)
 
 
 def cmd_serve(args, settings: Settings) -> int:
@@ -414,9 +418,15 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0].startswith("--") and argv[0] not in ("-h", "--help"):
         argv = ["serve", *argv]
     args = build_parser().parse_args(argv)
+    global _STDOUT
+    _STDOUT = sys.stdout
     try:
         settings = Settings.from_env()
-        return args.func(args, settings)
+        if args.func is cmd_serve or args.func is cmd_worker:
+            return args.func(args, settings)
+        # ultralytics prints a banner on its first import, gradio_client its progress: keep --json clean.
+        with contextlib.redirect_stdout(sys.stderr):
+            return args.func(args, settings)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -8,13 +8,20 @@ The committed model ``annotator/assets/demo_shapes.pt`` (ultralytics YOLOv8n, tr
 pretrained weights; classes 0 circle, 1 square, 2 triangle) was built on a 2-core CPU with::
 
     nice -n 10 python -m annotator.demo train --out annotator/assets/demo_shapes.pt \\
-        --epochs 45 --imgsz 320 --n-train 200 --n-val 24 --seed 0
+        --epochs 40 --imgsz 320 --n-train 160 --n-val 24 --batch 8 --seed 0
+
+(these are also the defaults; the build ran with ``--workdir /tmp/demo_runs/a`` to keep the dataset and run
+folder, which changes nothing else). It took 923 s wall (ultralytics: 40 epochs in 0.252 h), and the file is
+6.2 MB (fp16, optimizer stripped).
 
 Run it at its training size, ``imgsz=320`` (stored in the checkpoint as ``train_args['imgsz']``, see
-``model_imgsz()``). Training scenes use seeds ``seed .. seed + n_train + n_val - 1`` (0..223 for the
+``model_imgsz()``). Training scenes use seeds ``seed .. seed + n_train + n_val - 1`` (0..183 for the
 model above); ``check`` and the tests use fresh seeds from ``CHECK_SEED`` and ``TEST_SEED`` upwards::
 
     python -m annotator.demo check annotator/assets/demo_shapes.pt
+
+gave recall 1.000, precision 1.000 (103/103 boxes, 30 scenes, conf 0.25, IoU 0.5); on 100 other scenes
+(``--n 100 --first-seed 3000000``) recall 0.994, precision 0.970.
 
 torch and ultralytics are imported lazily, inside the functions that need them.
 """
@@ -252,13 +259,13 @@ def _sanitize_checkpoint(path: Path, imgsz: int) -> None:
 
 def train_demo_model(
     out: Path,
-    epochs: int = 45,
+    epochs: int = 40,
     imgsz: int = DEFAULT_IMGSZ,
-    n_train: int = 200,
+    n_train: int = 160,
     n_val: int = 24,
     seed: int = 0,
     workdir: Path | None = None,
-    batch: int = 16,
+    batch: int = 8,
 ) -> Path:
     """Train YOLOv8n from scratch on fresh scenes and copy its (optimizer-free, fp16) best.pt to ``out``."""
     out = Path(out).resolve()
@@ -371,11 +378,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="rebuild the demo model")
     t.add_argument("--out", type=Path, default=DEMO_MODEL_PATH)
-    t.add_argument("--epochs", type=int, default=45)
+    t.add_argument("--epochs", type=int, default=40)
     t.add_argument("--imgsz", type=int, default=DEFAULT_IMGSZ)
-    t.add_argument("--n-train", type=int, default=200)
+    t.add_argument("--n-train", type=int, default=160)
     t.add_argument("--n-val", type=int, default=24)
-    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--batch", type=int, default=8)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--workdir", type=Path, default=None, help="keep the dataset and run here (default: temp)")
     c = sub.add_parser("check", help="recall/precision of a model on fresh scenes")

@@ -181,7 +181,7 @@ def _load(path: Path, name: str) -> Any:
     except MemoryError:
         raise UserError(f"{name} is too large to load into memory") from None
     except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, TypeError, OSError,
-            UnicodeDecodeError, IndexError, KeyError, ImportError) as e:
+            UnicodeDecodeError, IndexError, KeyError, ImportError):
         raise UserError(f"{name} {_why_unreadable(path)}") from None
     except Exception as e:  # anything else a hostile or exotic pickle raises
         raise UserError(f"{name} could not be loaded as a PyTorch checkpoint ({type(e).__name__}: {e})") from None

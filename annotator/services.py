@@ -622,6 +622,12 @@ class Services:
         self._enqueue_annotation(job.id, attempt, job.project_id, params, images)
         return self.store.get_job(job.id)
 
+    def system_info(self) -> dict:
+        """torch / CUDA / GPUs / device for this process, and what every live worker reported."""
+        from jobs.inference import system_info
+
+        return {"app": system_info(self.settings.device), "workers": self.live_workers()}
+
     def live_workers(self) -> list[dict]:
         from jobs.worker import live_workers
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 import zipfile
 
@@ -16,18 +15,14 @@ from annotator.settings import Settings
 from annotator import demo
 
 from .imagegen import jpeg_bytes
+from .support import free_port
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def app(tmp_path):
     settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_DEMO": "0"}).with_overrides(
-        port=_free_port())
+        port=free_port())
     running = start(settings, block=False, quiet=True)
     try:
         yield running
@@ -86,7 +81,7 @@ def test_auth_protects_the_api(tmp_path):
     settings = Settings.from_env({
         "ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_AUTH": "ann:secret", "ANNOTATOR_DEMO": "0",
         "ANNOTATOR_LOCAL_WORKER": "0",
-    }).with_overrides(port=_free_port())
+    }).with_overrides(port=free_port())
     running = start(settings, block=False, quiet=True)
     try:
         with pytest.raises(Exception):
@@ -99,7 +94,7 @@ def test_auth_protects_the_api(tmp_path):
 
 def test_fresh_app_opens_the_demo_and_auto_annotates_it(tmp_path):
     """`make run` on an empty data folder: the Demo project, its images and model; one call runs it."""
-    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data")}).with_overrides(port=_free_port())
+    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data")}).with_overrides(port=free_port())
     running = start(settings, block=False, quiet=True)
     try:
         client = Client(running.url, verbose=False)

@@ -6,9 +6,6 @@ Screenshots go to tests/artifacts/ for a human to look at.
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import zipfile
 from pathlib import Path
 
@@ -18,23 +15,16 @@ from annotator.launch import start
 from annotator.settings import Settings
 
 from .imagegen import jpeg_bytes
+from .support import free_port, require_tool
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = require_tool("chromium", "chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError("Chromium is missing: .ci/run installs Debian's chromium before `make test`")
-    pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
-
-
 @pytest.fixture
 def app(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_DEMO": "0",
                                   "ANNOTATOR_LOCAL_WORKER": "0"}).with_overrides(port=port)
     running = start(settings, block=False, quiet=True)

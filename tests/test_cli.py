@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from .imagegen import jpeg_bytes
+from .support import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,15 +66,10 @@ def test_bad_input_exits_2_with_a_message(tmp_path, photos):
     assert nofile.returncode == 2 and "absent.zip: no such file" in nofile.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_while_the_app_runs_the_cli_goes_through_its_api(tmp_path, photos):
     data = tmp_path / "data"
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "ANNOTATOR_DATA_DIR": str(data), "ANNOTATOR_PORT": str(port), "ANNOTATOR_DEMO": "0",
            "ANNOTATOR_LOCAL_WORKER": "0"}
     app = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
@@ -126,3 +122,38 @@ def test_a_foreign_lock_holder_is_named(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_models_and_annotate_wait_without_the_app(tmp_path):
+    """No app running: the CLI owns the store, starts its own worker and prints progress until done."""
+    from annotator import demo
+
+    data = tmp_path / "data"
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    for i in range(5):
+        (folder / f"s{i}.jpg").write_bytes(demo.scene_jpeg(80_000 + i)[0])
+    run_cli(data, "project", "create", "Shapes", "--classes", "circle,square,triangle")
+    run_cli(data, "ingest", "Shapes", str(folder))
+    added = json.loads(run_cli(data, "models", "add", "Shapes", str(demo.DEMO_MODEL_PATH), "--name", "demo",
+                               "--json").stdout)
+    assert added["classes"] == ["circle", "square", "triangle"] and added["source"] == "uploaded"
+    listed = run_cli(data, "models", "list", "Shapes").stdout
+    assert "demo" in listed and added["sha256"][:12] in listed
+
+    done = run_cli(data, "annotate", "Shapes", "--model", "demo", "--device", "cpu", "--wait")
+    assert "job 1 succeeded: 5/5 images" in done.stderr
+    assert "Job 1 succeeded:" in done.stdout and "on 5 image(s)" in done.stdout
+    status = json.loads(run_cli(data, "jobs", "status", "1", "--json").stdout)
+    assert status["status"] == "succeeded" and status["counters"]["boxes"] > 0
+
+    bad = tmp_path / "notes.pt"
+    bad.write_text("not a model")
+    refused = run_cli(data, "models", "add", "Shapes", str(bad), check=False)
+    assert refused.returncode == 2 and "notes.pt" in refused.stderr
+
+
+def test_doctor_reports_torch_and_the_device(tmp_path):
+    out = run_cli(tmp_path / "data", "doctor", "--json").stdout
+    info = json.loads(out)
+    assert info["torch"] and info["device"] in ("cpu", "0", "mps") and "cuda_available" in info

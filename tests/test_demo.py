@@ -141,7 +141,7 @@ def demo_model():
 
 
 def test_demo_model_is_small_and_loads_offline(demo_model):
-    assert demo.DEMO_MODEL_PATH.stat().st_size < 8 * 1024 * 1024
+    assert demo.DEMO_MODEL_PATH.stat().st_size < 8_000_000
     assert demo_model.task == "detect"
     assert demo_model.names == {0: "circle", 1: "square", 2: "triangle"}
     assert demo.model_imgsz(demo_model) == demo.DEFAULT_IMGSZ

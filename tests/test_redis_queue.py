@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -16,18 +14,14 @@ from annotator.monitor import JobMonitor
 from annotator.services import Services
 from annotator.settings import Settings
 
-REDIS = shutil.which("redis-server")
-if REDIS is None:
-    if os.environ.get("CI"):
-        raise RuntimeError("redis-server is missing: .ci/run installs Debian's redis-server before `make test`")
-    pytest.skip("redis-server is not installed (apt-get install -y redis-server)", allow_module_level=True)
+from .support import free_port, require_tool
+
+REDIS = require_tool("redis-server", "redis-server")
 
 
 @pytest.fixture
 def redis_url(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                              "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -88,9 +88,7 @@ def make_handlers(services: Services):
 
     @user_errors
     def system_info() -> dict:
-        from jobs.inference import system_info as app_info
-
-        return {"app": app_info(services.settings.device), "workers": services.live_workers()}
+        return services.system_info()
 
     return {f.__name__: f for f in (upload_model, list_models, class_mapping, auto_annotate, system_info)}
 

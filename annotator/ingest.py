@@ -16,6 +16,7 @@ import io
 import os
 import posixpath
 import stat
+import sys
 import warnings
 import zipfile
 from collections import deque
@@ -144,6 +145,13 @@ def _make_thumb(im: Image.Image, size: int, max_side: int | None = None) -> byte
     return out.getvalue()
 
 
+def _pil_open():
+    """PIL's own Image.open. Importing ultralytics (model checks, workers) replaces it process-wide with a
+    version that tries to import the pi-heif plugin on any unidentified file, and raises when it's absent."""
+    patched = sys.modules.get("ultralytics.utils.patches")
+    return getattr(patched, "_image_open", Image.open) if patched is not None else Image.open
+
+
 def decode_image(data: bytes, limits: Limits) -> Decoded:
     """Validate one image fully and return what to store. Raises BadImage with a user-facing reason."""
     if not data:
@@ -154,10 +162,10 @@ def decode_image(data: bytes, limits: Limits) -> Decoded:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides below
-            im = Image.open(io.BytesIO(data))
+            im = _pil_open()(io.BytesIO(data))
     except Image.DecompressionBombError:
         raise BadImage(f"decompression bomb: more than {limits.max_pixels:,} pixels") from None
-    except UnidentifiedImageError:
+    except (UnidentifiedImageError, ImportError):
         raise BadImage("not a readable image (unknown format or damaged header)") from None
     except (OSError, SyntaxError, ValueError) as e:
         kind = "truncated image" if "truncated" in str(e).lower() else "not a readable image"

@@ -528,3 +528,18 @@ def test_stored_upload_report_matches_returned_report(services, project, tmp_pat
     shown = report.as_dict()
     for key in ("added", "duplicates", "skipped", "added_files", "skipped_files", "notes"):
         assert stored[key] == shown[key], key
+
+
+def test_garbage_is_skipped_after_ultralytics_patched_pil(services, project, tmp_path):
+    """Importing ultralytics (a model upload does) patches PIL.Image.open to try a HEIF plugin that is not
+    installed; a corrupt file must still be a per-file skip, not a crash of the whole upload."""
+    import ultralytics.utils.patches  # noqa: F401 - applies the patch in this process
+
+    good = tmp_path / "good.jpg"
+    good.write_bytes(imagegen.jpeg_bytes(40, 30, seed=3))
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"definitely not an image" * 10)
+    report = services.add_images(project, [good, bad], dataset="after-patch")
+    assert report.added == ["good.jpg"]
+    assert [(s.name, s.reason) for s in report.skipped] == [
+        ("bad.jpg", "not a readable image (unknown format or damaged header)")]

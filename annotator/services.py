@@ -699,14 +699,15 @@ def draw_boxes(thumb: Path, boxes, width: int, height: int, out: Path) -> None:
         im = im.convert("RGB")
     sx, sy = im.width / width, im.height / height
     d = ImageDraw.Draw(im)
-    line = max(1, round(min(im.size) / 120))
+    line = max(2, round(min(im.size) / 90))
     for b in boxes:
         x1, y1, x2, y2 = b.x1 * sx, b.y1 * sy, b.x2 * sx, b.y2 * sy
         colour = class_colour(b.class_idx)
+        d.rectangle([x1, y1, x2, y2], outline=(20, 20, 20), width=line + 2)  # contrast on any background
         if b.source == "model":
-            for seg in range(0, 4):
-                pts = [((x1, y1), (x2, y1)), ((x2, y1), (x2, y2)), ((x2, y2), (x1, y2)), ((x1, y2), (x1, y1))][seg]
-                _dashed(d, pts[0], pts[1], colour, line)
+            sides = ((x1, y1), (x2, y1)), ((x2, y1), (x2, y2)), ((x2, y2), (x1, y2)), ((x1, y2), (x1, y1))
+            for a, c in sides:
+                _dashed(d, a, c, colour, line, dash=3.0 * line)
         else:
             d.rectangle([x1, y1, x2, y2], outline=colour, width=line)
     tmp = out.with_suffix(".part")

@@ -168,3 +168,25 @@ def test_parallel_upload_of_the_same_image_becomes_a_duplicate(services, project
     # The shared file is still there for B's row.
     (b_img,) = services.list_images(project.name, dataset="b").images
     assert services.image_file(b_img).is_file()
+
+
+def test_gallery_thumbs_draw_boxes_and_follow_new_results(services, project, tmp_path):
+    from PIL import Image
+
+    from annotator.types import Box
+
+    _upload_some(services, project, tmp_path, 2)
+    a, b = services.list_images(project.name).images
+    services.store.insert_boxes([(a.id, Box(0, 0, a.width / 2, a.height / 2, class_idx=0, source="model",
+                                            confidence=0.9))])
+    (thumb_a, n_a), (thumb_b, n_b) = services.gallery_thumbs([a, b])
+    assert (n_a, n_b) == (1, 0)
+    assert thumb_b == services.thumb_file(b)  # no boxes: the plain thumbnail
+    assert thumb_a != services.thumb_file(a) and thumb_a.is_file()
+    with Image.open(thumb_a) as drawn, Image.open(services.thumb_file(a)) as plain:
+        assert drawn.size == plain.size
+        # the box's top edge is drawn near the top-left corner, the far corner is untouched
+        assert drawn.convert("RGB").getpixel((drawn.width // 8, 1)) != plain.convert("RGB").getpixel((drawn.width // 8, 1))
+    services.store.insert_boxes([(a.id, Box(1, 1, 5, 5, class_idx=1, source="human"))])
+    ((again, n), _) = services.gallery_thumbs([a, b])
+    assert n == 2 and again != thumb_a  # a new result is a new picture (no stale cache)

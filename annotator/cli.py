@@ -389,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     ann.add_argument("--imgsz", type=int, default=0, help="default: the model's training size, else 640")
     ann.add_argument("--max-det", type=int, default=300)
     ann.add_argument("--device", default="", help="auto (default), cpu, 0, 1, ...")
-    ann.add_argument("--batch", type=int, default=0, help="0 = auto (1 on CPU, 16 on GPU)")
+    ann.add_argument("--batch", type=int, default=0, help="0 = auto (8 on CPU, 16 on GPU)")
     ann.add_argument("--scope", choices=["unreviewed", "untouched"], default="unreviewed",
                      help="unreviewed images (default), or also rejected ones; never saved/approved ones")
     ann.add_argument("--map", action="append", metavar="MODEL=PROJECT",

@@ -41,6 +41,7 @@ class JobMonitor:
         self._lock = threading.Lock()  # one sync at a time (the thread, or a caller's explicit tick)
         self.worker: LocalWorker | None = None
         self._first_seen: dict[int, float] = {}
+        self._last_written: dict[int, tuple] = {}
 
     # --- lifecycle -------------------------------------------------------------------------------------
     def start(self, local_worker: bool = True) -> "JobMonitor":
@@ -136,6 +137,11 @@ class JobMonitor:
                 self._first_seen.pop(job.id, None)
         if lines:
             self.store.update_job(job.id, log="\n".join(lines))
+        # Write the row only when something happened: a tick with no news costs no transaction.
+        seen = (progress or {}).get("ts"), n, logs, bool(done), fields.get("status")
+        if self._last_written.get(job.id) == seen:
+            return
+        self._last_written[job.id] = seen
         self.store.update_job(job.id, expect_status=("queued", "running"), **fields)
 
 

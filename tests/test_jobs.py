@@ -109,7 +109,10 @@ def test_rerun_replaces_machine_boxes_and_never_touches_human_work(jobs_world, t
     kept_approved = [(b.id, b.xyxy) for b in services.store.boxes_for_image(approved.id)]
     services.store.insert_boxes([(edited.id, Box(1, 1, 30, 30, class_idx=2, created_by="ann"))])
     services.store._con.execute("UPDATE images SET edited_by = 'ann', edited_at = now() WHERE id = ?", [edited.id])
-    before_free = sorted(b.xyxy for b in _model_boxes(services, free.id))
+    def rounded(boxes):  # batch composition moves predictions in the 5th decimal
+        return sorted(tuple(round(v, 2) for v in b.xyxy) for b in boxes)
+
+    before_free = rounded(_model_boxes(services, free.id))
     assert before_free
 
     second = services.start_annotation(p, "demo-shapes", scope="untouched")
@@ -120,7 +123,7 @@ def test_rerun_replaces_machine_boxes_and_never_touches_human_work(jobs_world, t
     human = [b for b in services.store.boxes_for_image(edited.id) if b.source == "human"]
     assert [(b.xyxy, b.created_by) for b in human] == [((1, 1, 30, 30), "ann")]
     after_free = _model_boxes(services, free.id)
-    assert sorted(b.xyxy for b in after_free) == before_free  # replaced, not doubled
+    assert rounded(after_free) == before_free  # replaced, not doubled
     assert {b.job_id for b in after_free} == {second.id}
 
 

@@ -305,7 +305,7 @@ def cmd_annotate(args, settings: Settings) -> int:
             while True:
                 job = b.job_status(job["id"])
                 line = _job_line(job)
-                if line != last and not args.json:
+                if line != last:  # progress goes to stderr: stdout stays machine-readable
                     print(line, file=sys.stderr, flush=True)
                     last = line
                 if job["status"] not in ("queued", "running"):

@@ -71,7 +71,7 @@ def test_while_the_app_runs_the_cli_goes_through_its_api(tmp_path, photos):
     data = tmp_path / "data"
     port = free_port()
     env = {**os.environ, "ANNOTATOR_DATA_DIR": str(data), "ANNOTATOR_PORT": str(port), "ANNOTATOR_DEMO": "0",
-           "ANNOTATOR_LOCAL_WORKER": "0"}
+           "ANNOTATOR_DEVICE": "cpu"}
     app = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -95,6 +95,17 @@ def test_while_the_app_runs_the_cli_goes_through_its_api(tmp_path, photos):
         assert report["added"] == 2
         again = run_cli(data, "project", "create", "live", "--classes", "a", check=False)
         assert again.returncode == 2 and "already exists" in again.stderr and "&#x27;" not in again.stderr
+
+        # Models and auto-annotation through the app's API: its worker runs the job, the CLI follows it.
+        from annotator import demo
+
+        run_cli(data, "models", "add", "Live", str(demo.DEMO_MODEL_PATH), "--name", "demo")
+        assert "demo" in run_cli(data, "models", "list", "Live").stdout
+        done = run_cli(data, "annotate", "Live", "--model", "demo", "--map", "circle=a", "--map", "square=b",
+                       "--map", "triangle=skip", "--wait", "--json")
+        job = json.loads(done.stdout)
+        assert job["status"] == "succeeded" and job["done"] == 2 and "succeeded: 2/2" in done.stderr
+        assert job["params"]["mapping_named"] == {"circle": "a", "square": "b", "triangle": None}
     finally:
         app.terminate()
         app.wait(timeout=30)

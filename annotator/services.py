@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import tempfile
 import threading
 import time
 import unicodedata
@@ -21,7 +22,7 @@ from typing import Sequence
 from . import ingest
 from . import models as model_checks
 from .settings import Settings
-from .store import Store
+from .store import Store, utcnow
 from .types import (
     Dataset,
     DuplicateFile,
@@ -588,7 +589,7 @@ class Services:
         if job.status == "queued":
             if job.task_id:
                 self.huey.revoke_by_id(job.task_id)
-            self.store.update_job(job.id, expect_status=("queued",), status="cancelled", finished_at=_utcnow(),
+            self.store.update_job(job.id, expect_status=("queued",), status="cancelled", finished_at=utcnow(),
                                   log="cancelled before it started")
         else:
             self.store.update_job(job.id, log="cancel requested: stopping after the current batch")
@@ -616,7 +617,7 @@ class Services:
             log=f"resumed by {user or 'local'}: {len(images)} image(s) left, {done_before} already done",
         )
         if not images:
-            self.store.update_job(job.id, status="succeeded", finished_at=_utcnow(), progress=1.0,
+            self.store.update_job(job.id, status="succeeded", finished_at=utcnow(), progress=1.0,
                                   log="nothing left to do")
             return self.store.get_job(job.id)
         self._enqueue_annotation(job.id, attempt, job.project_id, params, images)
@@ -645,8 +646,9 @@ class Services:
         from . import demo
 
         model_path = demo.DEMO_MODEL_PATH
-        with tempfile_dir(self.settings.tmp_dir) as tmp:
-            folder = tmp / "shapes"
+        self.settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.settings.tmp_dir) as tmp:
+            folder = Path(tmp) / "shapes"
             folder.mkdir()
             for i in range(n_images):
                 data, _ = demo.scene_jpeg(10_000 + i)
@@ -663,24 +665,6 @@ class Services:
             self.add_model(p, model_path, name="demo-shapes", user="demo", source="demo")
         marker.write_text("created\n")
         return self.store.get_project(p.id)
-
-
-@contextlib.contextmanager
-def tempfile_dir(parent: Path):
-    import tempfile
-
-    parent.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(dir=parent))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _utcnow():
-    from .store import utcnow
-
-    return utcnow()
 
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),

@@ -178,6 +178,9 @@ class Services:
     def list_projects(self) -> list[ProjectSummary]:
         return self.store.list_projects()
 
+    def project_names(self) -> dict[int, str]:
+        return self.store.project_names()
+
     def project_details(self, ref) -> ProjectDetails:
         p = self.project(ref)
         counts = self.store.class_box_counts(p.id)

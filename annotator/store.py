@@ -379,6 +379,10 @@ class Store:
             for r in rows
         ]
 
+    def project_names(self) -> dict[int, str]:
+        """id -> name, without the counts list_projects aggregates (for panels refreshed by a timer)."""
+        return {int(i): n for i, n in self._all("SELECT id, name FROM projects")}
+
     def delete_project(self, project_id: int) -> None:
         with self.transaction() as cur:
             cur.execute("DELETE FROM boxes WHERE image_id IN (SELECT id FROM images WHERE project_id = ?)", [project_id])

@@ -66,7 +66,7 @@ def make_handlers(services: Services):
 
     def refresh(selected: float | None):
         jobs = [j.as_dict() for j in services.jobs(limit=12)]
-        names = {p.id: p.name for p in services.list_projects()}
+        names = services.project_names()
         sel = int(selected) if selected else (jobs[0]["id"] if jobs else None)
         log = ""
         if sel:

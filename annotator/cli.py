@@ -70,6 +70,10 @@ class LocalBackend:
     def resume_job(self, job_id: int) -> dict:
         return self.services.resume_job(job_id, user=os.environ.get("USER") or "cli").as_dict()
 
+    def export(self, project: str, options: dict) -> tuple[dict, str]:
+        r = self.services.export_dataset(project, user=os.environ.get("USER") or "cli", **options)
+        return r, r["file"]
+
     def run_jobs_here(self):
         """The CLI owns the store: ingest results itself and run a local worker while it waits."""
         from .monitor import JobMonitor
@@ -144,6 +148,12 @@ class RemoteBackend:
 
     def resume_job(self, job_id: int) -> dict:
         return self._call(job_id, api_name="/resume_job")
+
+    def export(self, project: str, options: dict) -> tuple[dict, str]:
+        o = options
+        result, path = self._call(project, o["fmt"], o["datasets"], o["approved_only"], o["include_images"],
+                                  o["val_ratio"], o["per_split"], o["with_scores"], api_name="/export_dataset")
+        return result, path  # path: the zip as downloaded by gradio_client
 
     def run_jobs_here(self):
         return None  # the running app ingests results and runs the worker
@@ -333,6 +343,27 @@ def cmd_jobs(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_export(args, settings: Settings) -> int:
+    import shutil
+
+    options = {"fmt": args.format, "datasets": args.dataset or [], "approved_only": not args.all,
+               "include_images": not args.labels_only, "val_ratio": args.val, "per_split": args.per_split,
+               "with_scores": args.scores}
+    with backend(settings) as b:
+        r, path = b.export(args.project, options)
+        if args.out:
+            out = Path(args.out).expanduser()
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, out)
+            r = {**r, "file": str(out)}
+    per_class = ", ".join(f"{k}: {v}" for k, v in r["per_class"].items())
+    lines = [f"Exported {r['images']} image(s), {r['boxes']} box(es) ({per_class}), {r['negatives']} negative(s) "
+             f"as {r['format'].upper()} -> {r['file']}"] + [f"  {n}" for n in r["notes"]]
+    lines += [f"  dropped box in {d['file']}: {d['reason']}" for d in r["dropped"]]
+    _print(args, r, "\n".join(lines))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -396,6 +427,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override the class mapping, e.g. --map car=vehicle --map dog=skip")
     ann.add_argument("--wait", action="store_true", help="print progress until the job ends")
     ann.set_defaults(func=cmd_annotate)
+
+    exp = sub.add_parser("export", parents=[common], help="export the project as a YOLO or COCO zip")
+    exp.add_argument("project")
+    exp.add_argument("--format", choices=["yolo", "coco"], required=True)
+    exp.add_argument("--approved-only", action="store_true", default=True,
+                     help="only approved images (the default)")
+    exp.add_argument("--all", action="store_true", help="also unreviewed images that have boxes")
+    exp.add_argument("--labels-only", action="store_true", help="labels without the image files")
+    exp.add_argument("--dataset", action="append", help="only this dataset (repeatable; default: all)")
+    exp.add_argument("--val", type=float, default=0.2, help="validation share for images without a split")
+    exp.add_argument("--per-split", action="store_true", help="COCO: one annotations file per split")
+    exp.add_argument("--scores", action="store_true", help="COCO: keep machine confidence as 'score'")
+    exp.add_argument("--out", help="copy the zip here (default: it stays in the project's exports/ folder)")
+    exp.set_defaults(func=cmd_export)
 
     jobs_p = sub.add_parser("jobs", help="a job's status, or cancel / resume it")
     jobs_p.add_argument("action", choices=["status", "cancel", "resume"])

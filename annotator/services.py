@@ -14,6 +14,7 @@ import threading
 import time
 import unicodedata
 import uuid
+import zipfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -637,6 +638,120 @@ class Services:
 
         return live_workers(self.huey)
 
+    # --- export ----------------------------------------------------------------------------------
+    FORMATS = ("yolo", "coco")
+
+    def export_dataset(
+        self, ref, fmt: str, datasets: Sequence[str] | None = None, approved_only: bool = True,
+        include_images: bool = True, val_ratio: float = 0.2, per_split: bool = False, with_scores: bool = False,
+        user: str | None = None, progress=None,
+    ) -> dict:
+        """Write a YOLO or COCO export of the project into a zip under the project's exports/ folder.
+
+        Images keep their stored split; unassigned ones get a deterministic split by content hash
+        (``val_ratio``), reported in the summary. Rejected images are never exported; without
+        ``approved_only``, unreviewed images that have no boxes are left out (not labelled yet).
+        """
+        from .formats import ExportImage
+        from .formats.coco import write_coco
+        from .formats.yolo import write_yolo
+
+        p = self.project(ref)
+        fmt = (fmt or "").strip().lower()
+        if fmt not in self.FORMATS:
+            raise UserError(f"format must be one of {', '.join(self.FORMATS)}, got {fmt!r}")
+        if not (0.0 <= float(val_ratio) < 1.0):
+            raise UserError(f"validation ratio must be in [0, 1), got {val_ratio}")
+        dataset_ids = []
+        for name in datasets or []:
+            d = self.store.find_dataset(p.id, name)
+            if d is None:
+                raise NotFound(f"Project {p.name!r} has no dataset named {name!r}")
+            dataset_ids.append(d.id)
+        statuses = ("approved",) if approved_only else ("approved", "unreviewed")
+        images = self.store.images_for_export(p.id, dataset_ids, statuses)
+        boxes = self.store.boxes_for_images([i.id for i in images])
+        notes: list[str] = []
+        unlabelled = [i for i in images if i.status == "unreviewed" and not boxes.get(i.id)]
+        if unlabelled:
+            notes.append(f"{len(unlabelled)} unreviewed image(s) without boxes left out (not labelled yet)")
+            images = [i for i in images if not (i.status == "unreviewed" and not boxes.get(i.id))]
+        if not images:
+            what = "approved images" if approved_only else "approved or labelled images"
+            raise UserError(f"Nothing to export: project {p.name!r} has no {what} in the chosen datasets")
+        splits, assigned = {}, 0
+        for img in images:
+            if img.split:
+                splits[img.id] = img.split
+            else:
+                assigned += 1
+                splits[img.id] = "val" if int(img.sha256[:8], 16) / 2**32 < float(val_ratio) else "train"
+        if assigned:
+            notes.append(f"{assigned} image(s) had no stored split: assigned train/val "
+                         f"{round(100 * (1 - val_ratio))}/{round(100 * val_ratio)} by content hash (deterministic)")
+        names = _unique_names(images, splits)
+        pdir = self.settings.project_dir(p.id)
+        records = [
+            ExportImage(id=i.id, file_name=names[i.id], width=i.width, height=i.height, split=splits[i.id],
+                        boxes=tuple(b for b in boxes.get(i.id, []) if b.class_idx < len(p.classes)),
+                        source=(pdir / i.file) if include_images else None)
+            for i in images
+        ]
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out_dir = pdir / "exports"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        zip_path = out_dir / f"{_slug(p.name)}-{fmt}-{stamp}.zip"
+        options = {"format": fmt, "datasets": list(datasets or []), "approved_only": bool(approved_only),
+                   "include_images": bool(include_images), "val_ratio": float(val_ratio),
+                   "per_split": bool(per_split), "with_scores": bool(with_scores)}
+        self.settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.settings.tmp_dir) as tmp:
+            root = Path(tmp) / "export"
+            root.mkdir()
+            done = [0]
+
+            def copy(src: Path, dst: Path) -> None:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(src, dst)  # same filesystem: no bytes copied before zipping
+                except OSError:
+                    shutil.copyfile(src, dst)
+                done[0] += 1
+                if progress:
+                    progress(done[0], len(records), dst.name)
+
+            try:
+                if fmt == "yolo":
+                    summary = write_yolo(root, records, p.class_names, copy=copy)
+                else:
+                    summary = write_coco(root, records, p.class_names, per_split=per_split,
+                                         with_scores=with_scores, copy=copy)
+            except ValueError as e:  # the writers validate their input and name the file at fault
+                raise UserError(f"Export of {p.name!r} failed: {e}") from None
+            tmp_zip = zip_path.with_suffix(".part")
+            try:
+                with zipfile.ZipFile(tmp_zip, "w") as zf:
+                    for f in sorted(x for x in root.rglob("*") if x.is_file()):
+                        rel = f.relative_to(root).as_posix()
+                        packed = zipfile.ZIP_STORED if rel.startswith("images/") else zipfile.ZIP_DEFLATED
+                        zf.write(f, rel, compress_type=packed)
+                os.replace(tmp_zip, zip_path)
+            except BaseException:
+                tmp_zip.unlink(missing_ok=True)
+                raise
+        result = {
+            "project": p.name, "format": fmt, "file": str(zip_path), "size_bytes": zip_path.stat().st_size,
+            "images": summary.images, "boxes": summary.boxes, "negatives": summary.negatives,
+            "per_class": summary.per_class, "per_split": summary.per_split,
+            "dropped": [{"file": f, "reason": r} for f, r in summary.dropped], "notes": notes, "options": options,
+        }
+        self.store.add_export(p.id, fmt, options, {k: v for k, v in result.items() if k not in ("file", "options")},
+                              str(zip_path.relative_to(pdir)), result["size_bytes"], user)
+        return result
+
+    def exports(self, ref, limit: int = 20) -> list[dict]:
+        return self.store.exports(self.project(ref).id, limit)
+
     # --- demo ------------------------------------------------------------------------------------
     def ensure_demo(self, n_images: int = 24) -> Project | None:
         """On an empty data folder, create the Demo project: generated shape scenes and the demo model.
@@ -710,3 +825,35 @@ def _dashed(d, a, b, colour, width, dash: float = 6.0) -> None:
         t0, t1 = k / steps, min(1.0, (k + 1) / steps)
         d.line([(x1 + (x2 - x1) * t0, y1 + (y2 - y1) * t0), (x1 + (x2 - x1) * t1, y1 + (y2 - y1) * t1)],
                fill=colour, width=width)
+
+
+def _slug(name: str) -> str:
+    out = "".join(c if c.isalnum() or c in "-_" else "-" for c in name.strip())
+    return out.strip("-") or "project"
+
+
+def _unique_names(images: Sequence[ImageRecord], splits: dict[int, str]) -> dict[int, str]:
+    """Exported file names, unique (by stem, case-insensitively) within each split: the base name when it
+    is unique, else the dataset and folder path flattened with '__', else that plus the image id.
+    The extension is the stored file's."""
+    def base(img: ImageRecord) -> str:
+        return Path(img.rel_path).stem + Path(img.file).suffix
+
+    def flat(img: ImageRecord) -> str:
+        return "__".join([img.dataset, *Path(img.rel_path).parent.parts, base(img)]).replace(" ", "_")
+
+    def key(img: ImageRecord, name: str) -> tuple[str, str]:  # YOLO labels are named by stem: a.jpg ~ a.png
+        return splits[img.id], Path(name).stem.lower()
+
+    counts: dict[tuple[str, str], int] = {}
+    for img in images:
+        counts[key(img, base(img))] = counts.get(key(img, base(img)), 0) + 1
+    names = {img.id: base(img) if counts[key(img, base(img))] == 1 else flat(img) for img in images}
+    seen: dict[tuple[str, str], int] = {}
+    for img in images:
+        k = key(img, names[img.id])
+        seen[k] = seen.get(k, 0) + 1
+        if seen[k] > 1:
+            stem, ext = os.path.splitext(names[img.id])
+            names[img.id] = f"{stem}__{img.id}{ext}"
+    return names

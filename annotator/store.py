@@ -184,6 +184,25 @@ MIGRATIONS.append((
     ],
 ))
 
+MIGRATIONS.append((
+    3,
+    "exports: a history of what was exported, with its options and counts",
+    [
+        "CREATE SEQUENCE export_ids START 1",
+        """CREATE TABLE exports (
+            id INTEGER PRIMARY KEY DEFAULT nextval('export_ids'),
+            project_id INTEGER NOT NULL,
+            format VARCHAR NOT NULL,
+            options JSON NOT NULL,
+            summary JSON NOT NULL,
+            file VARCHAR NOT NULL,
+            size_bytes BIGINT NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            created_by VARCHAR
+        )""",
+    ],
+))
+
 JOB_COLUMNS = (
     "id, project_id, kind, params, status, progress, done, total, counters, error, log, worker, task_id, "
     "created_at, created_by, started_at, finished_at, heartbeat_at, attempt, model_id"
@@ -387,7 +406,7 @@ class Store:
         with self.transaction() as cur:
             cur.execute("DELETE FROM boxes WHERE image_id IN (SELECT id FROM images WHERE project_id = ?)", [project_id])
             cur.execute("DELETE FROM job_images WHERE job_id IN (SELECT id FROM jobs WHERE project_id = ?)", [project_id])
-            for table in ("images", "classes", "datasets", "uploads", "models", "jobs"):
+            for table in ("images", "classes", "datasets", "uploads", "models", "jobs", "exports"):
                 cur.execute(f"DELETE FROM {table} WHERE project_id = ?", [project_id])
             cur.execute("DELETE FROM projects WHERE id = ?", [project_id])
 
@@ -620,6 +639,39 @@ class Store:
         )
         keys = ("id", "dataset", "source", "added", "duplicates", "skipped", "created_at", "created_by")
         return [dict(zip(keys, r)) for r in rows]
+
+    def images_for_export(self, project_id: int, dataset_ids: Sequence[int] | None,
+                          statuses: Sequence[str]) -> list[ImageRecord]:
+        """Every image of the project in the given review states (optionally some datasets), by id."""
+        cols = ", ".join(f"i.{c.strip()}" for c in IMAGE_COLUMNS.split(","))
+        where = ["i.project_id = ?", "i.status IN (SELECT unnest(?::VARCHAR[]))"]
+        params: list = [project_id, list(statuses)]
+        if dataset_ids:
+            where.append("i.dataset_id IN (SELECT unnest(?::INTEGER[]))")
+            params.append(list(dataset_ids))
+        rows = self._all(
+            f"SELECT {cols}, d.name FROM images i JOIN datasets d ON d.id = i.dataset_id "
+            f"WHERE {' AND '.join(where)} ORDER BY i.id", params,
+        )
+        return [self._image(r) for r in rows]
+
+    def add_export(self, project_id: int, fmt: str, options: dict, summary: dict, file: str, size_bytes: int,
+                   user: str | None) -> int:
+        with self.transaction() as cur:
+            ((eid,),) = cur.execute(
+                "INSERT INTO exports (project_id, format, options, summary, file, size_bytes, created_at, created_by) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                [project_id, fmt, json.dumps(options), json.dumps(summary), file, size_bytes, utcnow(), user],
+            ).fetchall()
+        return int(eid)
+
+    def exports(self, project_id: int, limit: int = 20) -> list[dict]:
+        rows = self._all(
+            "SELECT id, format, options, summary, file, size_bytes, created_at, created_by FROM exports "
+            "WHERE project_id = ? ORDER BY id DESC LIMIT ?", [project_id, limit],
+        )
+        return [{"id": int(r[0]), "format": r[1], "options": json.loads(r[2]), "summary": json.loads(r[3]),
+                 "file": r[4], "size_bytes": int(r[5]), "created_at": r[6], "created_by": r[7]} for r in rows]
 
     # --- boxes -------------------------------------------------------------------------------------
     def insert_boxes(self, rows: Iterable[tuple[int, Box]]) -> list[int]:

@@ -63,6 +63,14 @@ def test_create_upload_list_through_the_api(app, tmp_path):
     projects = client.predict(api_name="/list_projects")
     assert [(p["name"], p["images"]) for p in projects] == [("Parking", 2)]
 
+    with pytest.raises(AppError, match="Nothing to export"):
+        client.predict("Parking", "yolo", [], True, True, 0.2, False, False, api_name="/export_dataset")
+    app.services.store.set_review_status([i["id"] for i in listing["images"]], "approved", "ann")
+    result, downloaded = client.predict("Parking", "coco", [], True, False, 0.2, False, False,
+                                        api_name="/export_dataset")
+    assert (result["format"], result["images"], result["negatives"]) == ("coco", 2, 2)
+    assert zipfile.ZipFile(downloaded).namelist() == ["annotations.json"]  # labels only, downloaded
+
 
 def test_unknown_project_is_a_clear_api_error(app):
     client = Client(app.url, verbose=False)

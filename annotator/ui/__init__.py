@@ -10,6 +10,7 @@ import gradio as gr
 from ..services import Services
 from .annotate import build_annotate_tab
 from .common import UIContext
+from .export import build_export_tab
 from .jobs import build_jobs_panel
 from .projects import build_projects_tab, make_handlers as project_handlers, render_picker
 from .upload import build_upload_tab
@@ -52,6 +53,8 @@ def build_app(services: Services) -> gr.Blocks:
                 build_upload_tab(ctx)
             with gr.Tab("Auto-annotate", id="annotate"):
                 queued = build_annotate_tab(ctx)
+            with gr.Tab("Export", id="export"):
+                build_export_tab(ctx)
         refresh_jobs = build_jobs_panel(ctx)  # under every tab
         queued.then(*refresh_jobs, api_visibility="private")
     return demo

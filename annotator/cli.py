@@ -70,6 +70,9 @@ class LocalBackend:
     def resume_job(self, job_id: int) -> dict:
         return self.services.resume_job(job_id, user=os.environ.get("USER") or "cli").as_dict()
 
+    def import_labels(self, project: str, paths: list[Path], options: dict) -> dict:
+        return self.services.import_labels(project, paths, user=os.environ.get("USER") or "cli", **options)
+
     def export(self, project: str, options: dict) -> tuple[dict, str]:
         r = self.services.export_dataset(project, user=os.environ.get("USER") or "cli", **options)
         return r, r["file"]
@@ -148,6 +151,17 @@ class RemoteBackend:
 
     def resume_job(self, job_id: int) -> dict:
         return self._call(job_id, api_name="/resume_job")
+
+    def import_labels(self, project: str, paths: list[Path], options: dict) -> dict:
+        from gradio_client import handle_file
+
+        o = options
+        if any(p.is_dir() for p in paths):
+            raise UserError("While the app runs, import a .zip (the API takes files, not folders)")
+        rows = [[k, "", v if v is not None else "(skip)"] for k, v in (o.get("mapping") or {}).items()]
+        return self._call(project, [handle_file(str(p)) for p in paths], o["fmt"], o.get("dataset") or "",
+                          {"headers": ["source class", "boxes", "project class"], "data": rows},
+                          o["add_new_classes"], o["approve"], api_name="/import_labels")
 
     def export(self, project: str, options: dict) -> tuple[dict, str]:
         o = options
@@ -364,6 +378,30 @@ def cmd_export(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_import(args, settings: Settings) -> int:
+    mapping = {}
+    for item in args.map or []:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise UserError(f"--map {item!r}: use SOURCE_CLASS=PROJECT_CLASS (or =skip)")
+        mapping[k.strip()] = None if v.strip().lower() in ("", "skip") else v.strip()
+    options = {"fmt": args.format, "dataset": args.dataset, "mapping": mapping,
+               "add_new_classes": args.add_classes, "approve": args.approve}
+    with backend(settings) as b:
+        r = b.import_labels(args.project, [Path(p).expanduser() for p in args.paths], options)
+    per_class = ", ".join(f"{k}: {v}" for k, v in r["per_class"].items()) or "none"
+    lines = [f"Imported {r['boxes']} box(es) ({per_class}) on {r['labelled_images']} image(s); "
+             f"{r['images_added']} new image(s), {r['negatives']} negative(s), {r['approved']} approved, "
+             f"{r['protected']} left alone"]
+    if r["added_classes"]:
+        lines.append("  new classes: " + ", ".join(r["added_classes"]))
+    if r["dropped_by_class"]:
+        lines.append("  dropped (unmapped): " + ", ".join(f"{k}: {v}" for k, v in r["dropped_by_class"].items()))
+    lines += [f"  problem  {p['file']}: {p['reason']}" for p in r["problems"]]
+    _print(args, r, "\n".join(lines))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -441,6 +479,16 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--scores", action="store_true", help="COCO: keep machine confidence as 'score'")
     exp.add_argument("--out", help="copy the zip here (default: it stays in the project's exports/ folder)")
     exp.set_defaults(func=cmd_export)
+
+    imp = sub.add_parser("import", parents=[common], help="import images labelled elsewhere (YOLO or COCO)")
+    imp.add_argument("project")
+    imp.add_argument("paths", nargs="+", help="a zip, or a folder, with images and labels")
+    imp.add_argument("--format", choices=["yolo", "coco"], required=True)
+    imp.add_argument("--dataset", help="dataset for the images (default: the zip's or folder's name)")
+    imp.add_argument("--approve", action="store_true", help="mark the imported images approved")
+    imp.add_argument("--add-classes", action="store_true", help="add source classes the project lacks")
+    imp.add_argument("--map", action="append", metavar="SOURCE=PROJECT", help="map a class (or =skip)")
+    imp.set_defaults(func=cmd_import)
 
     jobs_p = sub.add_parser("jobs", help="a job's status, or cancel / resume it")
     jobs_p.add_argument("action", choices=["status", "cancel", "resume"])

@@ -15,6 +15,7 @@ import hashlib
 import io
 import os
 import posixpath
+import shutil
 import stat
 import sys
 import warnings
@@ -446,6 +447,70 @@ def _stage_one(data: bytes, sha: str, rel_path: str, staging: Path, limits: Limi
     return StagedImage(
         rel_path, sha, dec.ext, dec.format, dec.width, dec.height, len(dec.data), image_path, thumb_path, dec.normalized
     )
+
+
+LABEL_EXTENSIONS = {".txt", ".yaml", ".yml", ".json"}
+
+
+def extract_archive(path: Path, name: str, dest: Path, limits: Limits) -> list[SkippedFile]:
+    """Extract the images and label files (.txt .yaml .yml .json) of a zip into ``dest``, safely.
+
+    The same rules as an upload: zip-slip names, links, encrypted members, hidden files and __MACOSX
+    are skipped with a reason; per-file, total and ratio limits apply. Returns what was skipped.
+    """
+    skipped: list[SkippedFile] = []
+    total = 0
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        return [SkippedFile(name, f"not a readable zip archive ({e})")]
+    with zf:
+        for info in zf.infolist():
+            if info.is_dir():
+                continue
+            display = f"{name}:{info.filename}"
+            try:
+                rel = safe_relpath(info.filename)
+            except ValueError as e:
+                skipped.append(SkippedFile(display, str(e)))
+                continue
+            ext = posixpath.splitext(rel)[1].lower()
+            reason = skip_reason_for_name(rel) if ext not in LABEL_EXTENSIONS else (
+                "hidden file or folder" if any(x.startswith(".") or x == "__MACOSX" for x in rel.split("/")) else None)
+            if reason is None and stat.S_ISLNK(info.external_attr >> 16):
+                reason = "symbolic link in archive, not followed"
+            if reason is None and info.flag_bits & 0x1:
+                reason = "encrypted zip member"
+            if reason is None and info.file_size > limits.max_file_bytes:
+                reason = f"file is {_human(info.file_size)}, over the per-file limit (ANNOTATOR_MAX_FILE_BYTES)"
+            if reason is None and info.file_size > (1 << 20) and info.file_size > limits.max_zip_ratio * max(info.compress_size, 1):
+                reason = "suspicious compression ratio (zip bomb?) (ANNOTATOR_MAX_ZIP_RATIO)"
+            if reason is None and total + info.file_size > limits.max_upload_bytes:
+                reason = "upload exceeds the total uncompressed limit (ANNOTATOR_MAX_UPLOAD_BYTES)"
+            if reason:
+                skipped.append(SkippedFile(display, reason))
+                continue
+            total += info.file_size
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with zf.open(info) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+            except (zipfile.BadZipFile, OSError, EOFError) as e:
+                target.unlink(missing_ok=True)
+                skipped.append(SkippedFile(display, f"corrupt zip member ({e})"))
+    return skipped
+
+
+def exif_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of an image file as it will be stored: EXIF orientations 5-8 swap them."""
+    try:
+        with _pil_open()(path) as im:
+            w, h = im.size
+            orientation = int(im.getexif().get(ORIENTATION_TAG, 1) or 1)
+    except Exception:  # noqa: BLE001 - unreadable: the caller reports it
+        return None
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
 def stored_names(sha: str, ext: str) -> tuple[str, str]:

@@ -6,6 +6,7 @@ Every method validates its input and raises ``UserError`` with a message naming 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -20,11 +21,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Sequence
 
-from . import ingest
+from . import geometry, ingest
 from . import models as model_checks
 from .settings import Settings
 from .store import Store, utcnow
 from .types import (
+    Box,
     Dataset,
     DuplicateFile,
     ImageRecord,
@@ -748,6 +750,179 @@ class Services:
         self.store.add_export(p.id, fmt, options, {k: v for k, v in result.items() if k not in ("file", "options")},
                               str(zip_path.relative_to(pdir)), result["size_bytes"], user)
         return result
+
+    # --- import of existing labels ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _label_root(self, sources):
+        """Zips are extracted (safely) into a temp folder; a single folder is used as it is."""
+        srcs = [(Path(s[0]), s[1]) if isinstance(s, tuple) else (Path(s), Path(s).name) for s in sources]
+        if not srcs:
+            raise UserError("Nothing to import: choose a .zip or a folder with images and labels")
+        for path, name in srcs:
+            if not path.exists():
+                raise UserError(f"{name}: no such file or folder")
+        if len(srcs) == 1 and srcs[0][0].is_dir():
+            yield srcs[0][0], srcs[0][1], []
+            return
+        self.settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.settings.tmp_dir) as tmp:
+            root, skipped = Path(tmp) / "import", []
+            root.mkdir()
+            limits = ingest.Limits.from_settings(self.settings)
+            for path, name in srcs:
+                if path.suffix.lower() == ".zip":
+                    skipped += ingest.extract_archive(path, name, root, limits)
+                elif path.is_file():
+                    shutil.copyfile(path, root / Path(name).name)
+                else:
+                    raise UserError(f"{name}: import takes one folder, or zip/label/image files")
+            yield root, Path(srcs[0][1]).stem or "import", skipped
+
+    @staticmethod
+    def _read_labels(root: Path, fmt: str):
+        from .formats import ReadResult
+        from .formats.coco import find_annotations, read_coco
+        from .formats.yolo import read_yolo
+
+        fmt = (fmt or "").strip().lower()
+        if fmt == "yolo":
+            return read_yolo(root, ingest.exif_size)
+        if fmt != "coco":
+            raise UserError(f"format must be yolo or coco, got {fmt!r}")
+        files = find_annotations(root)
+        if not files:
+            raise UserError("No COCO annotations file found (annotations.json, instances_*.json or "
+                            "_annotations.coco.json)")
+        merged = ReadResult()
+        for f in files:
+            r = read_coco(f)
+            for rec in r.records:  # file_name is relative to the JSON's folder, or an images/ folder beside it
+                folders = [f.parent, f.parent / "images", f.parent.parent / "images"]
+                if rec.split:
+                    folders += [f.parent / "images" / rec.split, f.parent.parent / "images" / rec.split]
+                inside = root.resolve()
+                found = next((c for c in (d / rec.image for d in folders)
+                              if c.resolve().is_relative_to(inside) and c.is_file()), None)  # never outside
+                image = found.relative_to(root).as_posix() if found else rec.image
+                merged.records.append(dataclasses.replace(rec, image=image))
+            merged.problems += r.problems
+            for n in r.class_names:
+                if n not in merged.class_names:
+                    merged.class_names.append(n)
+        return merged
+
+    def analyze_labels(self, ref, sources, fmt: str) -> dict:
+        """What an import would bring: the source's classes and how they would map (by name)."""
+        p = self.project(ref)
+        with self._label_root(sources) as (root, _, skipped):
+            result = self._read_labels(root, fmt)
+        mapping = model_checks.match_classes(result.class_names, p.class_names)
+        counts: dict[str, int] = {}
+        for rec in result.records:
+            for b in rec.boxes:
+                counts[b[0]] = counts.get(b[0], 0) + 1
+        return {
+            "classes": [{"source": n, "boxes": counts.get(n, 0),
+                         "project": p.class_names[mapping[i]] if mapping.get(i) is not None else None}
+                        for i, n in enumerate(result.class_names)],
+            "images": len(result.records), "problems": [{"file": f, "reason": r} for f, r in result.problems],
+            "skipped": [{"name": x.name, "reason": x.reason} for x in skipped],
+        }
+
+    def import_labels(
+        self, ref, sources, fmt: str, dataset: str | None = None, mapping: dict | None = None,
+        add_new_classes: bool = False, approve: bool = False, user: str | None = None, progress=None,
+    ) -> dict:
+        """Bring a dataset labelled elsewhere into the project: its images (as an upload) and their boxes
+        (source=import). Classes map by name (case-insensitive); ``mapping`` overrides rows (source name ->
+        project class name, or None to drop); unmatched classes are added (``add_new_classes``) or dropped
+        and counted. Images a person approved or edited keep their boxes."""
+        p = self.project(ref)
+        with self._label_root(sources) as (root, default_name, extract_skipped):
+            result = self._read_labels(root, fmt)
+            if not result.records:
+                raise UserError(f"No labelled images found in the {fmt.upper()} import"
+                                + (f" ({len(result.problems)} problem(s): {result.problems[0][1]})" if result.problems
+                                   else ""))
+            # Classes: by name, then the user's overrides, then (optionally) new classes for the rest.
+            idx = model_checks.match_classes(result.class_names, p.class_names)
+            if mapping:
+                idx = model_checks.apply_overrides(idx, mapping, p.class_names, result.class_names)
+            unmatched = [n for i, n in enumerate(result.class_names) if idx.get(i) is None
+                         and not (mapping and (n in mapping or str(i) in mapping))]
+            added_classes = []
+            if add_new_classes and unmatched:
+                self.store.add_classes(p.id, unmatched)
+                added_classes = unmatched
+                p = self.store.get_project(p.id)
+                idx = model_checks.match_classes(result.class_names, p.class_names)
+                if mapping:
+                    idx = model_checks.apply_overrides(idx, mapping, p.class_names, result.class_names)
+            by_name = {n: idx.get(i) for i, n in enumerate(result.class_names)}
+            # Images: the ones in the import go through the normal upload path (dedup, EXIF, limits).
+            has_images = any((root / r.image).is_file() for r in result.records)
+            upload = None
+            if has_images:
+                upload = self.add_images(p, [(root, default_name)], dataset or default_name, user=user,
+                                         progress=progress)
+            shas = {}
+            for rec in result.records:
+                f = root / rec.image
+                if f.is_file():
+                    shas[rec.image] = hashlib.sha256(f.read_bytes()).hexdigest()
+            ids_by_sha = self.store.image_ids_by_sha(p.id, list(shas.values()))
+            by_base = None
+            problems = [{"file": f, "reason": r} for f, r in result.problems]
+            dropped: dict[str, int] = {}
+            per_class: dict[str, int] = {}
+            items = []
+            for rec in result.records:
+                image_id = ids_by_sha.get(shas.get(rec.image, ""))
+                if image_id is None and rec.image not in shas:  # COCO: images already in the project, by name
+                    by_base = by_base if by_base is not None else self.store.image_ids_by_basename(p.id)
+                    found = by_base.get(rec.image.rsplit("/", 1)[-1].lower(), [])
+                    if len(found) == 1:
+                        image_id = found[0]
+                    elif len(found) > 1:
+                        problems.append({"file": rec.image, "reason": f"{len(found)} project images have this "
+                                                                      "file name; labels not applied"})
+                        continue
+                if image_id is None:
+                    problems.append({"file": rec.image, "reason": "no such image in the import or the project"})
+                    continue
+                img = self.store.get_image(image_id)
+                size = (getattr(rec, "width", None), getattr(rec, "height", None))
+                if None not in size and size != (img.width, img.height):  # e.g. a tool that ignored EXIF
+                    problems.append({"file": rec.image, "reason": f"labels are for a {size[0]}x{size[1]} image, "
+                                                                  f"the stored one is {img.width}x{img.height}"})
+                    continue
+                boxes = []
+                for name, x1, y1, x2, y2 in rec.boxes:
+                    target = by_name.get(name)
+                    if target is None:
+                        dropped[name] = dropped.get(name, 0) + 1
+                        continue
+                    x1, y1, x2, y2 = geometry.clamp_xyxy((x1, y1, x2, y2), img.width, img.height)
+                    if x2 - x1 <= 0 or y2 - y1 <= 0:
+                        problems.append({"file": rec.image, "reason": "a box lies outside the image; dropped"})
+                        continue
+                    boxes.append(Box(x1, y1, x2, y2, class_idx=int(target), source="import", created_by=user))
+                    per_class[p.class_names[target]] = per_class.get(p.class_names[target], 0) + 1
+                items.append((image_id, boxes, rec.split))
+            saved = self.store.save_imported_labels(items, approve=approve, user=user)
+        skipped = [{"name": x.name, "reason": x.reason} for x in extract_skipped]
+        if upload is not None:
+            skipped += [{"name": x.name, "reason": x.reason} for x in upload.skipped
+                        if not x.name.lower().endswith(tuple(ingest.LABEL_EXTENSIONS))]
+        return {
+            "project": p.name, "format": fmt.lower(), "dataset": upload.dataset if upload else None,
+            "images_added": len(upload.added) if upload else 0,
+            "duplicates": len(upload.duplicates) if upload else 0,
+            "labelled_images": saved["images"], "boxes": saved["boxes"], "per_class": per_class,
+            "negatives": sum(1 for _, b, _ in items if not b), "protected": saved["protected"],
+            "approved": saved["approved"], "added_classes": added_classes, "dropped_by_class": dropped,
+            "problems": problems, "skipped": skipped,
+        }
 
     def exports(self, ref, limit: int = 20) -> list[dict]:
         return self.store.exports(self.project(ref).id, limit)

@@ -655,6 +655,58 @@ class Store:
         )
         return [self._image(r) for r in rows]
 
+    def image_ids_by_sha(self, project_id: int, shas: Sequence[str]) -> dict[str, int]:
+        rows = self._all("SELECT sha256, id FROM images WHERE project_id = ? AND sha256 IN (SELECT unnest(?::VARCHAR[]))",
+                         [project_id, list(shas)])
+        return {sha: int(i) for sha, i in rows}
+
+    def image_ids_by_basename(self, project_id: int) -> dict[str, list[int]]:
+        """lower-cased base name of rel_path -> image ids (COCO imports match images by file name)."""
+        out: dict[str, list[int]] = {}
+        for rel, i in self._all("SELECT rel_path, id FROM images WHERE project_id = ? ORDER BY id", [project_id]):
+            out.setdefault(rel.rsplit("/", 1)[-1].lower(), []).append(int(i))
+        return out
+
+    def save_imported_labels(self, items: Sequence[tuple[int, Sequence[Box], str | None]], approve: bool,
+                             user: str | None) -> dict[str, int]:
+        """(image id, boxes, split) from an import, in ONE transaction: replaces earlier imported boxes,
+        fills the split only where none is stored, optionally approves. Images a person approved or
+        edited are left alone and counted as protected."""
+        ids = [int(i) for i, _, _ in items]
+        counts = {"images": 0, "boxes": 0, "protected": 0, "approved": 0}
+        if not ids:
+            return counts
+        now = utcnow()
+        with self.transaction() as cur:
+            protected = {int(r[0]) for r in cur.execute(
+                "SELECT id FROM images WHERE id IN (SELECT unnest(?::BIGINT[])) "
+                "AND (edited_at IS NOT NULL OR status = 'approved')", [ids]).fetchall()}
+            writable = [i for i in ids if i not in protected]
+            if writable:
+                cur.execute("DELETE FROM boxes WHERE source = 'import' AND image_id IN (SELECT unnest(?::BIGINT[]))",
+                            [writable])
+            rows = []
+            for image_id, boxes, split in items:
+                if image_id in protected:
+                    continue
+                rows += [(image_id, b.class_idx, b.x1, b.y1, b.x2, b.y2, None, "import", None, None, user, now)
+                         for b in boxes]
+                if split:
+                    cur.execute("UPDATE images SET split = ? WHERE id = ? AND split IS NULL", [split, image_id])
+            self._bulk_insert(
+                cur, "boxes",
+                {"image_id": "int", "class_idx": "int", "x1": "float", "y1": "float", "x2": "float", "y2": "float",
+                 "confidence": "float", "source": "str", "model_id": "int", "job_id": "int", "created_by": "str",
+                 "created_at": "ts"},
+                rows,
+            )
+            if approve and writable:
+                counts["approved"] = len(cur.execute(
+                    "UPDATE images SET status = 'approved', reviewed_by = ?, reviewed_at = ? "
+                    "WHERE id IN (SELECT unnest(?::BIGINT[])) RETURNING id", [user, now, writable]).fetchall())
+        counts.update(images=len(writable), boxes=len(rows), protected=len(protected))
+        return counts
+
     def add_export(self, project_id: int, fmt: str, options: dict, summary: dict, file: str, size_bytes: int,
                    user: str | None) -> int:
         with self.transaction() as cur:

@@ -96,3 +96,38 @@ def write_text(root: Path, rel: str, text: str, files: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(text.encode("utf-8"))  # bytes: no platform newline translation
     files.append(rel)
+
+
+# ---- readers (import) -------------------------------------------------------------------------------------
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+
+
+@dataclass(frozen=True)
+class LabelRecord:
+    """One image as a source dataset describes it. ``image`` is its posix path inside the import root (YOLO)
+    or the ``file_name`` as written in the JSON (COCO)."""
+
+    image: str
+    split: str | None  # "train" | "val" | "test" | None when the layout doesn't say
+    boxes: tuple[tuple[str, float, float, float, float], ...]  # (class name, x1, y1, x2, y2) absolute pixels
+    width: int | None = None  # from the source when it says (COCO) or from image_size (YOLO, labelled images)
+    height: int | None = None
+
+
+@dataclass
+class ReadResult:
+    records: list[LabelRecord] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)  # the source's own classes in its own order
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) per bad file/row
+
+
+def split_of(name: str) -> str | None:
+    """A folder or file-name part -> "train" | "val" | "test" | None ("valid" -> "val")."""
+    return SPLIT_ALIASES.get(name.lower())
+
+
+def is_junk(rel: PurePosixPath) -> bool:
+    """macOS zip litter and hidden files/folders."""
+    return any(p.startswith(".") or p == "__MACOSX" for p in rel.parts)

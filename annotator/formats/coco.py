@@ -7,12 +7,15 @@ in the deterministic image order (split train/val/test, then file name) and box 
 from __future__ import annotations
 
 import json
+import math
+import re
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable, Sequence
 
-from annotator.formats import ExportImage, ExportSummary, clamp_boxes, sort_images, validate_images, write_text
-from annotator.geometry import xyxy_to_xywh
+from annotator.formats import (ExportImage, ExportSummary, LabelRecord, ReadResult, clamp_boxes, is_junk,
+                               sort_images, split_of, validate_images, write_text)
+from annotator.geometry import area_xyxy, clamp_xyxy, xywh_to_xyxy, xyxy_to_xywh
 from annotator.types import SPLITS
 
 INFO = {"description": "Auto Annotator export", "version": "1.0"}
@@ -100,3 +103,137 @@ def write_coco(root: Path, images: Sequence[ExportImage], class_names: Sequence[
         write_text(root, rel, dumps(data), files)
     summary.files = sorted(files)
     return summary
+
+
+# ---- reader -----------------------------------------------------------------------------------------------
+
+_SPLIT_IN_NAME = re.compile(r"^instances_([A-Za-z]+)\d*\.json$")
+
+
+def find_annotations(root: Path) -> list[Path]:
+    """COCO annotation files under ``root`` (any depth), sorted: ``annotations.json``, ``instances_*.json``
+    and Roboflow's ``_annotations.coco.json``."""
+    root = Path(root)
+    found = []
+    for path in sorted(root.rglob("*.json")):
+        rel = PurePosixPath(path.relative_to(root).as_posix())
+        name = rel.name.lower()
+        if is_junk(rel) or not path.is_file():
+            continue
+        if name in ("annotations.json", "_annotations.coco.json") or (
+                name.startswith("instances_") and name.endswith(".json")):
+            found.append(path)
+    return found
+
+
+def split_of_json(json_path: Path) -> str | None:
+    """``instances_<split>[year].json`` or a ``<split>/`` parent folder ("valid" -> "val"), else None."""
+    m = _SPLIT_IN_NAME.match(Path(json_path).name)
+    if m and split_of(m.group(1)):
+        return split_of(m.group(1))
+    return split_of(Path(json_path).parent.name)
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def from_coco(data, name: str, split: str | None) -> ReadResult:
+    """Pure: a loaded COCO dict -> ReadResult. Classes are the categories in category-id order (ids of any
+    base, sparse or not); Roboflow's unused placeholder category (supercategory "none", parent of the others)
+    is left out. ``iscrowd`` boxes are kept like any other. Boxes are clamped to the image when its size is
+    known. Every bad image/annotation is a problem naming ``name`` and its id; the rest is kept."""
+    result = ReadResult()
+    problems = result.problems
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        problems.append((name, "is not a COCO file: no 'images' list"))
+        return result
+    cats = data.get("categories", [])
+    anns = data.get("annotations", [])
+    if not isinstance(cats, list) or not isinstance(anns, list):
+        problems.append((name, "'categories' and 'annotations' must be lists"))
+        return result
+    used = {a.get("category_id") for a in anns if isinstance(a, dict)}
+    cat_names: dict[int, str] = {}
+    for c in cats:
+        if not (isinstance(c, dict) and isinstance(c.get("id"), int) and isinstance(c.get("name"), str)):
+            problems.append((name, f"category {c!r} needs an integer 'id' and a string 'name'"))
+        elif c["id"] in cat_names:
+            problems.append((name, f"category id {c['id']} appears twice"))
+        else:
+            cat_names[c["id"]] = c["name"]
+    for c in cats:  # Roboflow: {"id": 0, "name": "<project>", "supercategory": "none"} parents the real ones
+        if (isinstance(c, dict) and c.get("supercategory") == "none" and c.get("id") in cat_names
+                and c.get("id") not in used
+                and any(isinstance(o, dict) and o.get("supercategory") == c.get("name") for o in cats)):
+            del cat_names[c["id"]]
+    result.class_names = [cat_names[i] for i in sorted(cat_names)]
+    if len(set(result.class_names)) != len(result.class_names):
+        problems.append((name, f"category names are not unique: {result.class_names}"))
+
+    images: dict[int, dict] = {}
+    order: list[int] = []
+    for im in data["images"]:
+        if not (isinstance(im, dict) and isinstance(im.get("id"), (int, str)) and isinstance(im.get("file_name"), str)
+                and im["file_name"]):
+            problems.append((name, f"image {im!r:.120} needs an 'id' and a 'file_name'"))
+            continue
+        if im["id"] in images:
+            problems.append((name, f"image id {im['id']!r} appears twice ({im['file_name']})"))
+            continue
+        images[im["id"]] = im
+        order.append(im["id"])
+    boxes: dict[int, list[tuple[str, float, float, float, float]]] = {i: [] for i in order}
+    for a in anns:
+        if not isinstance(a, dict):
+            problems.append((name, f"annotation {a!r:.120} is not an object"))
+            continue
+        aid = a.get("id")
+        im = images.get(a.get("image_id"))
+        if im is None:
+            problems.append((name, f"annotation {aid}: unknown image_id {a.get('image_id')!r}"))
+            continue
+        where = f"annotation {aid} ({im['file_name']})"
+        if a.get("category_id") not in cat_names:
+            problems.append((name, f"{where}: unknown category_id {a.get('category_id')!r}"))
+            continue
+        bbox = a.get("bbox")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_num(v) for v in bbox)):
+            problems.append((name, f"{where}: bbox must be 4 numbers [x, y, w, h], got {bbox!r}"))
+            continue
+        x, y, w, h = (float(v) for v in bbox)
+        if w <= 0 or h <= 0:
+            problems.append((name, f"{where}: bbox has zero or negative size: {bbox}"))
+            continue
+        xyxy = xywh_to_xyxy((x, y, w, h))
+        iw, ih = im.get("width"), im.get("height")
+        if _num(iw) and _num(ih) and iw > 0 and ih > 0:
+            xyxy = clamp_xyxy(xyxy, iw, ih)
+            if area_xyxy(xyxy) <= 0.0:
+                problems.append((name, f"{where}: bbox lies outside the {iw}x{ih} image: {bbox}"))
+                continue
+        boxes[im["id"]].append((cat_names[a["category_id"]], *(v + 0.0 for v in xyxy)))
+    for i in order:
+        im = images[i]
+        w, h = im.get("width"), im.get("height")
+        result.records.append(LabelRecord(
+            image=im["file_name"], split=split, boxes=tuple(boxes[i]),
+            width=int(w) if _num(w) and w > 0 else None, height=int(h) if _num(h) and h > 0 else None))
+    return result
+
+
+def read_coco(json_path: Path, name: str | None = None) -> ReadResult:
+    """Read one COCO detection JSON; split from ``instances_<split>.json`` or a ``<split>/`` folder.
+    ``name`` is how problems name the file (default: the file's name). Never raises on bad data: an
+    unreadable or invalid JSON gives a ReadResult with one problem."""
+    json_path = Path(json_path)
+    name = name or json_path.name
+    try:
+        data = json.loads(json_path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as e:
+        return ReadResult(problems=[(name, f"unreadable (not UTF-8 text: {e.reason} at byte {e.start})")])
+    except json.JSONDecodeError as e:
+        return ReadResult(problems=[(name, f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}")])
+    except (OSError, RecursionError) as e:
+        return ReadResult(problems=[(name, f"unreadable: {e}")])
+    return from_coco(data, name, split_of_json(json_path))

@@ -6,14 +6,16 @@ gets an empty label file.
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path, PurePosixPath
 from typing import Callable, Sequence
 
 import yaml
 
-from annotator.formats import ExportImage, ExportSummary, clamp_boxes, sort_images, validate_images, write_text
-from annotator.geometry import xyxy_to_yolo
+from annotator.formats import (IMAGE_EXTS, ExportImage, ExportSummary, LabelRecord, ReadResult, clamp_boxes,
+                               is_junk, sort_images, split_of, validate_images, write_text)
+from annotator.geometry import clamp_xyxy, xyxy_to_yolo, yolo_to_xyxy
 from annotator.types import SPLITS, Box
 
 
@@ -72,3 +74,224 @@ def write_yolo(root: Path, images: Sequence[ExportImage], class_names: Sequence[
     write_text(root, "data.yaml", data_yaml(class_names, list(summary.per_split)), files)
     summary.files = sorted(files)
     return summary
+
+
+# ---- reader -----------------------------------------------------------------------------------------------
+
+TOLERANCE = 1e-3  # normalized overshoot clamped silently; beyond it the row is reported and dropped
+_NAME_FILES = ("data.yaml", "data.yml", "classes.txt")
+_LAYOUT_DIRS = ("images", "labels", "train", "valid", "val", "test")
+
+
+def _dataset_root(root: Path) -> Path:
+    """``root`` or, when it has no data.yaml/classes.txt/layout folder of its own, the one folder below it
+    that has (zips often hold one top folder)."""
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not is_junk(PurePosixPath(p.name)))
+    for test in (lambda d: any((d / n).is_file() for n in _NAME_FILES),
+                 lambda d: any((d / n).is_dir() for n in _LAYOUT_DIRS)):
+        if test(root):
+            return root
+        hits = [d for d in subdirs if test(d)]
+        if len(hits) == 1:
+            return hits[0]
+    return root
+
+
+def names_from_yaml(text: str) -> list[str]:
+    """``names`` of a data.yaml as a list (dict index -> name or list); ``nc`` alone gives index strings.
+    ValueError naming what is wrong."""
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError("is not a YAML mapping")
+    names = data.get("names")
+    if names is None:
+        nc = data.get("nc")
+        if isinstance(nc, int) and nc >= 0:
+            return [str(i) for i in range(nc)]
+        raise ValueError("has no 'names'")
+    if isinstance(names, dict):
+        try:
+            by_index = {int(k): str(v) for k, v in names.items()}
+        except (TypeError, ValueError):
+            raise ValueError(f"'names' keys must be class indices, got {list(names)}") from None
+        if sorted(by_index) != list(range(len(by_index))):
+            raise ValueError(f"'names' indices must be 0..{len(by_index) - 1}, got {sorted(by_index)}")
+        return [by_index[i] for i in range(len(by_index))]
+    if isinstance(names, list):
+        return [str(n) for n in names]
+    raise ValueError(f"'names' must be a list or a mapping, got {type(names).__name__}")
+
+
+def _read_names(base: Path, rel_base: str, problems: list[tuple[str, str]]) -> list[str] | None:
+    for fname in _NAME_FILES:
+        path = base / fname
+        if not path.is_file():
+            continue
+        rel = f"{rel_base}{fname}"
+        try:
+            text = path.read_bytes().decode("utf-8-sig")
+            if fname == "classes.txt":
+                return [line.strip() for line in text.splitlines() if line.strip()]
+            return names_from_yaml(text)
+        except UnicodeDecodeError as e:
+            problems.append((rel, f"unreadable (not UTF-8 text: {e.reason} at byte {e.start})"))
+        except yaml.YAMLError as e:
+            problems.append((rel, f"invalid YAML: {str(e).splitlines()[0]}"))
+        except (OSError, ValueError) as e:
+            problems.append((rel, str(e)))
+    return None
+
+
+def _layout_split(rel: PurePosixPath) -> str | None:
+    """Split from the path inside the dataset root: ``images/<split>/..`` or ``<split>/images/..``."""
+    parts = rel.parts[:-1]
+    for i, part in enumerate(parts):
+        if part in ("images", "labels"):
+            after = split_of(parts[i + 1]) if i + 1 < len(parts) else None
+            before = split_of(parts[i - 1]) if i > 0 else None
+            return after or before
+    return split_of(parts[0]) if parts else None
+
+
+def _swap(rel: PurePosixPath, old: str, new: str) -> PurePosixPath:
+    """The ultralytics pairing rule: the last ``old`` folder component becomes ``new`` (none: same folder)."""
+    parts = list(rel.parent.parts)
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == old:
+            parts[i] = new
+            break
+    return PurePosixPath(*parts) if parts else PurePosixPath(".")
+
+
+def parse_label_lines(text: str, width: int, height: int, class_names: Sequence[str] | None,
+                      ) -> tuple[list[tuple[int, float, float, float, float]], list[str]]:
+    """Pure: YOLO label text -> ([(class index, x1, y1, x2, y2) absolute], reasons "line N: ...").
+    ``class_names`` None means the names are unknown (no range check)."""
+    boxes: list[tuple[int, float, float, float, float]] = []
+    reasons: list[str] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        cols = line.split()
+        if not cols:
+            continue
+        if len(cols) >= 6:
+            reasons.append(f"line {n}: {len(cols)} columns: polygon rows are not supported, use boxes")
+            continue
+        if len(cols) != 5:
+            reasons.append(f"line {n}: {len(cols)} columns, expected 5 (class xc yc w h)")
+            continue
+        try:
+            cls_f = float(cols[0])
+            vals = [float(v) for v in cols[1:]]
+        except ValueError:
+            reasons.append(f"line {n}: non-numeric value in {line.strip()!r}")
+            continue
+        if not all(math.isfinite(v) for v in (cls_f, *vals)):
+            reasons.append(f"line {n}: non-finite value in {line.strip()!r}")
+            continue
+        if cls_f != int(cls_f) or cls_f < 0:
+            reasons.append(f"line {n}: class id {cols[0]!r} is not a non-negative integer")
+            continue
+        cls = int(cls_f)
+        if class_names is not None and cls >= len(class_names):
+            reasons.append(f"line {n}: class id {cls} is out of range ({len(class_names)} classes)")
+            continue
+        if not all(-TOLERANCE <= v <= 1.0 + TOLERANCE for v in vals):
+            reasons.append(f"line {n}: coordinates outside [0, 1]: {' '.join(cols[1:])}")
+            continue
+        xc, yc, w, h = (_unit(v) for v in vals)
+        x1, y1, x2, y2 = clamp_xyxy(yolo_to_xyxy((xc, yc, w, h), width, height), width, height)
+        if x2 - x1 <= 0.0 or y2 - y1 <= 0.0:
+            reasons.append(f"line {n}: zero-size box: {' '.join(cols[1:])}")
+            continue
+        boxes.append((cls, x1 + 0.0, y1 + 0.0, x2 + 0.0, y2 + 0.0))
+    return boxes, reasons
+
+
+def read_yolo(root: Path, image_size: Callable[[Path], tuple[int, int] | None]) -> ReadResult:
+    """Read a YOLO detection dataset (ultralytics ``images/<split>`` + ``labels/<split>``, flat ``images`` +
+    ``labels``, Roboflow ``<split>/images`` + ``<split>/labels``, or labels beside their images). Names come
+    from data.yaml (list or index -> name), else classes.txt, else the indices as strings. The dataset may
+    sit one folder down (a zip's top folder). ``image_size(path)`` gives the EXIF-corrected (width, height)
+    and is called only for images with a non-empty label file. Never raises on bad data: every bad
+    file/row is a problem (file path inside ``root``, reason with line number) and the rest is kept.
+    Record and problem paths are posix, relative to ``root``."""
+    root = Path(root)
+    result = ReadResult()
+    if not root.is_dir():
+        result.problems.append((str(root), "is not a folder"))
+        return result
+    base = _dataset_root(root)
+    prefix = base.relative_to(root).as_posix()
+    prefix = "" if prefix == "." else prefix + "/"
+    names = _read_names(base, prefix, result.problems)
+
+    images: dict[tuple[str, str], list[PurePosixPath]] = {}  # (folder, lower stem) -> image paths
+    labels: list[PurePosixPath] = []
+    for path in sorted(base.rglob("*")):
+        rel = PurePosixPath(path.relative_to(base).as_posix())
+        if is_junk(rel) or not path.is_file():
+            continue
+        ext = rel.suffix.lower()
+        if ext in IMAGE_EXTS and "labels" not in rel.parts[:-1]:
+            images.setdefault((rel.parent.as_posix(), rel.stem.lower()), []).append(rel)
+        elif ext == ".txt" and len(rel.parts) > 1:
+            labels.append(rel)  # root-level .txt (classes.txt, README*.txt) are never labels
+
+    parsed: dict[PurePosixPath, list[tuple[int, float, float, float, float]]] = {}
+    sizes: dict[PurePosixPath, tuple[int, int]] = {}
+    failed: set[PurePosixPath] = set()
+    max_cls = -1
+    for lab in labels:
+        beside = "labels" not in lab.parts[:-1]
+        key = (_swap(lab, "labels", "images").as_posix(), lab.stem.lower())
+        matches = images.get(key, [])
+        if beside and not matches:
+            continue  # a stray .txt that is not in a labels folder: not ours to judge
+        lab_name = prefix + lab.as_posix()
+        if not matches:
+            result.problems.append((lab_name, f"{lab_name} has no image"))
+            continue
+        try:
+            text = (base / lab).read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            result.problems.append((lab_name, f"unreadable (not UTF-8 text: {e.reason} at byte {e.start})"))
+            failed.update(matches)
+            continue
+        except OSError as e:
+            result.problems.append((lab_name, f"unreadable: {e}"))
+            failed.update(matches)
+            continue
+        if not text.strip():
+            continue  # an empty label file: a negative
+        for im in matches:
+            try:
+                size = image_size(base / im)
+            except Exception as e:  # noqa: BLE001 - the caller's reader; any failure is a problem
+                size = None
+                why = f": {e}"
+            else:
+                why = ""
+            if not size or size[0] <= 0 or size[1] <= 0:
+                result.problems.append((prefix + im.as_posix(), f"cannot read the image size{why}; its labels "
+                                        f"in {lab_name} are skipped"))
+                failed.add(im)
+                continue
+            w, h = int(size[0]), int(size[1])
+            boxes, reasons = parse_label_lines(text, w, h, names)
+            result.problems.extend((lab_name, r) for r in reasons)
+            parsed[im] = boxes
+            sizes[im] = (w, h)
+            max_cls = max([max_cls, *(b[0] for b in boxes)])
+
+    result.class_names = names if names is not None else [str(i) for i in range(max_cls + 1)]
+    for group in images.values():
+        for im in group:
+            if im in failed:
+                continue
+            wh = sizes.get(im)
+            result.records.append(LabelRecord(
+                image=prefix + im.as_posix(), split=_layout_split(im),
+                boxes=tuple((result.class_names[c], x1, y1, x2, y2) for c, x1, y1, x2, y2 in parsed.get(im, [])),
+                width=wh[0] if wh else None, height=wh[1] if wh else None))
+    result.records.sort(key=lambda r: r.image)
+    return result

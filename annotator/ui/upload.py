@@ -71,7 +71,60 @@ def make_handlers(services: Services):
             ],
         }
 
-    return {"upload_images": upload_images, "list_images": list_images}
+    def _mapping_from_table(rows) -> dict:
+        if rows is None:
+            return {}
+        if hasattr(rows, "values"):
+            rows = rows.values.tolist()
+        elif isinstance(rows, dict):
+            rows = rows.get("data") or []
+        out = {}
+        for row in rows:
+            if len(row) >= 3 and str(row[0] or "").strip():
+                target = str(row[2] or "").strip()
+                if target and target != NEW_CLASS:
+                    out[str(row[0]).strip()] = None if target == SKIP_CLASS else target
+        return out
+
+    @user_errors
+    def analyze_labels(project: str, files: list, fmt: str) -> dict:
+        a = services.analyze_labels(project, _paths(files), fmt)
+        rows = [[c["source"], c["boxes"], c["project"] or NEW_CLASS] for c in a["classes"]]
+        return {**a, "table": {"headers": IMPORT_HEADERS, "data": rows}}
+
+    @user_errors
+    def import_labels(project: str, files: list, fmt: str, dataset: str, mapping, add_new_classes: bool,
+                      approve: bool, request: gr.Request = None, progress=gr.Progress()) -> dict:
+        def tick(done: int, total: int, name: str) -> None:
+            progress((done, total), desc=f"Ingesting {name}", unit="files")
+
+        return services.import_labels(project, _paths(files), fmt, dataset or None, _mapping_from_table(mapping),
+                                      bool(add_new_classes), bool(approve), user=username(request), progress=tick)
+
+    return {"upload_images": upload_images, "list_images": list_images, "analyze_labels": analyze_labels,
+            "import_labels": import_labels}
+
+
+IMPORT_HEADERS = ["source class", "boxes", "project class"]
+NEW_CLASS = "(new class / drop)"
+SKIP_CLASS = "(skip)"
+
+
+def import_markdown(r: dict) -> str:
+    if not r:
+        return ""
+    per_class = ", ".join(f"{k}: {v}" for k, v in r["per_class"].items()) or "none"
+    lines = [f"### Imported {r['boxes']} box(es) on {r['labelled_images']} image(s) ({r['format'].upper()})",
+             f"{per_class} · {r['negatives']} negative(s) · {r['images_added']} new image(s), {r['duplicates']} "
+             f"already in the project · {r['approved']} approved · {r['protected']} left alone (a person got there "
+             "first)"]
+    if r["added_classes"]:
+        lines.append("New classes: " + ", ".join(r["added_classes"]))
+    if r["dropped_by_class"]:
+        lines.append("Dropped (class not mapped): " + ", ".join(f"{k}: {v}" for k, v in r["dropped_by_class"].items()))
+    for p in (r["problems"] + [{"file": x["name"], "reason": x["reason"]} for x in r["skipped"]])[:30]:
+        lines.append(f"- `{p['file']}`: {p['reason']}")
+    return "\n\n".join(lines[:2]) + ("\n\n" + "\n".join(lines[2:]) if lines[2:] else "")
 
 
 # --- renderers (private) -------------------------------------------------------------------------------
@@ -148,6 +201,25 @@ def build_upload_tab(ctx: UIContext) -> None:
                                    interactive=False, wrap=True, visible=False)
             dups = gr.Dataframe(value=table([], DUP_HEADERS), label="Duplicates (stored once)",
                                 interactive=False, wrap=True, visible=False)
+    with gr.Accordion("Import existing labels (YOLO or COCO, from CVAT, Label Studio, Roboflow, a past training)",
+                      open=False):
+        with gr.Row():
+            with gr.Column(scale=1, min_width=320):
+                import_files = gr.File(label="A .zip (or files) with images and labels", file_count="multiple",
+                                       file_types=[".zip", ".json", ".txt", ".yaml", *sorted(ACCEPTED_EXTENSIONS)])
+                import_fmt = gr.Radio([("YOLO", "yolo"), ("COCO", "coco")], value="yolo", label="Format")
+                import_dataset = gr.Textbox(label="Dataset for the images (empty = the zip's name)")
+                add_new = gr.Checkbox(value=False, label="Add classes the project does not have yet")
+                approve = gr.Checkbox(value=False, label="Mark the imported images approved")
+                with gr.Row():
+                    analyze_btn = gr.Button("Check classes")
+                    import_btn = gr.Button("Import", variant="primary")
+            with gr.Column(scale=2):
+                import_map = gr.Dataframe(
+                    value=table([], IMPORT_HEADERS), label="Class mapping (edit 'project class'; (skip) drops it)",
+                    interactive=True, static_columns=[0, 1], wrap=True,
+                )
+                import_report = gr.Markdown()
     gr.Markdown("### Images")
     with gr.Row():
         filter_dataset = gr.Dropdown(label="Dataset", choices=[ALL], value=ALL, allow_custom_value=True, scale=2)
@@ -172,9 +244,18 @@ def build_upload_tab(ctx: UIContext) -> None:
         ).success(render_gallery, [gallery_json, filter_dataset], gallery_outputs, api_visibility="private")
 
     listing_inputs = [project, filter_dataset, filter_status, page]
+    # The public list_images endpoint first: every private refresh below reuses its handler's name.
     refresh_btn.click(h["list_images"], listing_inputs, gallery_json, api_name="list_images").success(
         render_gallery, [gallery_json, filter_dataset], gallery_outputs, api_visibility="private"
     )
+    analysis_json = gr.JSON(visible=False)
+    import_json = gr.JSON(visible=False)
+    analyze_btn.click(h["analyze_labels"], [project, import_files, import_fmt], analysis_json,
+                      api_name="analyze_labels").success(lambda a: a["table"], analysis_json, import_map,
+                                                         api_visibility="private")
+    imported = import_btn.click(h["import_labels"], [project, import_files, import_fmt, import_dataset, import_map,
+                                                     add_new, approve], import_json, api_name="import_labels")
+    refresh(imported.success(import_markdown, import_json, import_report, api_visibility="private"))
     up = upload_btn.click(h["upload_images"], [project, files, dataset], report_json, api_name="upload_images",
                           concurrency_limit=2)
     refresh(up.success(render_report, report_json, [report, skipped, dups, files, filter_dataset, page],

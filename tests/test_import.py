@@ -1,0 +1,144 @@
+"""Importing labels made elsewhere: round trips through our own exports, other layouts, bad labels."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from annotator.geometry import area_xyxy, clamp_xyxy
+from annotator.types import UserError
+
+from . import imagegen
+from .test_export import world  # noqa: F401 - the fixture: a labelled, partly approved project
+
+
+def _by_sha_and_class(services, project) -> dict[str, list[tuple]]:
+    """stored file's sha256 -> sorted (class name, rounded xyxy) of its boxes, comparable across projects."""
+    p = services.project(project)
+    out = {}
+    images = services.store.images_for_export(p.id, None, ("approved", "unreviewed", "rejected"))
+    boxes = services.store.boxes_for_images([i.id for i in images])
+    for img in images:  # normalized as every export writes them: clamped to the image, zero-area dropped
+        norm = [(p.class_names[b.class_idx], clamp_xyxy(b.xyxy, img.width, img.height)) for b in boxes[img.id]]
+        # keyed by the STORED file: an EXIF-rotated upload is stored re-encoded, and that is what is exported
+        key = hashlib.sha256(services.image_file(img).read_bytes()).hexdigest()
+        out[key] = sorted((c, tuple(round(v, 1) for v in xy)) for c, xy in norm if area_xyxy(xy) > 0)
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["yolo", "coco"])
+def test_round_trip_through_export_and_import(services, world, fmt):  # noqa: F811
+    source, _ = world
+    exported = services.export_dataset(source, fmt)
+    target = services.create_project(f"Back-{fmt}", ["square", "circle", "triangle"])  # another class order
+    r = services.import_labels(target, [exported["file"]], fmt, approve=True)
+    assert r["labelled_images"] == exported["images"] and r["boxes"] == exported["boxes"]
+    assert r["negatives"] == exported["negatives"] and r["approved"] == exported["images"]
+    assert not r["problems"] and not r["dropped_by_class"] and r["added_classes"] == []
+    want = _by_sha_and_class(services, source)
+    got = _by_sha_and_class(services, target)
+    assert len(got) == exported["images"] and all(got[sha] == want[sha] for sha in got)
+    imported = services.list_images(target, page_size=100).images
+    assert {i.status for i in imported} == {"approved"}
+    if fmt == "yolo":  # the YOLO layout carries splits; a single COCO annotations.json does not
+        assert {i.split for i in imported} <= {"train", "val"} and all(i.split for i in imported)
+
+
+def _yolo_zip(tmp_path: Path, labels: dict[str, str], images: dict[str, bytes], yaml_text: str | None) -> Path:
+    path = tmp_path / "labelled.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        if yaml_text is not None:
+            zf.writestr("data.yaml", yaml_text)
+        for name, data in images.items():
+            zf.writestr(name, data)
+        for name, text in labels.items():
+            zf.writestr(name, text)
+    return path
+
+
+def test_bad_labels_are_reported_and_the_rest_lands(services, project, tmp_path):
+    img = imagegen.jpeg_bytes(100, 50, seed=1)
+    archive = _yolo_zip(tmp_path, {
+        "labels/train/a.txt": "0 0.5 0.5 0.2 0.2\n1 0.5 0.5\nx 0.1 0.1 0.1 0.1\n7 0.5 0.5 0.1 0.1\n2 1.8 0.5 0.1 0.1\n",
+        "labels/train/ghost.txt": "0 0.5 0.5 0.1 0.1\n",
+    }, {"images/train/a.jpg": img, "images/train/b.jpg": imagegen.jpeg_bytes(100, 50, seed=2)},
+        "names: [circle, square, triangle]\n")
+    r = services.import_labels(project, [archive], "yolo")
+    assert r["boxes"] == 1 and r["per_class"] == {"circle": 1}
+    assert r["labelled_images"] == 2 and r["negatives"] == 1  # b.jpg has no label file: a negative
+    reasons = " | ".join(f"{p['file']}: {p['reason']}" for p in r["problems"])
+    for expected in ("a.txt", "ghost.txt"):
+        assert expected in reasons
+    assert len(r["problems"]) >= 5  # short row, non-numeric, class 7, outside the image, label with no image
+
+
+def test_classes_by_name_new_classes_and_overrides(services, project, tmp_path):
+    img = imagegen.jpeg_bytes(100, 100, seed=3)
+    archive = _yolo_zip(tmp_path, {"labels/a.txt": "0 0.5 0.5 0.2 0.2\n1 0.3 0.3 0.1 0.1\n2 0.7 0.7 0.1 0.1\n"},
+                        {"images/a.jpg": img}, None)
+    (tmp_path / "x").mkdir()
+    with zipfile.ZipFile(archive, "a") as zf:
+        zf.writestr("classes.txt", " CIRCLE \nhexagon\nsquare\n")
+    analysis = services.analyze_labels(project, [archive], "yolo")
+    assert [(c["source"], c["project"]) for c in analysis["classes"]] == [
+        ("CIRCLE", "circle"), ("hexagon", None), ("square", "square")]
+    dropped = services.import_labels(project, [archive], "yolo")
+    assert dropped["dropped_by_class"] == {"hexagon": 1} and dropped["boxes"] == 2
+    again = services.import_labels(project, [archive], "yolo", mapping={"hexagon": "triangle"})
+    assert again["per_class"] == {"circle": 1, "triangle": 1, "square": 1} and again["duplicates"] == 1
+    (img_rec,) = services.list_images(project).images
+    assert len(services.store.boxes_for_image(img_rec.id)) == 3  # re-import replaced, not doubled
+    grown = services.import_labels(project, [archive], "yolo", add_new_classes=True)
+    assert grown["added_classes"] == ["hexagon"]
+    assert services.project(project.name).class_names == ["circle", "square", "triangle", "hexagon"]
+
+
+def test_roboflow_layout_and_protected_images(services, project, tmp_path):
+    a, b = imagegen.jpeg_bytes(64, 64, seed=4), imagegen.jpeg_bytes(64, 64, seed=5)
+    archive = _yolo_zip(tmp_path, {"export/train/labels/a.txt": "0 0.5 0.5 0.5 0.5\n",
+                                   "export/valid/labels/b.txt": "1 0.5 0.5 0.5 0.5\n"},
+                        {"export/train/images/a.jpg": a, "export/valid/images/b.jpg": b}, None)
+    with zipfile.ZipFile(archive, "a") as zf:
+        zf.writestr("export/data.yaml", "train: ../train/images\nval: ../valid/images\nnc: 3\n"
+                                        "names: ['circle', 'square', 'triangle']\n")
+    first = services.import_labels(project, [archive], "yolo")
+    assert first["boxes"] == 2
+    splits = {i.rel_path.split("/")[-1]: i.split for i in services.list_images(project).images}
+    assert splits == {"a.jpg": "train", "b.jpg": "val"}
+    (protected,) = [i for i in services.list_images(project).images if i.rel_path.endswith("a.jpg")]
+    services.store.set_review_status([protected.id], "approved", "ann")
+    before = services.store.boxes_for_image(protected.id)
+    second = services.import_labels(project, [archive], "yolo")
+    assert second["protected"] == 1 and services.store.boxes_for_image(protected.id) == before
+
+
+def test_coco_refusals(services, project, tmp_path):
+    broken = tmp_path / "broken.zip"
+    with zipfile.ZipFile(broken, "w") as zf:
+        zf.writestr("annotations.json", "{not json")
+    with pytest.raises(UserError, match="No labelled images"):
+        services.import_labels(project, [broken], "coco")
+    with pytest.raises(UserError, match="format must be"):
+        services.import_labels(project, [broken], "voc")
+    empty = tmp_path / "empty.zip"
+    with zipfile.ZipFile(empty, "w") as zf:
+        zf.writestr("readme.md", "nothing")
+    with pytest.raises(UserError, match="No COCO annotations file"):
+        services.import_labels(project, [empty], "coco")
+    # COCO labels for images already in the project, matched by file name; sparse category ids
+    src = tmp_path / "pic.jpg"
+    src.write_bytes(imagegen.jpeg_bytes(80, 60, seed=6))
+    services.add_images(project, [src])
+    doc = {"images": [{"id": 9, "file_name": "pic.jpg", "width": 80, "height": 60}],
+           "annotations": [{"id": 1, "image_id": 9, "category_id": 40, "bbox": [10, 10, 20, 20], "area": 400,
+                            "iscrowd": 0}],
+           "categories": [{"id": 40, "name": "Square"}, {"id": 7, "name": "circle"}]}
+    labels_only = tmp_path / "coco.zip"
+    with zipfile.ZipFile(labels_only, "w") as zf:
+        zf.writestr("annotations.json", json.dumps(doc))
+    r = services.import_labels(project, [labels_only], "coco")
+    assert r["boxes"] == 1 and r["per_class"] == {"square": 1} and r["images_added"] == 0

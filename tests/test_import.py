@@ -142,3 +142,16 @@ def test_coco_refusals(services, project, tmp_path):
         zf.writestr("annotations.json", json.dumps(doc))
     r = services.import_labels(project, [labels_only], "coco")
     assert r["boxes"] == 1 and r["per_class"] == {"square": 1} and r["images_added"] == 0
+
+
+def test_cli_import(tmp_path):
+    from .test_cli import run_cli
+
+    archive = _yolo_zip(tmp_path, {"labels/a.txt": "1 0.5 0.5 0.5 0.5\n"},
+                        {"images/a.jpg": imagegen.jpeg_bytes(64, 32, seed=8)}, "names: {0: dog, 1: cat}\n")
+    data = tmp_path / "data"
+    run_cli(data, "project", "create", "Pets", "--classes", "cat,dog")
+    r = json.loads(run_cli(data, "import", "Pets", str(archive), "--format", "yolo", "--approve", "--json").stdout)
+    assert r["per_class"] == {"cat": 1} and r["approved"] == 1 and r["images_added"] == 1
+    bad = run_cli(data, "import", "Pets", str(archive), "--format", "yolo", "--map", "cat=lion", check=False)
+    assert bad.returncode == 2 and "lion" in bad.stderr

@@ -26,7 +26,7 @@ MODEL = Path(os.environ.get("ANNOTATOR_TEST_MODEL") or demo.DEMO_MODEL_PATH)
 @pytest.fixture
 def jobs_world(tmp_path):
     """Services over a fresh data folder, a monitor, and a real worker process."""
-    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_STALE_AFTER_S": "3",
+    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_STALE_AFTER_S": "5",
                                   "ANNOTATOR_DEVICE": "cpu"})
     services = Services.open(settings)
     monitor = JobMonitor(services, interval=0.2).start(local_worker=True)
@@ -141,21 +141,21 @@ def test_a_person_approving_during_the_job_wins(jobs_world, tmp_path):
 
 def test_cancel_a_running_job(jobs_world, tmp_path):
     services, _ = jobs_world
-    p, _ = _scenes(services, tmp_path, 60)
+    p, _ = _scenes(services, tmp_path, 100)
     job = services.start_annotation(p, "demo-shapes", imgsz=640)
     _wait(services, job.id, lambda j: j.status == "running" and j.counters.get("images", 0) >= 2)
     services.cancel_job(job.id)
     job = _wait(services, job.id, lambda j: not j.active)
     assert job.status == "cancelled"
     done = services.store.job_image_count(job.id)
-    assert 2 <= done < 60 and "cancelled after" in job.log
+    assert 2 <= done < 100 and "cancelled after" in job.log
     with pytest.raises(UserError, match="already cancelled"):
         services.cancel_job(job.id)
 
 
 def test_kill_9_then_resume_finishes_without_duplicates(jobs_world, tmp_path):
     services, monitor = jobs_world
-    p, _ = _scenes(services, tmp_path, 60)
+    p, _ = _scenes(services, tmp_path, 100)
     job = services.start_annotation(p, "demo-shapes", imgsz=640)
     _wait(services, job.id, lambda j: j.counters.get("images", 0) >= 4)
     os.kill(monitor.worker.pid, signal.SIGKILL)
@@ -164,14 +164,14 @@ def test_kill_9_then_resume_finishes_without_duplicates(jobs_world, tmp_path):
     assert time.time() - killed_at < 15, "a dead worker must be noticed within seconds"
     assert "stopped responding" in job.error
     partial = services.store.job_image_count(job.id)
-    assert 4 <= partial < 60
+    assert 4 <= partial < 100
 
     _wait(services, job.id, lambda j: monitor.worker.alive(), timeout=10)  # the app restarted its worker
     resumed = services.resume_job(job.id)
-    assert resumed.status == "queued" and resumed.attempt == 1 and resumed.total == 60
+    assert resumed.status == "queued" and resumed.attempt == 1 and resumed.total == 100
     job = _wait(services, job.id, lambda j: not j.active)
     assert job.status == "succeeded", job.error
-    assert job.done == 60 and job.progress == 1.0
+    assert job.done == 100 and job.progress == 1.0
     ids = [i.id for i in services.list_images(p).images]
     rows = services.store._con.execute(
         "SELECT image_id, count(*) FROM job_images WHERE job_id = ? GROUP BY image_id", [job.id]).fetchall()

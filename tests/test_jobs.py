@@ -172,7 +172,7 @@ def test_kill_9_then_resume_finishes_without_duplicates(jobs_world, tmp_path):
     job = _wait(services, job.id, lambda j: not j.active)
     assert job.status == "succeeded", job.error
     assert job.done == 100 and job.progress == 1.0
-    ids = [i.id for i in services.list_images(p).images]
+    ids = [i.id for i in services.list_images(p, page_size=500).images]
     rows = services.store._con.execute(
         "SELECT image_id, count(*) FROM job_images WHERE job_id = ? GROUP BY image_id", [job.id]).fetchall()
     assert sorted(r[0] for r in rows) == sorted(ids)

@@ -248,6 +248,25 @@ class _Entry:
     read: Callable[[], bytes]
 
 
+def _member_reason(info: zipfile.ZipInfo, limits: Limits, used: int) -> str | None:
+    """Why a zip member must not be extracted (link, encrypted, too big, zip bomb, over the upload's
+    total of which ``used`` bytes are taken), or None. Shared by uploads and label imports."""
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "symbolic link in archive, not followed"
+    if info.flag_bits & 0x1:
+        return "encrypted zip member"
+    if info.file_size > limits.max_file_bytes:
+        return (f"file is {_human(info.file_size)}, over the per-file limit of "
+                f"{_human(limits.max_file_bytes)} (ANNOTATOR_MAX_FILE_BYTES)")
+    if info.file_size > (1 << 20) and info.file_size > limits.max_zip_ratio * max(info.compress_size, 1):
+        return (f"suspicious compression ratio {info.file_size / max(info.compress_size, 1):,.0f}:1 "
+                f"(zip bomb?); limit {limits.max_zip_ratio}:1 (ANNOTATOR_MAX_ZIP_RATIO)")
+    if used + info.file_size > limits.max_upload_bytes:
+        return (f"upload exceeds the total uncompressed limit of {_human(limits.max_upload_bytes)} "
+                "(ANNOTATOR_MAX_UPLOAD_BYTES); split it into several uploads")
+    return None
+
+
 def _iter_zip(
     path: Path, name: str, prefix: str, limits: Limits, skipped: list[SkippedFile], budget: list[int], stack: ExitStack
 ) -> Iterator[_Entry]:
@@ -267,22 +286,9 @@ def _iter_zip(
             skipped.append(SkippedFile(display, str(e)))
             continue
         reason = skip_reason_for_name(rel)
-        mode = info.external_attr >> 16
-        if reason is None and stat.S_ISLNK(mode):
-            reason = "symbolic link in archive, not followed"
-        if reason is None and info.flag_bits & 0x1:
-            reason = "encrypted zip member"
         if reason is None and info.file_size == 0:
             reason = "empty file (0 bytes)"
-        if reason is None and info.file_size > limits.max_file_bytes:
-            reason = (f"file is {_human(info.file_size)}, over the per-file limit of "
-                      f"{_human(limits.max_file_bytes)} (ANNOTATOR_MAX_FILE_BYTES)")
-        if reason is None and info.file_size > (1 << 20) and info.file_size > limits.max_zip_ratio * max(info.compress_size, 1):
-            reason = (f"suspicious compression ratio {info.file_size / max(info.compress_size, 1):,.0f}:1 "
-                      f"(zip bomb?); limit {limits.max_zip_ratio}:1 (ANNOTATOR_MAX_ZIP_RATIO)")
-        if reason is None and budget[0] + info.file_size > limits.max_upload_bytes:
-            reason = (f"upload exceeds the total uncompressed limit of {_human(limits.max_upload_bytes)} "
-                      "(ANNOTATOR_MAX_UPLOAD_BYTES); split it into several uploads")
+        reason = reason or _member_reason(info, limits, budget[0])
         if reason:
             skipped.append(SkippedFile(display, reason))
             continue
@@ -477,16 +483,7 @@ def extract_archive(path: Path, name: str, dest: Path, limits: Limits) -> list[S
             ext = posixpath.splitext(rel)[1].lower()
             reason = skip_reason_for_name(rel) if ext not in LABEL_EXTENSIONS else (
                 "hidden file or folder" if any(x.startswith(".") or x == "__MACOSX" for x in rel.split("/")) else None)
-            if reason is None and stat.S_ISLNK(info.external_attr >> 16):
-                reason = "symbolic link in archive, not followed"
-            if reason is None and info.flag_bits & 0x1:
-                reason = "encrypted zip member"
-            if reason is None and info.file_size > limits.max_file_bytes:
-                reason = f"file is {_human(info.file_size)}, over the per-file limit (ANNOTATOR_MAX_FILE_BYTES)"
-            if reason is None and info.file_size > (1 << 20) and info.file_size > limits.max_zip_ratio * max(info.compress_size, 1):
-                reason = "suspicious compression ratio (zip bomb?) (ANNOTATOR_MAX_ZIP_RATIO)"
-            if reason is None and total + info.file_size > limits.max_upload_bytes:
-                reason = "upload exceeds the total uncompressed limit (ANNOTATOR_MAX_UPLOAD_BYTES)"
+            reason = reason or _member_reason(info, limits, total)
             if reason:
                 skipped.append(SkippedFile(display, reason))
                 continue

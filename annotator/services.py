@@ -384,6 +384,15 @@ class Services:
             return Path(srcs[0][1]).stem or "upload"
         return "upload-" + datetime.now().strftime("%Y%m%d-%H%M%S")
 
+    def _dataset_ids(self, p: Project, names: Sequence[str] | None) -> list[int]:
+        ids = []
+        for name in names or []:
+            d = self.store.find_dataset(p.id, name)
+            if d is None:
+                raise NotFound(f"Project {p.name!r} has no dataset named {name!r}")
+            ids.append(d.id)
+        return ids
+
     def datasets(self, ref) -> list[Dataset]:
         return self.store.list_datasets(self.project(ref).id)
 
@@ -532,12 +541,7 @@ class Services:
         if int(batch) < 0:
             raise UserError(f"batch must be 0 (auto) or a positive number, got {batch}")
         device = (device or self.settings.device or "auto").strip()
-        dataset_ids = []
-        for name in datasets or []:
-            d = self.store.find_dataset(p.id, name)
-            if d is None:
-                raise NotFound(f"Project {p.name!r} has no dataset named {name!r}")
-            dataset_ids.append(d.id)
+        dataset_ids = self._dataset_ids(p, datasets)
         mapping = self.class_mapping(p, m, overrides)
         if all(v is None for v in mapping.values()):
             raise UserError(
@@ -664,12 +668,7 @@ class Services:
             raise UserError(f"format must be one of {', '.join(self.FORMATS)}, got {fmt!r}")
         if not (0.0 <= float(val_ratio) < 1.0):
             raise UserError(f"validation ratio must be in [0, 1), got {val_ratio}")
-        dataset_ids = []
-        for name in datasets or []:
-            d = self.store.find_dataset(p.id, name)
-            if d is None:
-                raise NotFound(f"Project {p.name!r} has no dataset named {name!r}")
-            dataset_ids.append(d.id)
+        dataset_ids = self._dataset_ids(p, datasets)
         statuses = ("approved",) if approved_only else ("approved", "unreviewed")
         images = self.store.images_for_export(p.id, dataset_ids, statuses)
         boxes = self.store.boxes_for_images([i.id for i in images])

@@ -219,6 +219,10 @@ IMAGE_COLUMNS = (
 
 # Column kinds for bulk inserts through a pandas frame (executemany is ~40x slower in DuckDB).
 _KINDS = {"str": "object", "int": "Int64", "float": "Float64", "ts": "datetime64[us]"}
+# The boxes table as every bulk insert writes it (rows in this column order).
+BOX_KINDS = {"image_id": "int", "class_idx": "int", "x1": "float", "y1": "float", "x2": "float", "y2": "float",
+             "confidence": "float", "source": "str", "model_id": "int", "job_id": "int", "created_by": "str",
+             "created_at": "ts"}
 
 
 def utcnow() -> datetime:
@@ -678,9 +682,7 @@ class Store:
             return counts
         now = utcnow()
         with self.transaction() as cur:
-            protected = {int(r[0]) for r in cur.execute(
-                "SELECT id FROM images WHERE id IN (SELECT unnest(?::BIGINT[])) "
-                "AND (edited_at IS NOT NULL OR status = 'approved')", [ids]).fetchall()}
+            protected = self._protected(cur, ids)
             writable = [i for i in ids if i not in protected]
             if writable:
                 cur.execute("DELETE FROM boxes WHERE source = 'import' AND image_id IN (SELECT unnest(?::BIGINT[]))",
@@ -695,9 +697,7 @@ class Store:
                     cur.execute("UPDATE images SET split = ? WHERE id = ? AND split IS NULL", [split, image_id])
             self._bulk_insert(
                 cur, "boxes",
-                {"image_id": "int", "class_idx": "int", "x1": "float", "y1": "float", "x2": "float", "y2": "float",
-                 "confidence": "float", "source": "str", "model_id": "int", "job_id": "int", "created_by": "str",
-                 "created_at": "ts"},
+                BOX_KINDS,
                 rows,
             )
             if approve and writable:
@@ -737,9 +737,7 @@ class Store:
         with self.transaction() as cur:
             return [int(i) for i in self._bulk_insert(
                 cur, "boxes",
-                {"image_id": "int", "class_idx": "int", "x1": "float", "y1": "float", "x2": "float", "y2": "float",
-                 "confidence": "float", "source": "str", "model_id": "int", "job_id": "int", "created_by": "str",
-                 "created_at": "ts"},
+                BOX_KINDS,
                 data,
             )]
 
@@ -895,6 +893,13 @@ class Store:
     def job_image_count(self, job_id: int) -> int:
         return int(self._one("SELECT count(*) FROM job_images WHERE job_id = ?", [job_id])[0])
 
+    @staticmethod
+    def _protected(cur, image_ids: Sequence[int]) -> set[int]:
+        """Images a person saved or approved: no job and no import may change their boxes."""
+        return {int(r[0]) for r in cur.execute(
+            "SELECT id FROM images WHERE id IN (SELECT unnest(?::BIGINT[])) "
+            "AND (edited_at IS NOT NULL OR status = 'approved')", [list(image_ids)]).fetchall()}
+
     def save_predictions(self, job_id: int, attempt: int, model_id: int | None,
                          items: Sequence[tuple[int, Sequence[Box]]], failed: Sequence[int] = (),
                          job_counters: dict | None = None) -> dict[str, int]:
@@ -907,12 +912,7 @@ class Store:
         ids = [int(i) for i, _ in items]
         now = utcnow()
         with self.transaction() as cur:
-            protected = {
-                int(r[0]) for r in cur.execute(
-                    "SELECT id FROM images WHERE id IN (SELECT unnest(?::BIGINT[])) "
-                    "AND (edited_at IS NOT NULL OR status = 'approved')", [ids],
-                ).fetchall()
-            }
+            protected = self._protected(cur, ids)
             writable = [i for i in ids if i not in protected]
             if writable:
                 cur.execute(
@@ -930,9 +930,7 @@ class Store:
             done += [(job_id, int(i), attempt, 0, "error") for i in failed]
             self._bulk_insert(
                 cur, "boxes",
-                {"image_id": "int", "class_idx": "int", "x1": "float", "y1": "float", "x2": "float", "y2": "float",
-                 "confidence": "float", "source": "str", "model_id": "int", "job_id": "int", "created_by": "str",
-                 "created_at": "ts"},
+                BOX_KINDS,
                 rows,
             )
             self._bulk_insert(

@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import posixpath
 import shutil
 import tempfile
 import threading
@@ -658,7 +659,9 @@ class Services:
         (``val_ratio``), reported in the summary. Rejected images are never exported; without
         ``approved_only``, unreviewed images that have no boxes are left out (not labelled yet).
         """
-        from .formats import ExportImage
+        import numpy as np
+
+        from .formats import BoxTable, ExportImage, ZipSink
         from .formats.coco import write_coco
         from .formats.yolo import write_yolo
 
@@ -670,13 +673,16 @@ class Services:
             raise UserError(f"validation ratio must be in [0, 1), got {val_ratio}")
         dataset_ids = self._dataset_ids(p, datasets)
         statuses = ("approved",) if approved_only else ("approved", "unreviewed")
-        images = self.store.images_for_export(p.id, dataset_ids, statuses)
-        boxes = self.store.boxes_for_images([i.id for i in images])
+        images, cols = self.store.export_rows(p.id, dataset_ids, statuses)
+        keep = cols["class_idx"] < len(p.classes)  # never happens: class deletes remap boxes; belt and braces
+        table = BoxTable.from_columns(*(cols[k][keep] for k in
+                                        ("image_id", "class_idx", "x1", "y1", "x2", "y2", "confidence")))
+        with_boxes = set(np.unique(table.image_id).tolist())
         notes: list[str] = []
-        unlabelled = [i for i in images if i.status == "unreviewed" and not boxes.get(i.id)]
+        unlabelled = [i for i in images if i.status == "unreviewed" and i.id not in with_boxes]
         if unlabelled:
             notes.append(f"{len(unlabelled)} unreviewed image(s) without boxes left out (not labelled yet)")
-            images = [i for i in images if not (i.status == "unreviewed" and not boxes.get(i.id))]
+            images = [i for i in images if not (i.status == "unreviewed" and i.id not in with_boxes)]
         if not images:
             what = "approved images" if approved_only else "approved or labelled images"
             raise UserError(f"Nothing to export: project {p.name!r} has no {what} in the chosen datasets")
@@ -694,7 +700,6 @@ class Services:
         pdir = self.settings.project_dir(p.id)
         records = [
             ExportImage(id=i.id, file_name=names[i.id], width=i.width, height=i.height, split=splits[i.id],
-                        boxes=tuple(b for b in boxes.get(i.id, []) if b.class_idx < len(p.classes)),
                         source=(pdir / i.file) if include_images else None)
             for i in images
         ]
@@ -705,41 +710,24 @@ class Services:
         options = {"format": fmt, "datasets": list(datasets or []), "approved_only": bool(approved_only),
                    "include_images": bool(include_images), "val_ratio": float(val_ratio),
                    "per_split": bool(per_split), "with_scores": bool(with_scores)}
-        self.settings.tmp_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.settings.tmp_dir) as tmp:
-            root = Path(tmp) / "export"
-            root.mkdir()
-            done = [0]
-
-            def copy(src: Path, dst: Path) -> None:
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(src, dst)  # same filesystem: no bytes copied before zipping
-                except OSError:
-                    shutil.copyfile(src, dst)
-                done[0] += 1
-                if progress:
-                    progress(done[0], len(records), dst.name)
-
-            try:
+        # Straight into the zip: labels from memory, images streamed from where they are stored; the
+        # zip appears under its name only once complete.
+        tmp_zip = zip_path.with_suffix(".part")
+        try:
+            with zipfile.ZipFile(tmp_zip, "w", allowZip64=True) as zf:
+                sink = ZipSink(zf, on_file=(lambda done, name: progress(done, len(records), name)) if progress else None)
                 if fmt == "yolo":
-                    summary = write_yolo(root, records, p.class_names, copy=copy)
+                    summary = write_yolo(sink, records, p.class_names, boxes=table)
                 else:
-                    summary = write_coco(root, records, p.class_names, per_split=per_split,
-                                         with_scores=with_scores, copy=copy)
-            except ValueError as e:  # the writers validate their input and name the file at fault
-                raise UserError(f"Export of {p.name!r} failed: {e}") from None
-            tmp_zip = zip_path.with_suffix(".part")
-            try:
-                with zipfile.ZipFile(tmp_zip, "w") as zf:
-                    for f in sorted(x for x in root.rglob("*") if x.is_file()):
-                        rel = f.relative_to(root).as_posix()
-                        packed = zipfile.ZIP_STORED if rel.startswith("images/") else zipfile.ZIP_DEFLATED
-                        zf.write(f, rel, compress_type=packed)
-                os.replace(tmp_zip, zip_path)
-            except BaseException:
-                tmp_zip.unlink(missing_ok=True)
-                raise
+                    summary = write_coco(sink, records, p.class_names, per_split=per_split, with_scores=with_scores,
+                                         boxes=table)
+            os.replace(tmp_zip, zip_path)
+        except ValueError as e:  # the writers validate their input and name the file at fault
+            tmp_zip.unlink(missing_ok=True)
+            raise UserError(f"Export of {p.name!r} failed: {e}") from None
+        except BaseException:
+            tmp_zip.unlink(missing_ok=True)
+            raise
         result = {
             "project": p.name, "format": fmt, "file": str(zip_path), "size_bytes": zip_path.stat().st_size,
             "images": summary.images, "boxes": summary.boxes, "negatives": summary.negatives,
@@ -1010,19 +998,21 @@ def _unique_names(images: Sequence[ImageRecord], splits: dict[int, str]) -> dict
     """Exported file names, unique (by stem, case-insensitively) within each split: the base name when it
     is unique, else the dataset and folder path flattened with '__', else that plus the image id.
     The extension is the stored file's."""
-    def base(img: ImageRecord) -> str:
-        return Path(img.rel_path).stem + Path(img.file).suffix
+    bases = {img.id: posixpath.splitext(posixpath.basename(img.rel_path))[0] + posixpath.splitext(img.file)[1]
+             for img in images}
 
     def flat(img: ImageRecord) -> str:
-        return "__".join([img.dataset, *Path(img.rel_path).parent.parts, base(img)]).replace(" ", "_")
+        folders = [part for part in posixpath.dirname(img.rel_path).split("/") if part]
+        return "__".join([img.dataset, *folders, bases[img.id]]).replace(" ", "_")
 
     def key(img: ImageRecord, name: str) -> tuple[str, str]:  # YOLO labels are named by stem: a.jpg ~ a.png
-        return splits[img.id], Path(name).stem.lower()
+        return splits[img.id], posixpath.splitext(name)[0].lower()
 
     counts: dict[tuple[str, str], int] = {}
     for img in images:
-        counts[key(img, base(img))] = counts.get(key(img, base(img)), 0) + 1
-    names = {img.id: base(img) if counts[key(img, base(img))] == 1 else flat(img) for img in images}
+        k = key(img, bases[img.id])
+        counts[k] = counts.get(k, 0) + 1
+    names = {img.id: bases[img.id] if counts[key(img, bases[img.id])] == 1 else flat(img) for img in images}
     seen: dict[tuple[str, str], int] = {}
     for img in images:
         k = key(img, names[img.id])

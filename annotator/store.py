@@ -644,20 +644,38 @@ class Store:
         keys = ("id", "dataset", "source", "added", "duplicates", "skipped", "created_at", "created_by")
         return [dict(zip(keys, r)) for r in rows]
 
-    def images_for_export(self, project_id: int, dataset_ids: Sequence[int] | None,
-                          statuses: Sequence[str]) -> list[ImageRecord]:
-        """Every image of the project in the given review states (optionally some datasets), by id."""
-        cols = ", ".join(f"i.{c.strip()}" for c in IMAGE_COLUMNS.split(","))
+    @staticmethod
+    def _export_filter(project_id: int, dataset_ids: Sequence[int] | None, statuses: Sequence[str]) -> tuple[str, list]:
         where = ["i.project_id = ?", "i.status IN (SELECT unnest(?::VARCHAR[]))"]
         params: list = [project_id, list(statuses)]
         if dataset_ids:
             where.append("i.dataset_id IN (SELECT unnest(?::INTEGER[]))")
             params.append(list(dataset_ids))
-        rows = self._all(
-            f"SELECT {cols}, d.name FROM images i JOIN datasets d ON d.id = i.dataset_id "
-            f"WHERE {' AND '.join(where)} ORDER BY i.id", params,
-        )
-        return [self._image(r) for r in rows]
+        return " AND ".join(where), params
+
+    def export_rows(self, project_id: int, dataset_ids: Sequence[int] | None,
+                          statuses: Sequence[str]) -> tuple[list[ImageRecord], dict]:
+        """Every image of the project in the given review states (optionally some datasets), by id, and their
+        boxes as numpy columns (image_id, class_idx, x1, y1, x2, y2, confidence with NaN for none) by image
+        then box id: 100k boxes without 100k Python objects. One snapshot: both read in one transaction."""
+        cols = ", ".join(f"i.{c.strip()}" for c in IMAGE_COLUMNS.split(","))
+        where, params = self._export_filter(project_id, dataset_ids, statuses)
+        with self._read() as cur:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                rows = cur.execute(
+                    f"SELECT {cols}, d.name FROM images i JOIN datasets d ON d.id = i.dataset_id WHERE {where} "
+                    "ORDER BY i.id", params,
+                ).fetchall()
+                boxes = cur.execute(
+                    "SELECT b.image_id, b.class_idx, b.x1, b.y1, b.x2, b.y2, "
+                    "COALESCE(b.confidence, 'NaN'::DOUBLE) AS confidence "
+                    f"FROM boxes b JOIN images i ON i.id = b.image_id WHERE {where} ORDER BY b.image_id, b.id",
+                    params,
+                ).fetchnumpy()
+            finally:
+                cur.execute("ROLLBACK")
+        return [self._image(r) for r in rows], boxes
 
     def image_ids_by_sha(self, project_id: int, shas: Sequence[str]) -> dict[str, int]:
         rows = self._all("SELECT sha256, id FROM images WHERE project_id = ? AND sha256 IN (SELECT unnest(?::VARCHAR[]))",

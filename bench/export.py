@@ -10,7 +10,7 @@ with Store.set_review_status in chunks. Not timed.
 
 Then it times, best of --reps: Services.export_dataset(project, "yolo"/"coco") with images and labels-only
 (include_images=False), and the I/O floor: `zip -0 -q -r` of a folder holding the same --images files
-(hard links), made in the same run. Each export's phases (store queries, writer, zip) are taken by wrapping
+(hard links), made in the same run. Each export's phases (store query, records, writer, zip close) are taken by wrapping
 Store / writer functions at runtime; nothing in annotator/ changes.
 
 The issue's targets: label writing adds under 50% over the floor (export with images <= 1.5x zip -0) and a
@@ -36,7 +36,7 @@ from common import best_of, emit_result, machine, set_data_dir, table, temp_work
 FLOOR_RATIO = 1.5  # export with images <= 1.5x zip -0 of the images alone
 LABELS_ONLY_S = 2.0
 CLASSES = ["person", "car", "bicycle", "dog", "cat", "truck", "bus", "bird", "traffic light", "stop sign"]
-PHASES = ("images_for_export", "boxes_for_images", "records", "writer", "zip", "add_export")
+PHASES = ("export_rows", "records", "writer", "zip_close", "add_export")
 
 
 def box_counts(n_images: int, n_boxes: int, seed: int) -> list[int]:
@@ -65,8 +65,7 @@ class PhaseClock:
     def __init__(self, Store, yolo_mod, coco_mod):
         self.marks: dict[str, float] = {}
         self._undo = []
-        self._wrap(Store, "images_for_export", "images_for_export")
-        self._wrap(Store, "boxes_for_images", "boxes_for_images")
+        self._wrap(Store, "export_rows", "export_rows")
         self._wrap(Store, "add_export", "add_export")
         self._wrap(yolo_mod, "write_yolo", "writer")
         self._wrap(coco_mod, "write_coco", "writer")
@@ -92,12 +91,12 @@ class PhaseClock:
     def phases(self, t0: float, t1: float) -> dict[str, float]:
         m = self.marks
         return {
-            "images_for_export": m["images_for_export.end"] - m["images_for_export.start"],
-            "boxes_for_images": m["boxes_for_images.end"] - m["boxes_for_images.start"],
-            # splits, unique names, ExportImage records, the temp dir (and what precedes the first query)
-            "records": (m["writer.start"] - m["boxes_for_images.end"]) + (m["images_for_export.start"] - t0),
-            "writer": m["writer.end"] - m["writer.start"],  # validation, label text/JSON, image hard links
-            "zip": m["add_export.start"] - m["writer.end"],  # rglob + sort + zipfile (+ temp dir removal)
+            "export_rows": m["export_rows.end"] - m["export_rows.start"],  # image rows + box columns
+            # box table, splits, unique names, ExportImage records (and what precedes the query)
+            "records": (m["writer.start"] - m["export_rows.end"]) + (m["export_rows.start"] - t0),
+            # validation, box maths, label text/JSON, every zip entry (images streamed from their files)
+            "writer": m["writer.end"] - m["writer.start"],
+            "zip_close": m["add_export.start"] - m["writer.end"],  # central directory, rename
             "add_export": (m["add_export.end"] - m["add_export.start"]) + (t1 - m["add_export.end"]),
         }
 
@@ -182,7 +181,7 @@ def main(argv=None) -> int:
                   f"(Store.set_review_status); {approved:,} approved", flush=True)
 
             # The floor's folder: the same files the export will read, hard-linked (copied if links fail).
-            images = store.images_for_export(project.id, [], ("approved",))
+            images, _ = store.export_rows(project.id, [], ("approved",))
             pdir = settings.project_dir(project.id)
             floor_dir = work / "floor" / "images"
             floor_dir.mkdir(parents=True)
@@ -270,8 +269,8 @@ def main(argv=None) -> int:
             print(f"WARNING: {name} wrote {r['images']:,} images / {r['boxes']:,} boxes ({r['dropped']} dropped); "
                   f"expected {len(images):,} / {args.boxes:,}")
     print()
-    print("phases of each best run, s (records = splits, names, ExportImage list; writer = validation, labels, "
-          "image hard links; zip = rglob + zipfile)")
+    print("phases of each best run, s (records = box table, splits, names, ExportImage list; writer = "
+          "validation, labels, every zip entry incl. images; zip_close = central directory + rename)")
     print(table(["contender", *PHASES, "total"],
                 [[name, *[r["phases"][p] for p in PHASES], r["best_s"]] for name, r in results.items()]))
 

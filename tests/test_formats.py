@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
 
-from annotator.formats import ExportImage, coco, yolo
+from annotator.formats import BoxTable, ExportImage, ZipSink, coco, yolo
 from annotator.geometry import area_xyxy, clamp_xyxy, yolo_to_xyxy
 from annotator.types import Box
 
@@ -122,6 +124,51 @@ def test_write_yolo_is_byte_identical_across_runs_and_input_orders(tmp_path):
     yolo.write_yolo(tmp_path / "one", images, CLASSES)
     yolo.write_yolo(tmp_path / "two", list(reversed(images)), CLASSES)
     assert tree(tmp_path / "one") == tree(tmp_path / "two")
+
+
+def _table_and_bare(images):
+    """The same images as one BoxTable (rows shuffled across images) plus box-less records."""
+    table = BoxTable.from_images(list(reversed(images)))
+    bare = [dataclasses.replace(im, boxes=()) for im in images]
+    return table, bare
+
+
+def _zip_tree(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as zf:
+        return {n: zf.read(n) for n in sorted(zf.namelist())}
+
+
+@pytest.mark.parametrize("fmt", ["yolo", "coco"])
+def test_box_table_and_zip_sink_write_the_same_bytes_as_per_image_boxes_to_a_folder(tmp_path, fmt):
+    images = world(tmp_path)
+    def write(*a, **kw):  # world() repeats neg.jpg across splits: COCO needs one file per split for that
+        return yolo.write_yolo(*a, **kw) if fmt == "yolo" else coco.write_coco(*a, per_split=True, with_scores=True,
+                                                                               **kw)
+    by_image = write(tmp_path / "dir", images, CLASSES)
+    table, bare = _table_and_bare(images)
+    assert len(table) == 5
+    progress = []
+    with zipfile.ZipFile(tmp_path / "x.zip", "w") as zf:
+        by_table = write(ZipSink(zf, on_file=lambda done, name: progress.append((done, name))), bare, CLASSES,
+                         boxes=table)
+    assert _zip_tree(tmp_path / "x.zip") == tree(tmp_path / "dir")
+    assert by_table == by_image
+    assert [d for d, _ in progress] == [1, 2, 3, 4, 5]
+    with zipfile.ZipFile(tmp_path / "x.zip") as zf:  # images stored as they are, labels deflated
+        kinds = {i.filename.split("/")[0]: i.compress_type for i in zf.infolist()}
+    assert kinds["images"] == zipfile.ZIP_STORED
+
+
+def test_box_table_rows_of_unknown_images_are_ignored_and_bad_classes_name_the_file(tmp_path):
+    images = world(tmp_path)
+    table, bare = _table_and_bare(images)
+    stray = BoxTable.from_columns([*table.image_id, 99], [*table.class_idx, 0], [*table.xyxy[:, 0], 1],
+                                  [*table.xyxy[:, 1], 1], [*table.xyxy[:, 2], 5], [*table.xyxy[:, 3], 5])
+    assert yolo.write_yolo(tmp_path / "a", bare, CLASSES, boxes=stray).boxes == 4
+    bad = BoxTable.from_columns([3], [7], [1], [1], [5], [5])
+    with pytest.raises(ValueError, match=r"neg\.jpg: box class index 7"):
+        yolo.write_yolo(tmp_path / "b", bare, CLASSES, boxes=bad)
+    assert not (tmp_path / "b").exists()  # refused before anything is written
 
 
 def test_write_yolo_labels_only_and_custom_copy(tmp_path):

@@ -20,7 +20,7 @@ def _by_sha_and_class(services, project) -> dict[str, list[tuple]]:
     """stored file's sha256 -> sorted (class name, rounded xyxy) of its boxes, comparable across projects."""
     p = services.project(project)
     out = {}
-    images = services.store.images_for_export(p.id, None, ("approved", "unreviewed", "rejected"))
+    images, _ = services.store.export_rows(p.id, None, ("approved", "unreviewed", "rejected"))
     boxes = services.store.boxes_for_images([i.id for i in images])
     for img in images:  # normalized as every export writes them: clamped to the image, zero-area dropped
         norm = [(p.class_names[b.class_idx], clamp_xyxy(b.xyxy, img.width, img.height)) for b in boxes[img.id]]

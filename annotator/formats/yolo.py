@@ -13,9 +13,12 @@ from typing import Callable, Sequence
 
 import yaml
 
-from annotator.formats import (IMAGE_EXTS, ExportImage, ExportSummary, LabelRecord, ReadResult, clamp_boxes,
-                               is_junk, sort_images, split_of, validate_images, write_text)
-from annotator.geometry import clamp_xyxy, xyxy_to_yolo, yolo_to_xyxy
+import numpy as np
+
+from annotator.formats import (IMAGE_EXTS, BoxTable, DirSink, ExportImage, ExportSummary, LabelRecord, PlacedBoxes,
+                               ReadResult, ZipSink, as_sink, is_junk, place_boxes, sort_images, split_of,
+                               validate_images)
+from annotator.geometry import clamp_xyxy, yolo_to_xyxy
 from annotator.types import SPLITS, Box
 
 
@@ -24,17 +27,33 @@ def _unit(v: float) -> float:
 
 
 def boxes_to_lines(boxes: Sequence[Box], width: int, height: int) -> tuple[list[str], list[str]]:
-    """Absolute xyxy boxes -> YOLO label lines. Boxes are clamped to the image; those with zero area after
-    clamping, or too small to show at six decimals, are dropped. Returns (lines, drop reasons)."""
-    kept, reasons = clamp_boxes(boxes, width, height)
-    lines: list[str] = []
-    for box, xyxy in kept:
-        xc, yc, w, h = (_unit(v) for v in xyxy_to_yolo(xyxy, width, height))
-        if f"{w:.6f}" == "0.000000" or f"{h:.6f}" == "0.000000":
-            reasons.append(f"box (class {box.class_idx}) is too small to write in {width}x{height}: {xyxy}")
-            continue
-        lines.append(f"{box.class_idx} {xc:.6f} {yc:.6f} {w:.6f} {h:.6f}")
-    return lines, reasons
+    """Absolute xyxy boxes of one image -> YOLO label lines. Boxes are clamped to the image; those with zero
+    area after clamping, or too small to show at six decimals, are dropped. Returns (lines, drop reasons)."""
+    im = ExportImage(id=0, file_name="x.jpg", width=width, height=height, split="train", boxes=tuple(boxes))
+    placed = place_boxes([im], BoxTable.from_images([im]), range(1 + max((b.class_idx for b in boxes), default=0)))
+    lines, dropped = _lines(placed, [im])
+    return [line.rstrip("\n") for line in lines], [r for _, r in placed.dropped + dropped]
+
+
+def _lines(placed: PlacedBoxes, images: Sequence[ExportImage]) -> tuple[list[str], list[tuple[str, str]]]:
+    """One ``cls xc yc w h`` line per placed box (the arithmetic of geometry.xyxy_to_yolo on arrays).
+    Boxes too small to show at six decimals are dropped (their line is ''), with a reason."""
+    pos = placed.image_pos
+    w = np.fromiter((im.width for im in images), dtype=np.float64, count=len(images))[pos]
+    h = np.fromiter((im.height for im in images), dtype=np.float64, count=len(images))[pos]
+    x1, y1, x2, y2 = placed.xyxy.T
+    cols = [np.clip(v, 0.0, 1.0) + 0.0 for v in ((x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h)]
+    lines = [f"{c} {a:.6f} {b:.6f} {d:.6f} {e:.6f}\n"
+             for c, a, b, d, e in zip(placed.class_idx.tolist(), *(v.tolist() for v in cols))]
+    dropped = []
+    for r in np.nonzero((cols[2] < 1e-6) | (cols[3] < 1e-6))[0].tolist():
+        _, _, _, bw, bh = lines[r].split()
+        if bw == "0.000000" or bh == "0.000000":
+            im = images[pos[r]]
+            lines[r] = ""
+            dropped.append((im.file_name, f"box (class {int(placed.class_idx[r])}) is too small to write in "
+                                          f"{im.width}x{im.height}: {tuple(placed.xyxy[r].tolist())}"))
+    return lines, dropped
 
 
 def data_yaml(class_names: Sequence[str], splits: Sequence[str]) -> str:
@@ -46,33 +65,35 @@ def data_yaml(class_names: Sequence[str], splits: Sequence[str]) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
 
 
-def write_yolo(root: Path, images: Sequence[ExportImage], class_names: Sequence[str],
-               copy: Callable[[Path, Path], None] | None = shutil.copyfile) -> ExportSummary:
-    """Write a YOLO dataset under ``root``; every path written is relative to it. Input is validated before
+def write_yolo(dest: Path | DirSink | ZipSink, images: Sequence[ExportImage], class_names: Sequence[str],
+               copy: Callable[[Path, Path], None] | None = shutil.copyfile,
+               boxes: BoxTable | None = None) -> ExportSummary:
+    """Write a YOLO dataset to ``dest``: a folder (images placed with ``copy``; None = labels only) or a
+    sink such as ZipSink. Every path written is relative to the dataset root. ``boxes`` holds the boxes of
+    all images as columns; without it each image's own ``boxes`` are used. Input is validated before
     anything is written (ValueError naming the file at fault)."""
-    root = Path(root)
+    sink = as_sink(dest, copy)
     validate_images(images, class_names, unique_across_splits=False, unique_stems=True,
-                    check_sources=copy is not None)
-    summary = ExportSummary(per_class={n: 0 for n in class_names})
-    files: list[str] = []
-    for im in sort_images(images):
-        lines, reasons = boxes_to_lines(im.boxes, im.width, im.height)
-        summary.dropped.extend((im.file_name, r) for r in reasons)
-        if im.source is not None and copy is not None:
-            rel = f"images/{im.split}/{im.file_name}"
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            copy(Path(im.source), root / rel)
-            files.append(rel)
-        stem = PurePosixPath(im.file_name).stem
-        write_text(root, f"labels/{im.split}/{stem}.txt", "".join(f"{line}\n" for line in lines), files)
+                    check_sources=sink.takes_images)
+    ordered = sort_images(images)
+    placed = place_boxes(ordered, boxes if boxes is not None else BoxTable.from_images(ordered), class_names)
+    lines, too_small = _lines(placed, ordered)
+    summary = ExportSummary(per_class={n: 0 for n in class_names}, dropped=placed.dropped + too_small)
+    written = np.fromiter((bool(line) for line in lines), dtype=bool, count=len(lines))
+    for c, n in enumerate(np.bincount(placed.class_idx[written], minlength=len(class_names)).tolist()):
+        summary.per_class[class_names[c]] = n
+    bounds = placed.bounds.tolist()
+    for k, im in enumerate(ordered):
+        if im.source is not None and sink.takes_images:
+            sink.file(f"images/{im.split}/{im.file_name}", Path(im.source))
+        text = "".join(lines[bounds[k]:bounds[k + 1]])
+        sink.text(f"labels/{im.split}/{PurePosixPath(im.file_name).stem}.txt", text)
         summary.images += 1
-        summary.boxes += len(lines)
-        summary.negatives += not lines
+        summary.negatives += not text
         summary.per_split[im.split] = summary.per_split.get(im.split, 0) + 1
-        for line in lines:
-            summary.per_class[class_names[int(line.split(" ", 1)[0])]] += 1
-    write_text(root, "data.yaml", data_yaml(class_names, list(summary.per_split)), files)
-    summary.files = sorted(files)
+    summary.boxes = int(written.sum())
+    sink.text("data.yaml", data_yaml(class_names, list(summary.per_split)))
+    summary.files = sorted(sink.files)
     return summary
 
 

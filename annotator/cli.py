@@ -77,6 +77,9 @@ class LocalBackend:
         r = self.services.export_dataset(project, user=os.environ.get("USER") or "cli", **options)
         return r, r["file"]
 
+    def review_stats(self, project: str) -> dict:
+        return self.services.review_stats(project)
+
     def run_jobs_here(self):
         """The CLI owns the store: ingest results itself and run a local worker while it waits."""
         from .monitor import JobMonitor
@@ -168,6 +171,9 @@ class RemoteBackend:
         result, path = self._call(project, o["fmt"], o["datasets"], o["approved_only"], o["include_images"],
                                   o["val_ratio"], o["per_split"], o["with_scores"], api_name="/export_dataset")
         return result, path  # path: the zip as downloaded by gradio_client
+
+    def review_stats(self, project: str) -> dict:
+        return self._call(project, api_name="/review_stats")
 
     def run_jobs_here(self):
         return None  # the running app ingests results and runs the worker
@@ -402,6 +408,24 @@ def cmd_import(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_review_stats(args, settings: Settings) -> int:
+    with backend(settings) as b:
+        st = b.review_stats(args.project)
+    total = st["total"]
+    done = st["status"]["approved"] + st["status"]["rejected"]
+    lines = [f"{st['project']}: {total} image(s): approved {st['status']['approved']}, rejected "
+             f"{st['status']['rejected']}, unreviewed {st['status']['unreviewed']} "
+             f"({100 * done / total if total else 0:.0f}% reviewed)", "",
+             f"{'class':<20} {'human':>7} {'model':>7} {'import':>7} {'total':>7}"]
+    for r in st["per_class"]:
+        lines.append(f"{r['class'][:20]:<20} {r['human']:>7} {r['model']:>7} {r['import']:>7} {r['total']:>7}")
+    if st["per_day"]:
+        lines += ["", "reviews per day:"]
+        lines += [f"  {d['day']}  {d['status']:<9} {d['images']:>6}" for d in st["per_day"]]
+    _print(args, st, "\n".join(lines))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -489,6 +513,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--add-classes", action="store_true", help="add source classes the project lacks")
     imp.add_argument("--map", action="append", metavar="SOURCE=PROJECT", help="map a class (or =skip)")
     imp.set_defaults(func=cmd_import)
+
+    rstats = sub.add_parser("review-stats", parents=[common],
+                            help="review progress and boxes per class (human / model / import)")
+    rstats.add_argument("project")
+    rstats.set_defaults(func=cmd_review_stats)
 
     jobs_p = sub.add_parser("jobs", help="a job's status, or cancel / resume it")
     jobs_p.add_argument("action", choices=["status", "cancel", "resume"])

@@ -85,7 +85,7 @@ def start(settings: Settings, *, block: bool = True, quiet: bool = False) -> Run
         monitor = JobMonitor(services).start(local_worker=settings.local_worker)
         import gradio as gr
 
-        from .ui import CSS, TITLE, build_app
+        from .ui import CSS, HEAD, TITLE, build_app
 
         # Thumbnails and images are served from the data folder directly, without copies in the cache.
         gr.set_static_paths([str(settings.projects_dir)])
@@ -110,6 +110,7 @@ def start(settings: Settings, *, block: bool = True, quiet: bool = False) -> Run
             quiet=quiet,
             theme=gr.themes.Soft(),
             css=CSS,
+            head=HEAD,
             footer_links=["api", "settings"],
         )
     except BaseException:

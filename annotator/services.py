@@ -24,6 +24,7 @@ from typing import Sequence
 
 from . import geometry, ingest
 from . import models as model_checks
+from .review import ReviewMixin
 from .settings import Settings
 from .store import Store, utcnow
 from .types import (
@@ -118,7 +119,7 @@ class ImagePage:
     pages: int
 
 
-class Services:
+class Services(ReviewMixin):
     def __init__(self, settings: Settings, store: Store):
         self.settings = settings
         self.store = store

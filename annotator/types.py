@@ -24,6 +24,10 @@ class NotFound(UserError):
     """A project, dataset, image or class that does not exist."""
 
 
+class Conflict(UserError):
+    """A save that would silently overwrite someone else's newer save of the same image."""
+
+
 class StoreBusy(UserError):
     """The metadata database is held by another process (normally the running app)."""
 

@@ -55,6 +55,12 @@ def test_create_list_ingest_with_json(tmp_path, photos):
     human = run_cli(data, "project", "list").stdout
     assert "Birds" in human and "images" in human
 
+    stats = json.loads(run_cli(data, "review-stats", "Birds", "--json").stdout)
+    assert stats["status"] == {"unreviewed": 2, "approved": 0, "rejected": 0}
+    assert [r["class"] for r in stats["per_class"]] == ["gull", "tern"]
+    text = run_cli(data, "review-stats", "Birds").stdout
+    assert "2 image(s)" in text and "0% reviewed" in text and "gull" in text
+
 
 def test_bad_input_exits_2_with_a_message(tmp_path, photos):
     data = tmp_path / "data"
@@ -106,6 +112,8 @@ def test_while_the_app_runs_the_cli_goes_through_its_api(tmp_path, photos):
         job = json.loads(done.stdout)
         assert job["status"] == "succeeded" and job["done"] == 2 and "succeeded: 2/2" in done.stderr
         assert job["params"]["mapping_named"] == {"circle": "a", "square": "b", "triangle": None}
+        stats = json.loads(run_cli(data, "review-stats", "Live", "--json").stdout)  # the API's review_stats
+        assert stats["total"] == 2 and sum(r["model"] for r in stats["per_class"]) == job["counters"]["boxes"]
     finally:
         app.terminate()
         app.wait(timeout=30)

@@ -13,6 +13,7 @@ from .common import UIContext
 from .export import build_export_tab
 from .jobs import build_jobs_panel
 from .projects import build_projects_tab, make_handlers as project_handlers, render_picker
+from .review import CSS as REVIEW_CSS, HEAD, build_review_tab
 from .upload import build_upload_tab
 
 TITLE = "Auto Annotator"
@@ -21,12 +22,14 @@ CSS = """
 #aa-header h1 { margin: 0; }
 .aa-jobs { width: 100%; font-size: 0.9em; }
 .aa-jobs td, .aa-jobs th { padding: 4px 8px; text-align: left; vertical-align: top; }
-"""
+""" + REVIEW_CSS
 
 
 def build_app(services: Services) -> gr.Blocks:
     handlers = project_handlers(services)
-    with gr.Blocks(title=TITLE) as demo:
+    # Gradio's cache (GRADIO_TEMP_DIR, inside the data folder) holds uploads and rendered files: files older
+    # than a day are removed every hour. Stored images are served in place (static paths), never copied.
+    with gr.Blocks(title=TITLE, delete_cache=(3600, 86400)) as demo:
         with gr.Row(elem_id="aa-header"):
             gr.Markdown(f"# {TITLE}\nUpload · auto-annotate · review · train · export — one place, your data.")
             project = gr.Dropdown(
@@ -53,6 +56,8 @@ def build_app(services: Services) -> gr.Blocks:
                 build_upload_tab(ctx)
             with gr.Tab("Auto-annotate", id="annotate"):
                 queued = build_annotate_tab(ctx)
+            with gr.Tab("Annotate", id="review"):
+                build_review_tab(ctx)
             with gr.Tab("Export", id="export"):
                 build_export_tab(ctx)
         refresh_jobs = build_jobs_panel(ctx)  # under every tab
@@ -60,4 +65,4 @@ def build_app(services: Services) -> gr.Blocks:
     return demo
 
 
-__all__ = ["build_app", "CSS", "TITLE"]
+__all__ = ["build_app", "CSS", "HEAD", "TITLE"]

@@ -235,3 +235,27 @@ def test_orphaned_training_job_is_reconciled(tmp_path):
         assert "stopped responding" in job.error and "start the training again" in job.error
     finally:
         services.close()
+
+
+def test_cli_train_and_evaluate_wait(tmp_path):
+    """`python -m annotator train ... --wait` and `evaluate`, as a user runs them (LocalBackend + a worker)."""
+    import json
+
+    from .test_cli import run_cli
+
+    data = tmp_path / "data"
+    services = Services.open(Settings.from_env({"ANNOTATOR_DATA_DIR": str(data)}))
+    try:
+        p, _ = _scenes(services, tmp_path, 12)
+        services.configure_splits(p, 75, 25, 0)
+    finally:
+        services.close()
+    bad = run_cli(data, "train", "Shapes", "--imgsz", "100", check=False)
+    assert bad.returncode == 2 and "multiple of 32" in bad.stderr
+    done = run_cli(data, "train", "Shapes", "--base", "yolov8n.yaml", "--epochs", "1", "--imgsz", str(IMGSZ),
+                   "--batch", "4", "--device", "cpu", "--no-onnx", "--name", "cli-model", "--wait", "--json")
+    job = json.loads(done.stdout)
+    assert job["status"] == "succeeded" and job["counters"]["model"] == "cli-model"
+    assert "epoch 1/1" in done.stderr
+    ev = run_cli(data, "evaluate", "Shapes", "--model", "cli-model", "--wait")
+    assert "on the approved val split: mAP50-95" in ev.stdout and "circle" in ev.stdout

@@ -13,6 +13,7 @@ from .common import UIContext
 from .export import build_export_tab
 from .jobs import build_jobs_panel
 from .projects import build_projects_tab, make_handlers as project_handlers, render_picker
+from .train import build_train_tab
 from .upload import build_upload_tab
 
 TITLE = "Auto Annotator"
@@ -53,10 +54,14 @@ def build_app(services: Services) -> gr.Blocks:
                 build_upload_tab(ctx)
             with gr.Tab("Auto-annotate", id="annotate"):
                 queued = build_annotate_tab(ctx)
+            with gr.Tab("Train", id="train"):
+                train_events = build_train_tab(ctx)
             with gr.Tab("Export", id="export"):
                 build_export_tab(ctx)
         refresh_jobs = build_jobs_panel(ctx)  # under every tab
         queued.then(*refresh_jobs, api_visibility="private")
+        for ev in train_events:
+            ev.then(*refresh_jobs, api_visibility="private")
     return demo
 
 

@@ -335,6 +335,7 @@ def _train(channel: JobChannel, payload: dict, state: _State, train_fn: Callable
             channel.send_chunk([{"restart": True, "batch": args["batch"]}])
             _free_gpu()
     train_seconds = time.perf_counter() - t_train
+    timings = {"dataset_s": round(t_train - t0, 2), "train_s": round(train_seconds, 2)}
     save_dir = Path(trainer.save_dir)
     best = save_dir / "weights" / "best.pt"
     if not best.is_file():
@@ -345,7 +346,7 @@ def _train(channel: JobChannel, payload: dict, state: _State, train_fn: Callable
         "args": str((save_dir / "args.yaml").relative_to(job_dir)), "batch": int(trainer.batch_size),
         "epochs_done": state.epoch, "cancelled": state.cancelled, "train_seconds": round(train_seconds, 2),
         "best_epoch": (getattr(trainer, "stopper", None) and trainer.stopper.best_epoch + 1) or None,
-        "written": written,
+        "written": written, "timings": timings,
     }
     validator = getattr(trainer, "validator", None)
     vm = getattr(validator, "metrics", None)
@@ -361,20 +362,26 @@ def _train(channel: JobChannel, payload: dict, state: _State, train_fn: Callable
     channel.log(f"best.pt from epoch {result['best_epoch']}: mAP50-95 {(result.get('metrics') or {}).get('mAP50-95')}; "
                 f"timing inference")
     val_images = [job_dir / "dataset" / "images" / "val" / r["file_name"] for r in val]
+    t1 = time.perf_counter()
     result["speed"] = benchmark_speed(best, val_images, int(args["imgsz"]), device)
+    timings["speed_s"] = round(time.perf_counter() - t1, 2)
     channel.log(f"speed on {device}: {result['speed'].get('preprocess')} / {result['speed'].get('inference')} / "
                 f"{result['speed'].get('postprocess')} ms per image (pre / inference / post)")
     if payload.get("onnx"):
+        t1 = time.perf_counter()
         result["onnx"] = onnx_check(best, int(args["imgsz"]), save_dir / "weights")
+        timings["onnx_s"] = round(time.perf_counter() - t1, 2)
         channel.log(result["onnx"]["detail"])
     else:
         result["onnx"] = {"ok": False, "detail": "ONNX export not requested"}
     if payload.get("parent_eval") and base["kind"] == "model":
         state.stage = "evaluating the base model"
+        t1 = time.perf_counter()
         parent_args = {**args, "imgsz": int(payload.get("parent_imgsz") or args["imgsz"])}
         overall, per_class, speed, _ = _validate(Path(base["path"]), data_yaml, names, parent_args, job_dir,
                                                  "base_val", plots=False)
         result["parent_metrics"] = {**overall, "per_class": per_class, "speed": speed}
+        timings["parent_eval_s"] = round(time.perf_counter() - t1, 2)
         channel.log(f"base model {base['name']} on the same val images (imgsz {parent_args['imgsz']}): "
                     f"mAP50-95 {overall.get('mAP50-95')}")
     if state.cancelled:

@@ -106,12 +106,17 @@ def render_splits(summary: dict):
     return (table(rows, SPLIT_HEADERS), *values)
 
 
-def curves(epochs: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Long-format frames (epoch, value, series) for the loss and metric line plots."""
+def curves(epochs: list[dict]) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """Long-format frames (epoch, value, series) for the loss and metric line plots; None when there is
+    nothing to draw (Gradio 6's LinePlot stops drawing lines for good once it was given an empty frame)."""
     def frame(keys):
-        rows = [{"epoch": e["epoch"], "value": e[k], "series": k} for e in epochs for k in keys
-                if e.get(k) is not None]
-        return pd.DataFrame(rows or [], columns=["epoch", "value", "series"])
+        rows = [(e["epoch"], e[k], k) for e in epochs for k in keys if e.get(k) is not None]
+        if not rows:
+            return None
+        # Typed even when empty: the plot reads quantitative/nominal axes from the dtypes.
+        return pd.DataFrame({"epoch": pd.Series([r[0] for r in rows], dtype="int64"),
+                             "value": pd.Series([r[1] for r in rows], dtype="float64"),
+                             "series": pd.Series([r[2] for r in rows], dtype="object")})
 
     return frame(LOSSES), frame(METRICS)
 
@@ -227,9 +232,10 @@ def build_train_tab(ctx: UIContext):
                 cancel_btn = gr.Button("Cancel training", variant="stop", scale=0, min_width=140)
             log_box = gr.Textbox(label="Log (tail)", lines=6, max_lines=10, autoscroll=True, interactive=False)
     with gr.Row():
-        class_table = gr.Dataframe(value=table([], CLASS_HEADERS), label="Validation per class", interactive=False)
-        confusion = gr.Image(label="Confusion matrix", interactive=False, height=300)
-        pr_curve = gr.Image(label="Precision-recall curve", interactive=False, height=300)
+        class_table = gr.Dataframe(value=table([], CLASS_HEADERS), label="Validation per class", interactive=False,
+                                   scale=2)
+        confusion = gr.Image(label="Confusion matrix", interactive=False, height=300, scale=1)
+        pr_curve = gr.Image(label="Precision-recall curve", interactive=False, height=300, scale=1)
     gr.Markdown("### Models, side by side")
     compare_table = gr.Dataframe(interactive=False, wrap=True)
     with gr.Row():
@@ -239,7 +245,7 @@ def build_train_tab(ctx: UIContext):
                                    min_width=260)
         download_btn = gr.Button("Download .pt", scale=0, min_width=120)
     action_md = gr.Markdown()
-    weights = gr.File(label="Weights", interactive=False)
+    weights = gr.File(label="Weights", interactive=False, height=80)
 
     job_json, cmp_json, split_json, act_json, status_json = (gr.JSON(visible=False) for _ in range(5))
     live_outputs = [status_md, loss_plot, metric_plot, log_box, class_table, confusion, pr_curve, job_id]
@@ -296,15 +302,15 @@ def build_train_tab(ctx: UIContext):
     # When the shown job ends, the models table changes: refresh it once per finished job.
     rendered = gr.State(None)
 
-    def maybe_compare(project_name, shown, done_id):
+    def maybe_compare(project_name, shown, done_id, current):
+        unchanged = (gr.skip(), gr.skip(), gr.skip(), done_id)
         if not project_name or not shown or int(shown) == done_id:
-            return gr.skip(), done_id
+            return unchanged
         job = services.job(int(shown))
         if job.active:
-            return gr.skip(), done_id
-        return services.compare_models(project_name), job.id
+            return unchanged
+        return (*render_compare(services.compare_models(project_name), current), job.id)
 
-    timer.tick(maybe_compare, [project, job_id, rendered], [cmp_json, rendered], api_visibility="private",
-               show_progress="hidden").success(render_compare, [cmp_json, model], [compare_table, model, base],
-                                               api_visibility="private")
+    timer.tick(maybe_compare, [project, job_id, rendered, model], [compare_table, model, base, rendered],
+               api_visibility="private", show_progress="hidden")
     return started, evaluated, reannotated

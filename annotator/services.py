@@ -685,7 +685,8 @@ class Services:
             notes.append(f"{assigned} image(s) had no stored split: assigned by the split manager (the project's "
                          f"ratios, else train/val {round(100 * (1 - val_ratio))}/{round(100 * val_ratio)}; "
                          "deterministic) and stored")
-        names = _unique_names(images, splits)
+        # COCO without per-split files keeps every image in one folder: names unique across splits there.
+        names = _unique_names(images, splits if fmt == "yolo" or per_split else {i.id: "" for i in images})
         pdir = self.settings.project_dir(p.id)
         records = [
             ExportImage(id=i.id, file_name=names[i.id], width=i.width, height=i.height, split=splits[i.id],

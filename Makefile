@@ -19,6 +19,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/store.py
 	$(PY) bench/auto_annotate.py
 	$(PY) bench/export.py
+	$(PY) bench/train.py
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev

@@ -86,6 +86,12 @@ class LocalBackend:
 
         return JobMonitor(self.services).start(local_worker=self.services.settings.local_worker)
 
+    def train(self, project: str, options: dict) -> dict:
+        return self.services.train_model(project, user=os.environ.get("USER") or "cli", **options).as_dict()
+
+    def evaluate(self, project: str, model: str, options: dict) -> dict:
+        return self.services.evaluate_model(project, model, user=os.environ.get("USER") or "cli", **options).as_dict()
+
 
 class RemoteBackend:
     """Talks to the running app through its Gradio API (the endpoints the UI uses)."""
@@ -177,6 +183,18 @@ class RemoteBackend:
 
     def run_jobs_here(self):
         return None  # the running app ingests results and runs the worker
+
+    def train(self, project: str, options: dict) -> dict:
+        o = options
+        return self._call(project, o.get("datasets") or [], o["approved_only"], o.get("base") or "", o.get("imgsz") or 0,
+                          o["epochs"], str(o["batch"]), o["optimizer"], o.get("lr0") or 0, o["patience"],
+                          o.get("device") or "auto", o.get("name") or "", o["onnx_check"], api_name="/train_model")
+
+    def evaluate(self, project: str, model: str, options: dict) -> dict:
+        if options.get("imgsz") or options.get("device"):
+            raise UserError("While the app runs, evaluate uses the model's image size and the app's device "
+                            "(drop --imgsz/--device)")
+        return self._call(project, model, api_name="/evaluate_model")
 
 
 def _running_app_url(settings: Settings) -> str | None:
@@ -426,6 +444,91 @@ def cmd_review_stats(args, settings: Settings) -> int:
     return 0
 
 
+def _follow(args, b, job: dict, line) -> dict:
+    """Print ``line(job)`` to stderr whenever it changes, until the job ends (Ctrl+C cancels it)."""
+    import time
+
+    monitor = b.run_jobs_here()
+    try:
+        last = ""
+        while True:
+            job = b.job_status(job["id"])
+            text = line(job)
+            if text != last:
+                print(text, file=sys.stderr, flush=True)
+                last = text
+            if job["status"] not in ("queued", "running"):
+                return job
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        b.cancel_job(job["id"])
+        print(f"cancel requested for job {job['id']}", file=sys.stderr)
+        raise
+    finally:
+        if monitor is not None:
+            monitor.stop()
+
+
+def _train_line(j: dict) -> str:
+    epochs = j["counters"].get("epochs") or []
+    last = epochs[-1] if epochs else {}
+    eta = f", ETA {j['eta_s']:.0f} s" if j.get("eta_s") and j["status"] == "running" else ""
+    score = f", mAP50-95 {last.get('mAP50-95')}, mAP50 {last.get('mAP50')}" if last else ""
+    return f"job {j['id']} {j['status']}: epoch {len(epochs)}/{j['total']}{score}{eta}"
+
+
+def _metrics_line(met: dict) -> str:
+    return ", ".join(f"{k} {met.get(k)}" for k in ("mAP50-95", "mAP50", "precision", "recall"))
+
+
+def cmd_train(args, settings: Settings) -> int:
+    options = {"base": args.base, "datasets": args.dataset or [], "approved_only": not args.all,
+               "imgsz": args.imgsz, "epochs": args.epochs, "batch": args.batch, "optimizer": args.optimizer,
+               "lr0": args.lr0, "patience": args.patience, "device": args.device, "name": args.name,
+               "onnx_check": not args.no_onnx}
+    with backend(settings) as b:
+        job = b.train(args.project, options)
+        if not args.wait:
+            _print(args, job, f"Queued training job {job['id']}: {job['total']} epoch(s). Follow it with: "
+                              f"python -m annotator jobs status {job['id']}")
+            return 0
+        job = _follow(args, b, job, _train_line)
+    c = job["counters"]
+    result = c.get("result") or {}
+    human = f"Job {job['id']} {job['status']}"
+    if c.get("model"):
+        human += f": registered model {c['model']!r} ({_metrics_line(result.get('metrics') or {})})"
+        if result.get("speed"):
+            sp = result["speed"]
+            human += f"\n  speed on {sp.get('device')}: {sp.get('preprocess')} / {sp.get('inference')} / " \
+                     f"{sp.get('postprocess')} ms per image"
+        if result.get("onnx"):
+            human += f"\n  {result['onnx']['detail']}"
+    if job.get("error"):
+        human += f"\nerror: {job['error']}"
+    _print(args, job, human)
+    return 0 if job["status"] == "succeeded" else 1
+
+
+def cmd_evaluate(args, settings: Settings) -> int:
+    options = {k: v for k, v in (("imgsz", args.imgsz), ("device", args.device)) if v}
+    with backend(settings) as b:
+        job = b.evaluate(args.project, args.model, options)
+        if not args.wait:
+            _print(args, job, f"Queued evaluation job {job['id']}. Follow it with: "
+                              f"python -m annotator jobs status {job['id']}")
+            return 0
+        job = _follow(args, b, job, lambda j: f"job {j['id']} {j['status']}")
+    met = (job["counters"].get("result") or {}).get("metrics") or {}
+    human = f"Job {job['id']} {job['status']}: {args.model} on the approved val split: {_metrics_line(met)}"
+    human += "".join(f"\n  {r['class']:<20} mAP50-95 {r.get('mAP50-95')}  mAP50 {r.get('mAP50')}"
+                     for r in met.get("per_class", []))
+    if job.get("error"):
+        human += f"\nerror: {job['error']}"
+    _print(args, job, human)
+    return 0 if job["status"] == "succeeded" else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -518,6 +621,31 @@ def build_parser() -> argparse.ArgumentParser:
                             help="review progress and boxes per class (human / model / import)")
     rstats.add_argument("project")
     rstats.set_defaults(func=cmd_review_stats)
+    tr = sub.add_parser("train", parents=[common], help="fine-tune a YOLO model on the project's approved images")
+    tr.add_argument("project")
+    tr.add_argument("--base", help="registered model (name or id) or an architecture such as yolov8n.yaml "
+                                   "(default: the newest registered model, else yolov8n.yaml)")
+    tr.add_argument("--epochs", type=int, default=50)
+    tr.add_argument("--imgsz", type=int, default=0, help="default: the base model's training size, else 640")
+    tr.add_argument("--batch", default="auto", help="a number, or auto")
+    tr.add_argument("--optimizer", default="auto", help="auto, SGD, Adam, AdamW, NAdam, RAdam, RMSProp")
+    tr.add_argument("--lr0", type=float, default=None, help="initial learning rate (needs --optimizer)")
+    tr.add_argument("--patience", type=int, default=50, help="early stopping patience in epochs (0 = off)")
+    tr.add_argument("--device", default="", help="auto (default), cpu, 0, 1, ...")
+    tr.add_argument("--dataset", action="append", help="only this dataset (repeatable; default: all)")
+    tr.add_argument("--all", action="store_true", help="also unreviewed images that have boxes")
+    tr.add_argument("--name", help="name of the new model (default: <base>-ft<job id>)")
+    tr.add_argument("--no-onnx", action="store_true", help="skip the ONNX export check")
+    tr.add_argument("--wait", action="store_true", help="print progress until the job ends")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", parents=[common], help="a model's metrics on the approved val split")
+    ev.add_argument("project")
+    ev.add_argument("--model", required=True, help="registered model name (or id)")
+    ev.add_argument("--imgsz", type=int, default=0, help="default: the model's training size")
+    ev.add_argument("--device", default="", help="auto (default), cpu, 0, 1, ...")
+    ev.add_argument("--wait", action="store_true", help="print progress until the job ends")
+    ev.set_defaults(func=cmd_evaluate)
 
     jobs_p = sub.add_parser("jobs", help="a job's status, or cancel / resume it")
     jobs_p.add_argument("action", choices=["status", "cancel", "resume"])

@@ -90,15 +90,8 @@ class JobMonitor:
                     counters["chunks_in"] = n
                     continue
                 break
-            items = [
-                (int(image_id), [Box(x1=x1, y1=y1, x2=x2, y2=y2, class_idx=int(c), confidence=p, source="model",
-                                     model_id=job.model_id, job_id=job.id)
-                                 for c, x1, y1, x2, y2, p in boxes])
-                for image_id, boxes in chunk["items"]
-            ]
             n += 1
-            counters = self.store.save_predictions(job.id, job.attempt, job.model_id, items, chunk.get("failed", []),
-                                                   job_counters={**counters, "chunks_in": n})
+            counters = self._ingest(job, chunk, {**counters, "chunks_in": n})
         logs = int(counters.get("logs_in", 0))
         lines = []
         while (line := ch.pop_log(logs)) is not None:
@@ -111,14 +104,23 @@ class JobMonitor:
         fields: dict = {"counters": counters}
         if progress:
             finished = int(progress.get("done", 0)) + int(counters.get("done_before", 0))  # earlier attempts
+            fraction = progress.get("fraction")  # training: epochs and the batches of the current one
             fields.update(heartbeat_at=_ts(progress["ts"]), worker=progress.get("worker"), done=finished,
-                          progress=(finished / job.total) if job.total else 0.0)
-            counters["live"] = {k: progress.get(k) for k in ("stage", "ips", "eta_s", "batch", "device", "unmapped")}
+                          progress=float(fraction) if fraction is not None else
+                          ((finished / job.total) if job.total else 0.0))
+            counters["live"] = {k: progress.get(k) for k in LIVE_KEYS.get(job.kind, LIVE_KEYS["annotate"])}
             if job.status == "queued":
                 fields.update(status="running", started_at=job.started_at or _ts(progress["ts"]))
         if done is not None and n >= int(done.get("chunks", 0)) and logs >= int(done.get("logs", 0)):
             status = done["status"] if done["status"] in ("succeeded", "failed", "cancelled") else "failed"
-            fields.update(status=status, error=done.get("error"), finished_at=_ts(done["ts"]))
+            error = done.get("error")
+            if job.kind in ("train", "evaluate"):  # the app registers what the worker produced
+                try:
+                    counters.update(self.services.training.finish_job(job, done))
+                except Exception as e:  # noqa: BLE001 - the job fails with the reason, the monitor goes on
+                    log.exception("registering the result of job %s failed", job.id)
+                    status, error = "failed", f"the run ended but its result could not be registered: {e}"
+            fields.update(status=status, error=error, finished_at=_ts(done["ts"]))
             if status == "succeeded":
                 fields["progress"] = 1.0
             counters["live"] = {**counters.get("live", {}), "stage": status, "eta_s": None}
@@ -131,7 +133,7 @@ class JobMonitor:
                 fields.update(
                     status="interrupted", finished_at=_ts(now),
                     error=(f"worker {who} stopped responding {silent:.0f} s ago (killed, crashed or restarted). "
-                           "Boxes of the images it finished are kept; Resume does the rest."),
+                           + STALE_HINTS.get(job.kind, STALE_HINTS["annotate"])),
                 )
                 counters["live"] = {**counters.get("live", {}), "stage": "interrupted", "eta_s": None}
                 self._first_seen.pop(job.id, None)
@@ -143,6 +145,39 @@ class JobMonitor:
             return
         self._last_written[job.id] = seen
         self.store.update_job(job.id, expect_status=("queued", "running"), **fields)
+
+
+    def _ingest(self, job: Job, chunk: dict, counters: dict) -> dict:
+        """Commit one result chunk with the job's counters; what a chunk holds depends on the job's kind."""
+        if job.kind == "annotate":
+            items = [
+                (int(image_id), [Box(x1=x1, y1=y1, x2=x2, y2=y2, class_idx=int(c), confidence=p, source="model",
+                                     model_id=job.model_id, job_id=job.id)
+                                 for c, x1, y1, x2, y2, p in boxes])
+                for image_id, boxes in chunk["items"]
+            ]
+            return self.store.save_predictions(job.id, job.attempt, job.model_id, items, chunk.get("failed", []),
+                                               job_counters=counters)
+        # train / evaluate: one row per finished epoch (the curves); a restart (OOM fallback) starts over
+        epochs = list(counters.get("epochs", []))
+        for row in chunk.get("items", []):
+            epochs = [] if row.get("restart") else epochs + [row]
+        counters = {**counters, "epochs": epochs}
+        self.store.update_job(job.id, counters=counters)
+        return counters
+
+
+LIVE_KEYS = {
+    "annotate": ("stage", "ips", "eta_s", "batch", "device", "unmapped"),
+    "train": ("stage", "eta_s", "batch", "device", "epoch", "epochs", "batch_i", "batches"),
+    "evaluate": ("stage", "eta_s", "batch", "device"),
+}
+STALE_HINTS = {
+    "annotate": "Boxes of the images it finished are kept; Resume does the rest.",
+    "train": "Weights saved up to its last finished epoch stay in the job folder (run/weights); start the "
+             "training again.",
+    "evaluate": "Start the evaluation again.",
+}
 
 
 class LocalWorker:

@@ -687,17 +687,13 @@ class Services(ReviewMixin):
         if not images:
             what = "approved images" if approved_only else "approved or labelled images"
             raise UserError(f"Nothing to export: project {p.name!r} has no {what} in the chosen datasets")
-        splits, assigned = {}, 0
-        for img in images:
-            if img.split:
-                splits[img.id] = img.split
-            else:
-                assigned += 1
-                splits[img.id] = "val" if int(img.sha256[:8], 16) / 2**32 < float(val_ratio) else "train"
+        splits, assigned = self._stored_splits(p, images, val_ratio)
         if assigned:
-            notes.append(f"{assigned} image(s) had no stored split: assigned train/val "
-                         f"{round(100 * (1 - val_ratio))}/{round(100 * val_ratio)} by content hash (deterministic)")
-        names = _unique_names(images, splits)
+            notes.append(f"{assigned} image(s) had no stored split: assigned by the split manager (the project's "
+                         f"ratios, else train/val {round(100 * (1 - val_ratio))}/{round(100 * val_ratio)}; "
+                         "deterministic) and stored")
+        # COCO without per-split files keeps every image in one folder: names unique across splits there.
+        names = _unique_names(images, splits if fmt == "yolo" or per_split else {i.id: "" for i in images})
         pdir = self.settings.project_dir(p.id)
         records = [
             ExportImage(id=i.id, file_name=names[i.id], width=i.width, height=i.height, split=splits[i.id],
@@ -946,6 +942,45 @@ class Services(ReviewMixin):
             self.add_model(p, model_path, name="demo-shapes", user="demo", source="demo")
         marker.write_text("created\n")
         return self.store.get_project(p.id)
+
+    # --- training, evaluation, splits (annotator/training.py) ----------------------------------------
+    @property
+    def training(self):
+        if getattr(self, "_training", None) is None:
+            from .training import Training
+
+            self._training = Training(self)
+        return self._training
+
+    def train_model(self, ref, **options) -> Job:
+        return self.training.start_training(ref, **options)
+
+    def evaluate_model(self, ref, model_ref, **options) -> Job:
+        return self.training.start_evaluation(ref, model_ref, **options)
+
+    def compare_models(self, ref) -> dict:
+        return self.training.compare_models(ref)
+
+    def configure_splits(self, ref, train: float, val: float, test: float, seed: int = 0, reassign: bool = False,
+                         user: str | None = None) -> dict:
+        return self.training.configure_splits(ref, train, val, test, seed, reassign, user)
+
+    def set_split(self, ref, split: str, **where) -> dict:
+        return self.training.set_split(ref, split, **where)
+
+    def split_summary(self, ref) -> dict:
+        return self.training.split_summary(ref)
+
+    def _stored_splits(self, p: Project, images: Sequence[ImageRecord], val_ratio: float) -> tuple[dict, int]:
+        """Export: the stored split of each image; images without one are assigned by the split manager
+        (the project's ratios, else train/val by ``val_ratio``) and stored. Returns (splits, assigned)."""
+        missing = [i.id for i in images if not i.split]
+        if missing:
+            cfg = self.store.split_config(p.id)
+            ratios = None if cfg else {"train": 1.0 - float(val_ratio), "val": float(val_ratio), "test": 0.0}
+            self.training.assign_missing_splits(p, ratios)
+        stored = {i: s for i, _, s in self.store.image_splits(p.id)}
+        return {i.id: stored[i.id] for i in images}, len(missing)
 
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),

@@ -204,6 +204,41 @@ MIGRATIONS.append((
     ],
 ))
 
+MIGRATIONS.append((
+    4,
+    "training: per-project split ratios, the images each training job used, model evaluations",
+    [
+        # The split manager's settings: ratios (fractions summing to 1) and the seed of the hash order.
+        """CREATE TABLE split_config (
+            project_id INTEGER PRIMARY KEY,
+            train DOUBLE NOT NULL,
+            val DOUBLE NOT NULL,
+            test DOUBLE NOT NULL,
+            seed INTEGER NOT NULL,
+            updated_at TIMESTAMP NOT NULL,
+            updated_by VARCHAR
+        )""",
+        # The exact training data of a job (with the box-set hash in the model's params): reproducible.
+        """CREATE TABLE training_images (
+            job_id INTEGER NOT NULL,
+            image_id BIGINT NOT NULL,
+            split VARCHAR NOT NULL
+        )""",
+        "CREATE SEQUENCE evaluation_ids START 1",
+        # A model's metrics on a project's approved val images at one moment (snapshot says which data).
+        """CREATE TABLE evaluations (
+            id INTEGER PRIMARY KEY DEFAULT nextval('evaluation_ids'),
+            project_id INTEGER NOT NULL,
+            model_id INTEGER NOT NULL,
+            job_id INTEGER,
+            metrics JSON NOT NULL,
+            snapshot JSON NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            created_by VARCHAR
+        )""",
+    ],
+))
+
 JOB_COLUMNS = (
     "id, project_id, kind, params, status, progress, done, total, counters, error, log, worker, task_id, "
     "created_at, created_by, started_at, finished_at, heartbeat_at, attempt, model_id"
@@ -411,7 +446,10 @@ class Store:
         with self.transaction() as cur:
             cur.execute("DELETE FROM boxes WHERE image_id IN (SELECT id FROM images WHERE project_id = ?)", [project_id])
             cur.execute("DELETE FROM job_images WHERE job_id IN (SELECT id FROM jobs WHERE project_id = ?)", [project_id])
-            for table in ("images", "classes", "datasets", "uploads", "models", "jobs", "exports"):
+            cur.execute("DELETE FROM training_images WHERE job_id IN (SELECT id FROM jobs WHERE project_id = ?)",
+                        [project_id])
+            for table in ("images", "classes", "datasets", "uploads", "models", "jobs", "exports", "split_config",
+                          "evaluations"):
                 cur.execute(f"DELETE FROM {table} WHERE project_id = ?", [project_id])
             cur.execute("DELETE FROM projects WHERE id = ?", [project_id])
 
@@ -1071,3 +1109,106 @@ class Store:
                 cur.execute("UPDATE jobs SET counters = ? WHERE id = ?", [json.dumps(merged), job_id])
                 counts = merged
         return counts
+
+    # --- training: splits, training data, evaluations ------------------------------------------------
+    def split_config(self, project_id: int) -> dict | None:
+        row = self._one("SELECT train, val, test, seed FROM split_config WHERE project_id = ?", [project_id])
+        return None if row is None else {"train": row[0], "val": row[1], "test": row[2], "seed": int(row[3])}
+
+    def set_split_config(self, project_id: int, train: float, val: float, test: float, seed: int,
+                         user: str | None) -> None:
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM split_config WHERE project_id = ?", [project_id])
+            cur.execute("INSERT INTO split_config VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [project_id, train, val, test, int(seed), utcnow(), user])
+
+    def split_counts(self, project_id: int) -> dict[str | None, int]:
+        """Images per stored split (None = not assigned yet), all review states."""
+        rows = self._all("SELECT split, count(*) FROM images WHERE project_id = ? GROUP BY split", [project_id])
+        return {s: int(n) for s, n in rows}
+
+    def images_without_split(self, project_id: int) -> list[tuple[int, str]]:
+        rows = self._all("SELECT id, sha256 FROM images WHERE project_id = ? AND split IS NULL ORDER BY id",
+                         [project_id])
+        return [(int(i), sha) for i, sha in rows]
+
+    def image_splits(self, project_id: int) -> list[tuple[int, str, str | None]]:
+        """(id, sha256, split) of every image of the project, by id."""
+        rows = self._all("SELECT id, sha256, split FROM images WHERE project_id = ? ORDER BY id", [project_id])
+        return [(int(i), sha, s) for i, sha, s in rows]
+
+    def set_splits(self, project_id: int, assignments: Sequence[tuple[int, str]], only_unassigned: bool) -> int:
+        """Store (image id, split) pairs in one statement; with ``only_unassigned`` an image that got a
+        split meanwhile keeps it. Returns how many rows changed."""
+        if not assignments:
+            return 0
+        import pandas as pd
+
+        frame = pd.DataFrame({"id": pd.Series([int(i) for i, _ in assignments], dtype="Int64"),
+                              "split": pd.Series([s for _, s in assignments], dtype="object")})
+        with self.transaction() as cur:
+            cur.register("_split_updates", frame)
+            try:
+                guard = " AND images.split IS NULL" if only_unassigned else ""
+                return len(cur.execute(
+                    "UPDATE images SET split = u.split FROM _split_updates u WHERE images.id = u.id "
+                    f"AND images.project_id = ?{guard} RETURNING images.id", [project_id]).fetchall())
+            finally:
+                cur.unregister("_split_updates")
+
+    def bulk_set_split(self, project_id: int, split: str, image_ids: Sequence[int] | None = None,
+                       dataset_id: int | None = None, status: str | None = None) -> int:
+        """Move the project's images (all, some ids, one dataset and/or one review state) to ``split``."""
+        where, params = ["project_id = ?"], [project_id]
+        if image_ids is not None:
+            where.append("id IN (SELECT unnest(?::BIGINT[]))")
+            params.append([int(i) for i in image_ids])
+        if dataset_id is not None:
+            where.append("dataset_id = ?")
+            params.append(dataset_id)
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        with self.transaction() as cur:
+            return len(cur.execute(f"UPDATE images SET split = ? WHERE {' AND '.join(where)} RETURNING id",
+                                   [split] + params).fetchall())
+
+    def split_summary(self, project_id: int) -> list[tuple[str | None, str, int, int]]:
+        """(split, review status, images, boxes) for the whole project."""
+        rows = self._all(
+            "SELECT i.split, i.status, count(*), coalesce(sum(b.n), 0) FROM images i "
+            "LEFT JOIN (SELECT image_id, count(*) AS n FROM boxes GROUP BY image_id) b ON b.image_id = i.id "
+            "WHERE i.project_id = ? GROUP BY i.split, i.status ORDER BY i.split, i.status", [project_id])
+        return [(s, st, int(n), int(nb)) for s, st, n, nb in rows]
+
+    def save_training_images(self, job_id: int, rows: Sequence[tuple[int, str]]) -> None:
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM training_images WHERE job_id = ?", [job_id])
+            self._bulk_insert(cur, "training_images", {"job_id": "int", "image_id": "int", "split": "str"},
+                              [(job_id, int(i), s) for i, s in rows], returning="image_id")
+
+    def training_images(self, job_id: int) -> list[tuple[int, str]]:
+        return [(int(i), s) for i, s in self._all(
+            "SELECT image_id, split FROM training_images WHERE job_id = ? ORDER BY image_id", [job_id])]
+
+    def model_for_job(self, job_id: int) -> ModelRecord | None:
+        row = self._one(f"SELECT {MODEL_COLUMNS} FROM models WHERE job_id = ? AND source = 'trained'", [job_id])
+        return None if row is None else self._model(row)
+
+    def add_evaluation(self, project_id: int, model_id: int, job_id: int | None, metrics: dict, snapshot: dict,
+                       user: str | None) -> int:
+        with self.transaction() as cur:
+            ((eid,),) = cur.execute(
+                "INSERT INTO evaluations (project_id, model_id, job_id, metrics, snapshot, created_at, created_by) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                [project_id, model_id, job_id, json.dumps(metrics), json.dumps(snapshot), utcnow(), user],
+            ).fetchall()
+        return int(eid)
+
+    def latest_evaluations(self, project_id: int) -> dict[int, dict]:
+        """model id -> its newest evaluation in the project."""
+        rows = self._all(
+            "SELECT model_id, id, job_id, metrics, snapshot, created_at FROM evaluations WHERE project_id = ? "
+            "QUALIFY row_number() OVER (PARTITION BY model_id ORDER BY id DESC) = 1", [project_id])
+        return {int(r[0]): {"id": int(r[1]), "job_id": r[2], "metrics": json.loads(r[3]),
+                            "snapshot": json.loads(r[4]), "created_at": r[5]} for r in rows}

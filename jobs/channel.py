@@ -8,7 +8,7 @@ with a dead attempt's leftovers.
     progress   (overwritten, also the heartbeat)   peek
     chunk:<n>  (numbered 0, 1, 2 ...)              pop in order, commit to DuckDB, then the next
     log:<n>    (numbered lines)                    pop in order, appended to the job's log
-    done       {status, error, chunks, counters}   peek; the job ends once every chunk is in
+    done       {status, error, chunks, counters, result}   peek; the job ends once every chunk is in
     app writes: cancel                             worker peeks between batches
 """
 
@@ -40,9 +40,11 @@ class JobChannel:
         self.huey.put(self._k(f"log:{self._log}"), f"{time.strftime('%H:%M:%S')} {line}")
         self._log += 1
 
-    def finish(self, status: str, error: str | None = None, **counters: Any) -> None:
+    def finish(self, status: str, error: str | None = None, result: dict | None = None, **counters: Any) -> None:
+        """The last word of an attempt. ``result``: what the app turns into rows (e.g. a trained model)."""
         self.huey.put(self._k("done"), {"status": status, "error": error, "chunks": self._chunk,
-                                        "logs": self._log, "counters": counters, "ts": time.time()})
+                                        "logs": self._log, "counters": counters, "result": result,
+                                        "ts": time.time()})
 
     def cancel_requested(self) -> bool:
         return bool(self.huey.get(self._k("cancel"), peek=True))

@@ -72,7 +72,9 @@ def test_yolo_export_is_accepted_by_ultralytics(services, world, tmp_path):
     labels = sorted((root / "labels").rglob("*.txt"))
     images = sorted((root / "images").rglob("*.*"))
     assert len(labels) == len(images) == 8
-    assert len({f.name for f in images}) == 8  # frame_0.jpg from north and south did not collide
+    # frame_0.jpg from north and south did not collide (names are unique per split; which split each
+    # lands in is the split manager's choice)
+    assert sum("frame_0" in f.name for f in images) == 2
     for f in labels:
         for line in f.read_text().splitlines():
             cls, *vals = line.split()

@@ -14,6 +14,7 @@ from .export import build_export_tab
 from .jobs import build_jobs_panel
 from .projects import build_projects_tab, make_handlers as project_handlers, render_picker
 from .review import CSS as REVIEW_CSS, HEAD, build_review_tab
+from .train import build_train_tab
 from .upload import build_upload_tab
 
 TITLE = "Auto Annotator"
@@ -58,10 +59,14 @@ def build_app(services: Services) -> gr.Blocks:
                 queued = build_annotate_tab(ctx)
             with gr.Tab("Annotate", id="review"):
                 build_review_tab(ctx)
+            with gr.Tab("Train", id="train"):
+                train_events = build_train_tab(ctx)
             with gr.Tab("Export", id="export"):
                 build_export_tab(ctx)
         refresh_jobs = build_jobs_panel(ctx)  # under every tab
         queued.then(*refresh_jobs, api_visibility="private")
+        for ev in train_events:
+            ev.then(*refresh_jobs, api_visibility="private")
     return demo
 
 

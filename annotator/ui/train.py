@@ -1,0 +1,316 @@
+"""Train tab: the split manager, the training form, live curves of the running job, the models compared
+side by side (evaluate, download the .pt, re-annotate with it).
+
+Handlers first (JSON results, each an API endpoint), renderers next, wiring last.
+"""
+
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+import pandas as pd
+
+from ..services import Services
+from ..training import ARCHITECTURES, OPTIMIZERS
+from ..types import UserError
+from .common import UIContext, table, user_errors, username
+
+REFRESH_S = 2.0
+SPLIT_HEADERS = ["split", "images", "approved", "unreviewed", "rejected", "approved boxes"]
+CLASS_HEADERS = ["class", "instances", "precision", "recall", "mAP50", "mAP50-95"]
+LOSSES = ("train/box_loss", "train/cls_loss", "train/dfl_loss", "val/box_loss", "val/cls_loss", "val/dfl_loss")
+METRICS = ("precision", "recall", "mAP50", "mAP50-95")
+
+
+# --- handlers (API) ------------------------------------------------------------------------------------
+def make_handlers(services: Services):
+    @user_errors
+    def train_model(project: str, datasets: list, approved_only: bool, base: str, imgsz: float, epochs: float,
+                    batch: str, optimizer: str, lr0: float, patience: float, device: str, name: str = "",
+                    onnx_check: bool = True, request: gr.Request = None) -> dict:
+        return services.train_model(
+            project, base=base or None, datasets=[d for d in (datasets or []) if d], approved_only=bool(approved_only),
+            imgsz=int(imgsz or 0) or None, epochs=int(epochs or 0), batch=batch, optimizer=optimizer or "auto",
+            lr0=lr0 or None, patience=int(patience if patience is not None else 50), device=device or None,
+            name=(name or "").strip() or None, onnx_check=bool(onnx_check), user=username(request),
+        ).as_dict()
+
+    @user_errors
+    def evaluate_model(project: str, model: str, request: gr.Request = None) -> dict:
+        return services.evaluate_model(project, model, user=username(request)).as_dict()
+
+    @user_errors
+    def compare_models(project: str) -> dict:
+        if not project:
+            return {"models": [], "classes": []}
+        return services.compare_models(project)
+
+    @user_errors
+    def training_status(job_id: float) -> dict:
+        return services.training.training_view(int(job_id))
+
+    @user_errors
+    def split_summary(project: str) -> dict:
+        if not project:
+            return {}
+        return services.split_summary(project)
+
+    @user_errors
+    def configure_splits(project: str, train: float, val: float, test: float, seed: float, reassign: bool,
+                         request: gr.Request = None) -> dict:
+        return services.configure_splits(project, train, val, test, int(seed or 0), bool(reassign),
+                                         user=username(request))
+
+    @user_errors
+    def set_split(project: str, split: str, dataset: str = "", status: str = "") -> dict:
+        return services.set_split(project, split, dataset=dataset or None, status=status or None)
+
+    @user_errors
+    def model_weights(project: str, model: str) -> str:
+        if not model:
+            raise UserError("Choose a model in the table's model picker first")
+        return str(services.model_file(services.model(project, model)))
+
+    @user_errors
+    def reannotate(project: str, model: str, request: gr.Request = None) -> dict:
+        if not model:
+            raise UserError("Choose the model to re-annotate with")
+        return services.start_annotation(project, model, scope="unreviewed", user=username(request)).as_dict()
+
+    return {f.__name__: f for f in (train_model, evaluate_model, compare_models, training_status, split_summary,
+                                    configure_splits, set_split, model_weights, reannotate)}
+
+
+# --- renderers (private) -------------------------------------------------------------------------------
+def _fmt(v) -> str:
+    return "" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "?"
+    s = int(seconds)
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def render_splits(summary: dict):
+    rows = []
+    for split in ("train", "val", "test", "unassigned"):
+        t = (summary or {}).get("splits", {}).get(split)
+        if t:
+            rows.append([split, t["images"], t["approved"], t["unreviewed"], t["rejected"], t["approved_boxes"]])
+    cfg = (summary or {}).get("config")
+    values = ([round(100 * cfg["train"]), round(100 * cfg["val"]), round(100 * cfg["test"]), cfg["seed"]]
+              if cfg else [80, 20, 0, 0])
+    return (table(rows, SPLIT_HEADERS), *values)
+
+
+def curves(epochs: list[dict]) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """Long-format frames (epoch, value, series) for the loss and metric line plots; None when there is
+    nothing to draw (Gradio 6's LinePlot stops drawing lines for good once it was given an empty frame)."""
+    def frame(keys):
+        rows = [(e["epoch"], e[k], k) for e in epochs for k in keys if e.get(k) is not None]
+        if not rows:
+            return None
+        # Typed even when empty: the plot reads quantitative/nominal axes from the dtypes.
+        return pd.DataFrame({"epoch": pd.Series([r[0] for r in rows], dtype="int64"),
+                             "value": pd.Series([r[1] for r in rows], dtype="float64"),
+                             "series": pd.Series([r[2] for r in rows], dtype="object")})
+
+    return frame(LOSSES), frame(METRICS)
+
+
+def render_live(view: dict):
+    if not view:
+        empty_l, empty_m = curves([])
+        return ("No training yet for this project: choose a base model and press **Start training**.", empty_l,
+                empty_m, "", table([], CLASS_HEADERS), None, None, gr.Number())
+    job = view["job"]
+    live = view.get("live") or {}
+    result = view.get("result") or {}
+    kind = "Evaluation" if job["kind"] == "evaluate" else "Training"
+    head = [f"### {kind} job #{job['id']}: {job['status']}"]
+    if job["status"] in ("queued", "running") and job["kind"] == "train":
+        head.append(f"Epoch **{live.get('epoch') or 0} / {live.get('epochs') or job['total']}** · "
+                    f"{live.get('stage') or 'queued'} · batch {live.get('batch_i') or 0}/{live.get('batches') or '?'} "
+                    f"· ETA {_duration(live.get('eta_s'))} · {round(100 * (job['progress'] or 0))}%")
+    if job.get("error"):
+        head.append(f"<span style='color:#dc2626'>{html.escape(job['error'])}</span>")
+    met = result.get("metrics") or {}
+    if met:
+        head.append(" · ".join(f"{k} **{_fmt(met.get(k))}**" for k in ("mAP50-95", "mAP50", "precision", "recall")))
+    if view.get("model"):
+        head.append(f"Registered as model **{html.escape(view['model'])}**"
+                    + (" (cancelled: best weights so far)" if result.get("cancelled") else ""))
+    speed = result.get("speed") or met.get("speed") or {}
+    if speed:
+        head.append(f"Speed on {speed.get('device', 'the worker')}: {speed.get('preprocess')} / "
+                    f"{speed.get('inference')} / {speed.get('postprocess')} ms per image (pre / inference / post)")
+    if result.get("onnx"):
+        head.append(html.escape(result["onnx"]["detail"]))
+    per_class = result.get("per_class") or met.get("per_class") or []
+    rows = [[r["class"], r.get("instances"), _fmt(r.get("precision")), _fmt(r.get("recall")), _fmt(r.get("mAP50")),
+             _fmt(r.get("mAP50-95"))] for r in per_class]
+    loss, metric = curves(view.get("epochs") or [])
+    log_tail = "\n".join((job.get("log") or "").splitlines()[-40:])
+    plots = view.get("plots") or {}
+    return ("\n\n".join(head), loss, metric, log_tail, table(rows, CLASS_HEADERS), plots.get("confusion_matrix"),
+            plots.get("pr_curve"), gr.Number(value=job["id"]))
+
+
+def render_compare(cmp: dict, current: str | None):
+    classes = cmp.get("classes") or []
+    headers = ["model", "source", "parent", "mAP50-95", "mAP50", "precision", "recall",
+               *[f"{c} mAP50-95" for c in classes], "inference ms", "evaluated on", "imgsz", "job"]
+    rows = []
+    for m in cmp.get("models") or []:
+        on = (f"{m['val_images']} val img ({m['val_box_hash']})" + (" = current" if m["on_current_val"] else " (older)")
+              if m["evaluated"] else "not evaluated")
+        speed = (m.get("speed_ms") or {}).get("inference")
+        rows.append([m["name"], m["source"], m["parent"] or "", _fmt(m["mAP50-95"]), _fmt(m["mAP50"]),
+                     _fmt(m["precision"]), _fmt(m["recall"]), *[_fmt(m["per_class"].get(c)) for c in classes],
+                     _fmt(speed), on, m["imgsz"] or "", m["job_id"] or ""])
+    names = [m["name"] for m in cmp.get("models") or []]
+    value = current if current in names else (names[-1] if names else None)
+    return table(rows, headers), gr.Dropdown(choices=names, value=value), gr.Dropdown(choices=names + list(ARCHITECTURES),
+                                                                                     value=value or ARCHITECTURES[0])
+
+
+# --- wiring ------------------------------------------------------------------------------------------
+def build_train_tab(ctx: UIContext):
+    """Returns the event of a queued job, for the app to chain a Jobs-panel refresh onto."""
+    services = ctx.services
+    h = make_handlers(services)
+    project = ctx.project
+    with gr.Accordion("Splits", open=False):
+        gr.Markdown("Every image keeps a stored split. New images are assigned by the ratios below in a seeded, "
+                    "deterministic order; images that have a split keep it.")
+        with gr.Row():
+            r_train = gr.Number(label="train %", value=80, minimum=0)
+            r_val = gr.Number(label="val %", value=20, minimum=0)
+            r_test = gr.Number(label="test %", value=0, minimum=0)
+            seed = gr.Number(label="seed", value=0, precision=0)
+            reassign = gr.Checkbox(label="re-split every image", value=False)
+            apply_btn = gr.Button("Save ratios & assign", scale=0, min_width=160)
+        splits_table = gr.Dataframe(value=table([], SPLIT_HEADERS), interactive=False)
+        with gr.Row():
+            move_dataset = gr.Dropdown(label="Move dataset (empty = all)", choices=[], allow_custom_value=True)
+            move_status = gr.Dropdown(label="review state (empty = any)", choices=["", "approved", "unreviewed",
+                                                                                   "rejected"], value="")
+            move_to = gr.Dropdown(label="to split", choices=["train", "val", "test"], value="val")
+            move_btn = gr.Button("Move", scale=0, min_width=100)
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            gr.Markdown("### Train")
+            base = gr.Dropdown(label="Base model (registered, or a fresh architecture)", choices=list(ARCHITECTURES),
+                               value=ARCHITECTURES[0], allow_custom_value=True)
+            datasets = gr.Dropdown(label="Datasets (empty = all)", choices=[], multiselect=True, allow_custom_value=True)
+            approved_only = gr.Checkbox(value=True, label="Approved images only")
+            with gr.Row():
+                imgsz = gr.Number(label="Image size (0 = the base's)", value=0, precision=0, minimum=0)
+                epochs = gr.Number(label="Epochs", value=50, precision=0, minimum=1)
+                batch = gr.Textbox(label="Batch (number or auto)", value="auto")
+            with gr.Row():
+                optimizer = gr.Dropdown(label="Optimizer", choices=list(OPTIMIZERS), value="auto")
+                lr0 = gr.Number(label="Learning rate (0 = default)", value=0, minimum=0)
+                patience = gr.Number(label="Patience (epochs, 0 = off)", value=50, precision=0, minimum=0)
+            with gr.Row():
+                device = gr.Dropdown(label="Device", choices=["auto", "cpu", "0", "1", "2", "3"], value="auto",
+                                     allow_custom_value=True)
+                model_name = gr.Textbox(label="New model's name (optional)")
+                onnx_check = gr.Checkbox(value=True, label="Check ONNX export")
+            start_btn = gr.Button("Start training", variant="primary")
+        with gr.Column(scale=3, min_width=420):
+            status_md = gr.Markdown()
+            with gr.Row():
+                loss_plot = gr.LinePlot(x="epoch", y="value", color="series", title="Loss per epoch", height=260)
+                metric_plot = gr.LinePlot(x="epoch", y="value", color="series", title="Validation per epoch",
+                                          height=260, y_lim=[0, 1])
+            with gr.Row():
+                job_id = gr.Number(label="Job shown", precision=0, minimum=0, scale=1)
+                cancel_btn = gr.Button("Cancel training", variant="stop", scale=0, min_width=140)
+            log_box = gr.Textbox(label="Log (tail)", lines=6, max_lines=10, autoscroll=True, interactive=False)
+    with gr.Row():
+        class_table = gr.Dataframe(value=table([], CLASS_HEADERS), label="Validation per class", interactive=False,
+                                   scale=2)
+        confusion = gr.Image(label="Confusion matrix", interactive=False, height=300, scale=1)
+        pr_curve = gr.Image(label="Precision-recall curve", interactive=False, height=300, scale=1)
+    gr.Markdown("### Models, side by side")
+    compare_table = gr.Dataframe(interactive=False, wrap=True)
+    with gr.Row():
+        model = gr.Dropdown(label="Model", choices=[], allow_custom_value=True)
+        eval_btn = gr.Button("Evaluate on the approved val split", scale=0, min_width=220)
+        reannotate_btn = gr.Button("Re-annotate not-yet-approved images with it", variant="primary", scale=0,
+                                   min_width=260)
+        download_btn = gr.Button("Download .pt", scale=0, min_width=120)
+    action_md = gr.Markdown()
+    weights = gr.File(label="Weights", interactive=False, height=80)
+
+    job_json, cmp_json, split_json, act_json, status_json = (gr.JSON(visible=False) for _ in range(5))
+    live_outputs = [status_md, loss_plot, metric_plot, log_box, class_table, confusion, pr_curve, job_id]
+
+    def live(project_name, shown):
+        """The job the user picked, else the project's newest training/evaluation."""
+        try:
+            jid = int(shown) if shown else None
+            if jid is None and project_name:
+                j = services.training.latest_job(project_name, ("train", "evaluate"))
+                jid = j.id if j else None
+            return render_live(services.training.training_view(jid) if jid else {})
+        except UserError:
+            return render_live({})
+
+    # Public endpoints first: private events also claim their function's name.
+    started = start_btn.click(h["train_model"], [project, datasets, approved_only, base, imgsz, epochs, batch,
+                                                  optimizer, lr0, patience, device, model_name, onnx_check],
+                              job_json, api_name="train_model")
+    evaluated = eval_btn.click(h["evaluate_model"], [project, model], job_json, api_name="evaluate_model")
+    job_id.submit(h["training_status"], job_id, status_json, api_name="training_status")
+    compared = project.change(h["compare_models"], project, cmp_json, api_name="compare_models")
+    split_ev = project.change(h["split_summary"], project, split_json, api_name="split_summary")
+    configured = apply_btn.click(h["configure_splits"], [project, r_train, r_val, r_test, seed, reassign], split_json,
+                                 api_name="configure_splits")
+    moved = move_btn.click(h["set_split"], [project, move_to, move_dataset, move_status], split_json,
+                           api_name="set_split")
+    download_btn.click(h["model_weights"], [project, model], weights, api_name="model_weights")
+    reannotated = reannotate_btn.click(h["reannotate"], [project, model], act_json, api_name="reannotate_with_model")
+
+    for ev in (split_ev, configured, moved):
+        ev.success(render_splits, split_json, [splits_table, r_train, r_val, r_test, seed], api_visibility="private")
+    compared.success(render_compare, [cmp_json, model], [compare_table, model, base], api_visibility="private")
+    project.change(lambda p: (gr.Dropdown(choices=[d.name for d in services.datasets(p)] if p else [], value=[]),
+                              gr.Dropdown(choices=[""] + ([d.name for d in services.datasets(p)] if p else []),
+                                          value="")),
+                   project, [datasets, move_dataset], api_visibility="private")
+    project.change(lambda p: live(p, None), project, live_outputs, api_visibility="private")
+    started.success(lambda j: live(None, j["id"]), job_json, live_outputs, api_visibility="private")
+    evaluated.success(lambda j: live(None, j["id"]), job_json, live_outputs, api_visibility="private")
+    reannotated.success(lambda j: f"Queued auto-annotation job **{j['id']}** with model **{j['params']['model']}**: "
+                                  f"{j['total']} image(s). Progress below, under *Jobs*.", act_json, action_md,
+                        api_visibility="private")
+    @user_errors
+    def cancel_shown(j):
+        if not j:
+            raise UserError("No training job is shown")
+        return services.cancel_job(int(j)).as_dict()
+
+    cancel_btn.click(cancel_shown, job_id, act_json, api_visibility="private")
+    timer = gr.Timer(REFRESH_S)
+    timer.tick(live, [project, job_id], live_outputs, api_visibility="private", show_progress="hidden")
+
+    # When the shown job ends, the models table changes: refresh it once per finished job.
+    rendered = gr.State(None)
+
+    def maybe_compare(project_name, shown, done_id, current):
+        unchanged = (gr.skip(), gr.skip(), gr.skip(), done_id)
+        if not project_name or not shown or int(shown) == done_id:
+            return unchanged
+        job = services.job(int(shown))
+        if job.active:
+            return unchanged
+        return (*render_compare(services.compare_models(project_name), current), job.id)
+
+    timer.tick(maybe_compare, [project, job_id, rendered, model], [compare_table, model, base, rendered],
+               api_visibility="private", show_progress="hidden")
+    return started, evaluated, reannotated

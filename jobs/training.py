@@ -1,0 +1,444 @@
+"""Training and evaluation in a worker: a manifest in, a YOLO dataset, an ultralytics run and metrics out.
+
+Never opens DuckDB. The app wrote ``manifest.json`` into the job folder; here the shared YOLO writer
+(annotator.formats.yolo.write_yolo) turns it into ``dataset/`` (images hard-linked, else copied), and
+ultralytics trains into ``run/``. Every epoch's losses and metrics go to the app as a chunk; the app
+registers the model when the done marker arrives.
+
+Runs in the worker's own thread (the worker uses thread workers, so DataLoader worker processes work),
+not in a further subprocess: the worker is already a process apart from the app, and a run pays no
+second torch/ultralytics import. A crash that kills the worker is caught by the app's stale-job check.
+
+- Cancel: checked between batches (ultralytics callbacks); ``trainer.stop = True`` ends the run after
+  the current batch, which ultralytics then validates and saves, so best.pt/last.pt remain.
+- CUDA out of memory (outside ultralytics' own first-epoch retry): the run starts again with half the
+  batch, down to ``MIN_BATCH``, logged in the job.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .channel import JobChannel
+from .inference import WORKER_ID, _is_oom, resolve_device
+
+HEARTBEAT_S = 1.0
+MIN_BATCH = 2  # the OOM fallback halves down to this
+CPU_AUTO_BATCH = 16  # ultralytics' AutoBatch needs CUDA; on CPU 'auto' means its default batch
+CANCEL_CHECK_S = 0.5
+SPEED_IMAGES = 20  # images timed one by one for the speed benchmark (after one warm-up)
+METRIC_KEYS = {"metrics/precision(B)": "precision", "metrics/recall(B)": "recall", "metrics/mAP50(B)": "mAP50",
+               "metrics/mAP50-95(B)": "mAP50-95"}
+
+
+@dataclass
+class _State:
+    stage: str = "writing dataset"
+    epoch: int = 0  # epochs finished
+    epochs: int = 0
+    batch_i: int = 0
+    batches: int = 0
+    batch: int = 0
+    device: str = "cpu"
+    started: float = field(default_factory=time.time)
+    epoch_started: float | None = None
+    epoch_times: list = field(default_factory=list)
+    cancelled: bool = False
+    loop_over: bool = False
+    last_cancel_check: float = 0.0
+
+    def snapshot(self) -> dict:
+        frac = 0.0
+        eta = None
+        if self.epochs:
+            within = self.batch_i / self.batches if self.batches else 0.0
+            frac = min(1.0, (self.epoch + (within if self.stage == "training" else 0.0)) / self.epochs)
+            if self.epoch_times:
+                per = sum(self.epoch_times[-5:]) / len(self.epoch_times[-5:])
+                eta = max(0.0, (self.epochs - self.epoch - within) * per)
+            elif self.epoch_started and within > 0:
+                eta = (time.time() - self.epoch_started) / within * (self.epochs - within)
+        return {"stage": self.stage, "done": self.epoch, "total": self.epochs, "epoch": self.epoch,
+                "epochs": self.epochs, "batch_i": self.batch_i, "batches": self.batches, "batch": self.batch,
+                "device": self.device, "fraction": round(frac, 4), "eta_s": None if eta is None else round(eta, 1),
+                "worker": WORKER_ID}
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)  # same filesystem: no bytes copied
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def write_dataset(job_dir: Path, splits: tuple[str, ...] | None = None) -> tuple[Path, dict]:
+    """manifest.json -> dataset/ (the shared YOLO writer). Returns (data.yaml, summary)."""
+    from annotator.formats import ExportImage
+    from annotator.formats.yolo import write_yolo
+    from annotator.types import Box
+
+    manifest = json.loads((job_dir / "manifest.json").read_text())
+    records = [
+        ExportImage(id=r["id"], file_name=r["file_name"], width=r["width"], height=r["height"], split=r["split"],
+                    boxes=tuple(Box(x1, y1, x2, y2, class_idx=int(c)) for c, x1, y1, x2, y2 in r["boxes"]),
+                    source=Path(r["source"]))
+        for r in manifest["images"] if splits is None or r["split"] in splits
+    ]
+    root = job_dir / "dataset"
+    shutil.rmtree(root, ignore_errors=True)
+    summary = write_yolo(root, records, manifest["class_names"], copy=_link_or_copy)
+    return root / "data.yaml", {"images": summary.images, "boxes": summary.boxes, "negatives": summary.negatives,
+                                "per_split": summary.per_split, "dropped": len(summary.dropped)}
+
+
+def _heartbeat(channel: JobChannel, state: _State):
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(HEARTBEAT_S):
+            channel.progress(**state.snapshot())
+
+    channel.progress(**state.snapshot())
+    threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+    return stop
+
+
+def _finish(channel: JobChannel, state: _State, status: str, error: str | None, result: dict | None) -> str:
+    state.stage = status
+    channel.progress(**state.snapshot())
+    channel.finish(status, error, result=result or {}, **state.snapshot())
+    return status
+
+
+# --- ultralytics (lazy) ------------------------------------------------------------------------------------
+def ultralytics_train(base: dict, args: dict, callbacks: dict[str, Callable]) -> Any:
+    """One ultralytics training run; returns the trainer. The seam the OOM test replaces."""
+    from ultralytics import YOLO
+
+    model = YOLO(base["path"] if base["kind"] == "model" else base["name"], task="detect")
+    for event, fn in callbacks.items():
+        model.add_callback(event, fn)
+    model.train(**args)
+    return model.trainer
+
+
+def _free_gpu() -> None:
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _round(v) -> float | None:
+    return None if v is None else round(float(v), 5)
+
+
+def _det_metrics(metrics, names: list[str]) -> tuple[dict, list[dict]]:
+    """ultralytics DetMetrics -> (overall, per class) with plain names."""
+    rd = metrics.results_dict
+    overall = {short: _round(rd.get(key)) for key, short in METRIC_KEYS.items()}
+    overall["fitness"] = _round(getattr(metrics, "fitness", None))
+    rows = []
+    nt = getattr(metrics, "nt_per_class", None)
+    for i, c in enumerate(metrics.ap_class_index):
+        p, r, ap50, ap = metrics.class_result(i)
+        rows.append({"class": names[int(c)] if int(c) < len(names) else str(int(c)),
+                     "instances": int(nt[int(c)]) if nt is not None and int(c) < len(nt) else None,
+                     "precision": _round(p), "recall": _round(r), "mAP50": _round(ap50), "mAP50-95": _round(ap)})
+    return overall, rows
+
+
+def _plots(folder: Path, job_dir: Path) -> dict:
+    wanted = {"confusion_matrix": "confusion_matrix.png", "confusion_matrix_normalized": "confusion_matrix_normalized.png",
+              "pr_curve": "BoxPR_curve.png", "f1_curve": "BoxF1_curve.png", "results": "results.png"}
+    return {k: str((folder / f).relative_to(job_dir)) for k, f in wanted.items() if (folder / f).is_file()}
+
+
+def benchmark_speed(weights: Path, images: list[Path], imgsz: int, device: str) -> dict:
+    """ms per image (preprocess / inference / postprocess) predicting one image at a time on ``device``."""
+    from ultralytics import YOLO
+
+    model = YOLO(str(weights), task="detect")
+    if not images:
+        return {}
+    sums = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
+    timed = 0
+    for n, path in enumerate([images[0]] + images[:SPEED_IMAGES]):  # the first call warms up
+        r = model.predict(str(path), imgsz=imgsz, device=device, verbose=False)[0]
+        if n:
+            timed += 1
+            for k in sums:
+                sums[k] += float(r.speed.get(k) or 0.0)
+    return {**{k: round(v / timed, 2) for k, v in sums.items()}, "images": timed, "device": device, "imgsz": imgsz}
+
+
+def onnx_check(weights: Path, imgsz: int, out_dir: Path) -> dict:
+    """Export to ONNX where that works offline; otherwise say why (never installs anything)."""
+    missing = [m for m in ("onnx",) if importlib.util.find_spec(m) is None]
+    if missing:
+        return {"ok": False, "detail": f"ONNX export not checked: the {', '.join(missing)} package is not installed "
+                                       "in the worker (pip install onnx; nothing is downloaded at run time)"}
+    try:
+        from ultralytics import YOLO
+
+        t = time.perf_counter()
+        path = YOLO(str(weights), task="detect").export(format="onnx", imgsz=imgsz, simplify=False, device="cpu",
+                                                       verbose=False)
+        import onnx
+
+        onnx.checker.check_model(str(path))
+        target = out_dir / "best.onnx"
+        if Path(path) != target:
+            shutil.move(str(path), target)
+        return {"ok": True, "detail": f"ONNX export OK ({target.stat().st_size / 2**20:.1f} MB, "
+                                      f"{time.perf_counter() - t:.1f} s)", "file": target.name}
+    except Exception as e:  # noqa: BLE001 - report, never fail the training for it
+        return {"ok": False, "detail": f"ONNX export failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}"}
+
+
+# --- training --------------------------------------------------------------------------------------------
+def run_training(channel: JobChannel, payload: dict, train_fn: Callable = ultralytics_train) -> str:
+    """One training attempt, reported through ``channel``. Returns the final status."""
+    state = _State(epochs=int(payload["train"]["epochs"]), device=resolve_device(payload["train"].get("device")))
+    stop = _heartbeat(channel, state)
+    try:
+        status, result = _train(channel, payload, state, train_fn)
+        return _finish(channel, state, status, result.pop("error", None), result)
+    except Exception as e:  # noqa: BLE001 - any failure ends the job with its reason, never silently
+        channel.log(f"failed: {type(e).__name__}: {e}")
+        return _finish(channel, state, "failed", f"{type(e).__name__}: {e}", None)
+    finally:
+        stop.set()
+        _free_gpu()
+
+
+def _callbacks(channel: JobChannel, state: _State) -> dict[str, Callable]:
+    def check_cancel(trainer, force: bool = False):
+        now = time.time()
+        if state.cancelled or (not force and now - state.last_cancel_check < CANCEL_CHECK_S):
+            return
+        state.last_cancel_check = now
+        if channel.cancel_requested():
+            state.cancelled = True
+            trainer.stop = True
+            channel.log(f"cancel requested: stopping after this batch (epoch {trainer.epoch + 1}); the weights "
+                        "are validated and saved first")
+
+    def on_train_start(trainer):
+        state.stage, state.batches, state.batch = "training", len(trainer.train_loader), int(trainer.batch_size)
+        state.epochs = int(trainer.epochs)
+
+    def on_train_epoch_start(trainer):
+        state.batch_i, state.epoch_started = 0, time.time()
+        state.batches = len(trainer.train_loader)
+        state.batch = int(trainer.batch_size)
+
+    def on_train_batch_end(trainer):
+        state.batch_i += 1
+        check_cancel(trainer)
+
+    def on_train_epoch_end(trainer):
+        state.stage = "validating"
+
+    def on_fit_epoch_end(trainer):
+        if state.loop_over:  # ultralytics' final validation of best.pt: not an epoch
+            return
+        check_cancel(trainer, force=True)
+        metrics = dict(trainer.metrics or {})
+        row = {"epoch": int(trainer.epoch) + 1}
+        row.update({k: _round(v) for k, v in trainer.label_loss_items(trainer.tloss, prefix="train").items()})
+        row.update({k: _round(v) for k, v in metrics.items() if k.startswith("val/")})
+        row.update({short: _round(metrics.get(key)) for key, short in METRIC_KEYS.items()})
+        row["lr"] = _round(next(iter((trainer.lr or {}).values()), None))
+        took = time.time() - (state.epoch_started or time.time())
+        row["seconds"] = round(took, 2)
+        state.epoch_times.append(took)
+        state.epoch = row["epoch"]
+        state.batch_i = 0
+        state.stage = "training"
+        channel.send_chunk([row])
+        channel.log(f"epoch {row['epoch']}/{state.epochs}: loss box {row.get('train/box_loss')} cls "
+                    f"{row.get('train/cls_loss')} dfl {row.get('train/dfl_loss')} | P {row['precision']} "
+                    f"R {row['recall']} mAP50 {row['mAP50']} mAP50-95 {row['mAP50-95']} ({took:.1f} s)")
+        state.loop_over = bool(trainer.stop)
+        if state.loop_over:
+            state.stage = "final validation"
+
+    return {"on_train_start": on_train_start, "on_train_epoch_start": on_train_epoch_start,
+            "on_train_batch_end": on_train_batch_end, "on_train_epoch_end": on_train_epoch_end,
+            "on_fit_epoch_end": on_fit_epoch_end}
+
+
+def _train(channel: JobChannel, payload: dict, state: _State, train_fn: Callable) -> tuple[str, dict]:
+    job_dir = Path(payload["job_dir"])
+    names = list(payload["class_names"])
+    t0 = time.perf_counter()
+    data_yaml, written = write_dataset(job_dir)
+    channel.log(f"worker {WORKER_ID}: dataset written ({written['images']} images, {written['boxes']} boxes, "
+                f"{written['negatives']} negatives; {', '.join(f'{k} {v}' for k, v in written['per_split'].items())}) "
+                f"in {time.perf_counter() - t0:.1f} s")
+    if channel.cancel_requested():
+        channel.log("cancelled before training started")
+        return "cancelled", {}
+    t = payload["train"]
+    device = state.device
+    batch = int(t["batch"])
+    if batch < 1 and device in ("cpu", "mps"):
+        batch = CPU_AUTO_BATCH
+    args = {"data": str(data_yaml), "epochs": int(t["epochs"]), "imgsz": int(t["imgsz"]), "batch": batch,
+            "optimizer": t.get("optimizer") or "auto", "patience": int(t.get("patience") or 0) or 10**6,
+            "device": device, "workers": int(t.get("workers", 2)), "seed": int(t.get("seed", 0)),
+            "project": str(job_dir), "name": "run", "exist_ok": True, "plots": True, "verbose": False}
+    if t.get("lr0"):
+        args["lr0"] = float(t["lr0"])
+    base = payload["base"]
+    if base["kind"] == "arch":
+        args["pretrained"] = False
+    channel.log(f"training {base['name']} on {device}: {args['epochs']} epoch(s), imgsz {args['imgsz']}, batch "
+                f"{'auto' if batch < 1 else batch}, optimizer {args['optimizer']}"
+                + (f", lr0 {args['lr0']}" if 'lr0' in args else ""))
+    t_train = time.perf_counter()
+    while True:
+        state.stage, state.epoch, state.loop_over, state.epoch_times = "starting", 0, False, []
+        state.batch = args["batch"]
+        try:
+            trainer = train_fn(base, args, _callbacks(channel, state))
+            break
+        except Exception as e:  # noqa: BLE001
+            if not _is_oom(e):
+                raise
+            size = state.batch if state.batch and state.batch > 0 else args["batch"]
+            if size < 1:  # AutoBatch picked nothing yet: start from ultralytics' default
+                size = CPU_AUTO_BATCH
+            if size <= MIN_BATCH:
+                raise RuntimeError(f"CUDA out of memory even at batch {size}; use a smaller image size or model") \
+                    from e
+            args["batch"] = max(MIN_BATCH, size // 2)
+            channel.log(f"CUDA out of memory at batch {size}: retrying with batch {args['batch']}")
+            channel.send_chunk([{"restart": True, "batch": args["batch"]}])
+            _free_gpu()
+    train_seconds = time.perf_counter() - t_train
+    timings = {"dataset_s": round(t_train - t0, 2), "train_s": round(train_seconds, 2)}
+    save_dir = Path(trainer.save_dir)
+    best = save_dir / "weights" / "best.pt"
+    if not best.is_file():
+        status = "cancelled" if state.cancelled else "failed"
+        return status, {"error": None if state.cancelled else "training ended without best.pt"}
+    result: dict[str, Any] = {
+        "best": str(best.relative_to(job_dir)), "results_csv": str((save_dir / "results.csv").relative_to(job_dir)),
+        "args": str((save_dir / "args.yaml").relative_to(job_dir)), "batch": int(trainer.batch_size),
+        "epochs_done": state.epoch, "cancelled": state.cancelled, "train_seconds": round(train_seconds, 2),
+        "best_epoch": (getattr(trainer, "stopper", None) and trainer.stopper.best_epoch + 1) or None,
+        "written": written, "timings": timings,
+    }
+    validator = getattr(trainer, "validator", None)
+    vm = getattr(validator, "metrics", None)
+    if vm is not None and getattr(vm, "ap_class_index", None) is not None:
+        overall, per_class = _det_metrics(vm, names)
+        result.update(metrics=overall, per_class=per_class,
+                      val_speed={k: round(float(v), 2) for k, v in (vm.speed or {}).items()})
+    result["plots"] = _plots(save_dir, job_dir)
+    manifest = json.loads((job_dir / "manifest.json").read_text())
+    val = [r for r in manifest["images"] if r["split"] == "val"]
+    result["val_snapshot"] = _val_snapshot(val)
+    state.stage = "benchmark"
+    channel.log(f"best.pt from epoch {result['best_epoch']}: mAP50-95 {(result.get('metrics') or {}).get('mAP50-95')}; "
+                f"timing inference")
+    val_images = [job_dir / "dataset" / "images" / "val" / r["file_name"] for r in val]
+    t1 = time.perf_counter()
+    result["speed"] = benchmark_speed(best, val_images, int(args["imgsz"]), device)
+    timings["speed_s"] = round(time.perf_counter() - t1, 2)
+    channel.log(f"speed on {device}: {result['speed'].get('preprocess')} / {result['speed'].get('inference')} / "
+                f"{result['speed'].get('postprocess')} ms per image (pre / inference / post)")
+    if payload.get("onnx"):
+        t1 = time.perf_counter()
+        result["onnx"] = onnx_check(best, int(args["imgsz"]), save_dir / "weights")
+        timings["onnx_s"] = round(time.perf_counter() - t1, 2)
+        channel.log(result["onnx"]["detail"])
+    else:
+        result["onnx"] = {"ok": False, "detail": "ONNX export not requested"}
+    if payload.get("parent_eval") and base["kind"] == "model":
+        state.stage = "evaluating the base model"
+        t1 = time.perf_counter()
+        parent_args = {**args, "imgsz": int(payload.get("parent_imgsz") or args["imgsz"])}
+        overall, per_class, speed, _ = _validate(Path(base["path"]), data_yaml, names, parent_args, job_dir,
+                                                 "base_val", plots=False)
+        result["parent_metrics"] = {**overall, "per_class": per_class, "speed": speed}
+        timings["parent_eval_s"] = round(time.perf_counter() - t1, 2)
+        channel.log(f"base model {base['name']} on the same val images (imgsz {parent_args['imgsz']}): "
+                    f"mAP50-95 {overall.get('mAP50-95')}")
+    if state.cancelled:
+        channel.log(f"cancelled after epoch {state.epoch}/{state.epochs}: best.pt kept and registered")
+        return "cancelled", result
+    channel.log(f"done: {state.epoch} epoch(s) in {train_seconds:.1f} s")
+    return "succeeded", result
+
+
+def _val_snapshot(val_records: list[dict]) -> dict:
+    """The same identity as annotator.training.snapshot, computed from the manifest's val records."""
+    from annotator.training import snapshot
+    from annotator.types import Box
+
+    return snapshot([(r["id"], r["split"], [Box(x1, y1, x2, y2, class_idx=int(c)) for c, x1, y1, x2, y2 in r["boxes"]])
+                     for r in val_records])
+
+
+def _validate(weights: Path, data_yaml: Path, names: list[str], args: dict, job_dir: Path, name: str,
+              plots: bool = True) -> tuple[dict, list[dict], dict, dict]:
+    from ultralytics import YOLO
+
+    batch = args["batch"] if args["batch"] and args["batch"] > 0 else CPU_AUTO_BATCH
+    metrics = YOLO(str(weights), task="detect").val(
+        data=str(data_yaml), imgsz=int(args["imgsz"]), batch=batch, device=args["device"], plots=plots,
+        project=str(job_dir), name=name, exist_ok=True, verbose=False, workers=0)
+    overall, per_class = _det_metrics(metrics, names)
+    speed = {k: round(float(v), 2) for k, v in (metrics.speed or {}).items()}
+    return overall, per_class, speed, _plots(Path(metrics.save_dir), job_dir)
+
+
+# --- evaluation --------------------------------------------------------------------------------------------
+def run_evaluation(channel: JobChannel, payload: dict) -> str:
+    """Validate a model on the manifest's (val) images; per-class metrics and plots go back to the app."""
+    state = _State(epochs=1, device=resolve_device(payload.get("device")))
+    stop = _heartbeat(channel, state)
+    try:
+        job_dir = Path(payload["job_dir"])
+        data_yaml, written = write_dataset(job_dir, splits=("val",))
+        # ultralytics wants a train entry in every data.yaml; validation only reads val.
+        spec = yaml.safe_load(data_yaml.read_text())
+        spec["train"] = spec["val"]
+        data_yaml.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
+        state.stage = "validating"
+        channel.log(f"worker {WORKER_ID}: validating {payload['model_name']} on {written['images']} val image(s), "
+                    f"{written['boxes']} box(es), device {state.device}")
+        args = {"imgsz": int(payload["imgsz"]), "batch": int(payload.get("batch") or -1), "device": state.device}
+        overall, per_class, speed, plots = _validate(Path(payload["model_path"]), data_yaml, payload["class_names"],
+                                                     args, job_dir, "val")
+        state.epoch = 1
+        channel.log(f"mAP50-95 {overall.get('mAP50-95')}, mAP50 {overall.get('mAP50')}, P {overall.get('precision')}, "
+                    f"R {overall.get('recall')}")
+        result = {"metrics": {**overall, "per_class": per_class, "speed": speed}, "plots": plots, "written": written}
+        return _finish(channel, state, "succeeded", None, result)
+    except Exception as e:  # noqa: BLE001
+        channel.log(f"failed: {type(e).__name__}: {e}")
+        return _finish(channel, state, "failed", f"{type(e).__name__}: {e}", None)
+    finally:
+        stop.set()
+        _free_gpu()

@@ -1,0 +1,261 @@
+"""Fine-tuning for real, offline: generated shape scenes with exact boxes, a real worker process and the
+app-side monitor, 1-2 epochs at imgsz 64. Also cancel mid-training, the CUDA out-of-memory fallback
+(simulated), the refusals, and reconciliation of a training job whose worker vanished."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from annotator import demo, models
+from annotator.monitor import JobMonitor
+from annotator.services import Services
+from annotator.settings import Settings
+from annotator.types import Box, UserError
+
+IMGSZ = 64
+
+
+def _scenes(services: Services, tmp_path: Path, n: int, approve: int | None = None, first_seed: int = 60_000):
+    """A 'Shapes' project with n scenes (256x192) whose true boxes are stored; the first ``approve`` approved."""
+    folder = tmp_path / f"scenes-{first_seed}"
+    folder.mkdir()
+    truth = {}
+    for i in range(n):
+        data, boxes = demo.scene_jpeg(first_seed + i, 256, 192)
+        (folder / f"scene_{i:03d}.jpg").write_bytes(data)
+        truth[f"scene_{i:03d}.jpg"] = boxes
+    p = services.store.find_project("Shapes") or services.create_project("Shapes", list(demo.CLASSES))
+    services.add_images(p, [(folder, "scenes")], dataset="scenes")
+    images = [i for i in services.list_images(p, page_size=500).images if i.rel_path in truth]
+    services.store.insert_boxes([(im.id, Box(x1, y1, x2, y2, class_idx=c, created_by="ann"))
+                                 for im in images for c, x1, y1, x2, y2 in truth[im.rel_path]])
+    chosen = images if approve is None else images[:approve]
+    services.store.set_review_status([i.id for i in chosen], "approved", "ann")
+    if not services.list_models(p):
+        services.add_model(p, demo.DEMO_MODEL_PATH, name="demo-shapes")
+    return p, images
+
+
+@pytest.fixture
+def world(tmp_path):
+    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_STALE_AFTER_S": "20",
+                                  "ANNOTATOR_DEVICE": "cpu"})
+    services = Services.open(settings)
+    monitor = JobMonitor(services, interval=0.2).start(local_worker=True)
+    try:
+        yield services, monitor
+    finally:
+        monitor.stop()
+        services.close()
+
+
+def _wait(services: Services, job_id: int, until, timeout: float = 240.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = services.job(job_id)
+        if until(job):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not reach the state in {timeout} s: {services.job(job_id)}")
+
+
+def _loads(path: Path) -> list[str]:
+    from ultralytics import YOLO
+
+    return list(YOLO(str(path), task="detect").names.values())
+
+
+def test_fine_tune_registers_a_loadable_model_with_lineage_then_evaluate_and_reannotate(world, tmp_path):
+    services, _ = world
+    p, images = _scenes(services, tmp_path, 24, approve=20)
+    services.configure_splits(p, 75, 25, 0)
+    job = services.train_model(p, base="demo-shapes", epochs=2, imgsz=IMGSZ, batch=8, onnx_check=False)
+    assert job.kind == "train" and job.status == "queued" and job.total == 2
+    snap = job.params["snapshot"]
+    stored = [i.split for i in services.list_images(p, status="approved").images]
+    assert snap["per_split"] == {"train": stored.count("train"), "val": stored.count("val")}
+    assert snap["images"] == 20 and stored.count("val") >= 3 and len(snap["box_hash"]) == 64
+    job = _wait(services, job.id, lambda j: not j.active)
+    assert job.status == "succeeded", (job.error, job.log[-2000:])
+    assert job.progress == 1.0 and job.done == 2
+    epochs = job.counters["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert all(e["train/box_loss"] > 0 and 0 <= e["mAP50-95"] <= 1 for e in epochs)
+    assert "epoch 2/2" in job.log and "speed on cpu" in job.log
+
+    m = services.model(p, job.counters["model_id"])
+    parent = services.model(p, "demo-shapes")
+    assert (m.source, m.parent_id, m.job_id, m.name) == ("trained", parent.id, job.id, f"demo-shapes-ft{job.id}")
+    assert m.class_names == tuple(demo.CLASSES) and m.params["imgsz"] == IMGSZ
+    assert m.params["snapshot"]["box_hash"] == snap["box_hash"]
+    assert m.params["train"]["epochs"] == 2 and m.params["train"]["base"] == "demo-shapes"
+    trained_on = services.store.training_images(job.id)
+    assert sorted(i for i, _ in trained_on) == sorted(i.id for i in images[:20])  # the exact data, reproducible
+    assert 0 <= m.metrics["mAP50-95"] <= m.metrics["mAP50"] <= 1
+    assert {r["class"] for r in m.metrics["per_class"]} <= set(demo.CLASSES) and m.metrics["per_class"]
+    assert m.metrics["speed"]["inference"] > 0 and m.metrics["speed"]["images"] >= 1
+    assert m.metrics["onnx"]["ok"] is False and "not requested" in m.metrics["onnx"]["detail"]
+    weights = services.model_file(m)
+    assert weights.is_file() and models.inspect_checkpoint(weights).class_names == tuple(demo.CLASSES)
+    assert _loads(weights) == list(demo.CLASSES)
+    view = services.training.training_view(job.id)
+    assert Path(view["plots"]["confusion_matrix"]).is_file() and Path(view["plots"]["pr_curve"]).is_file()
+    jdir = services.training.job_dir(job.id)
+    assert (jdir / "run" / "results.csv").is_file() and (jdir / "run" / "args.yaml").is_file()
+    data_yaml = (jdir / "dataset" / "data.yaml").read_text()
+    assert str(tmp_path) not in data_yaml and "names" in data_yaml
+
+    # The new model and its parent, side by side, evaluated on the same val images by the training job.
+    table = {r["name"]: r for r in services.compare_models(p)["models"]}
+    assert table[m.name]["parent"] == "demo-shapes" and table[m.name]["on_current_val"]
+    assert table["demo-shapes"]["evaluated"] and table["demo-shapes"]["val_box_hash"] == table[m.name]["val_box_hash"]
+
+    # Evaluate the uploaded model on the current approved val split, as a job.
+    ev = _wait(services, services.evaluate_model(p, "demo-shapes", imgsz=IMGSZ).id, lambda j: not j.active)
+    assert ev.status == "succeeded", ev.error
+    row = {r["name"]: r for r in services.compare_models(p)["models"]}["demo-shapes"]
+    assert row["on_current_val"] and row["mAP50"] == ev.counters["result"]["metrics"]["mAP50"]
+
+    # One click: re-annotate the not-yet-approved images with the new model.
+    ann = services.start_annotation(p, m.name)
+    assert ann.model_id == m.id and ann.total == 4
+    ann = _wait(services, ann.id, lambda j: not j.active)
+    assert ann.status == "succeeded", ann.error
+
+
+def test_cancel_mid_training_keeps_a_usable_best_pt(world, tmp_path):
+    services, _ = world
+    p, _ = _scenes(services, tmp_path, 16)
+    services.configure_splits(p, 75, 25, 0)
+    job = services.train_model(p, base="yolov8n.yaml", epochs=40, imgsz=IMGSZ, batch=4, onnx_check=False,
+                               name="cut-short")
+    _wait(services, job.id, lambda j: len(j.counters.get("epochs", [])) >= 1)
+    services.cancel_job(job.id)
+    job = _wait(services, job.id, lambda j: not j.active)
+    assert job.status == "cancelled", job.error
+    finished = len(job.counters["epochs"])
+    assert 1 <= finished < 40 and "cancel requested" in job.log
+    m = services.model(p, "cut-short")
+    assert m.parent_id is None and m.metrics["cancelled"] and m.metrics["epochs_done"] == finished
+    assert _loads(services.model_file(m)) == list(demo.CLASSES)
+    assert (services.training.job_dir(job.id) / "run" / "weights" / "best.pt").is_file()
+
+
+def test_cuda_out_of_memory_halves_the_batch_and_retries(services, tmp_path):
+    """In-process run with a fake CUDA OOM for any batch above 2; the real training then runs at 2."""
+    import torch
+    from huey import MemoryHuey
+
+    from jobs import tasks
+    from jobs.channel import JobChannel
+    from jobs.training import run_training, ultralytics_train
+
+    huey = MemoryHuey("oom-test")
+    tasks.register(huey)
+    services._huey = huey
+    p, _ = _scenes(services, tmp_path, 12)
+    services.configure_splits(p, 75, 25, 0)
+    job = services.train_model(p, base="yolov8n.yaml", epochs=1, imgsz=IMGSZ, batch=8, onnx_check=False)
+    payload = huey.dequeue().args[0]
+    tried = []
+
+    def flaky(base, args, callbacks):
+        tried.append(args["batch"])
+        if args["batch"] > 2:
+            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate 2.00 GiB (batch {args['batch']})")
+        return ultralytics_train(base, args, callbacks)
+
+    channel = JobChannel(huey, job.id, 0)
+    assert run_training(channel, payload, train_fn=flaky) == "succeeded"
+    assert tried == [8, 4, 2]
+    logs = []
+    while (line := channel.pop_log(len(logs))) is not None:
+        logs.append(line)
+    text = "\n".join(logs)
+    assert "CUDA out of memory at batch 8: retrying with batch 4" in text
+    assert "CUDA out of memory at batch 4: retrying with batch 2" in text
+    done = channel.read_done()
+    assert done["status"] == "succeeded" and done["result"]["batch"] == 2 and done["result"]["best"]
+
+    tried.clear()
+    job2 = services.train_model(p, base="yolov8n.yaml", epochs=1, imgsz=IMGSZ, batch=2, onnx_check=False)
+    payload = huey.dequeue().args[0]
+    assert run_training(JobChannel(huey, job2.id, 0), payload, train_fn=lambda b, a, c: flaky(b, {**a, "batch": 9}, c)) \
+        == "failed"
+    assert "out of memory even at batch 2" in JobChannel(huey, job2.id, 0).read_done()["error"]
+
+
+def test_refusals_name_the_problem(services, tmp_path):
+    p, images = _scenes(services, tmp_path, 6, approve=0)
+    with pytest.raises(UserError, match="has no approved images"):
+        services.train_model(p, epochs=1)
+    services.store.set_review_status([i.id for i in images], "approved", "ann")
+    services.configure_splits(p, 100, 0, 0, reassign=True)
+    with pytest.raises(UserError, match=r"The val split has none of the 6 approved images \(train 6, val 0"):
+        services.train_model(p, epochs=1)
+    with pytest.raises(UserError, match="has no approved images in the val split"):
+        services.evaluate_model(p, "demo-shapes")
+    services.configure_splits(p, 0, 1, 0, reassign=True)
+    with pytest.raises(UserError, match="The train split has none"):
+        services.train_model(p, epochs=1)
+    services.configure_splits(p, 50, 50, 0, reassign=True)
+    for bad, match in [({"imgsz": 100}, "multiple of 32"), ({"epochs": 0}, "epochs must be between 1"),
+                       ({"batch": "lots"}, "batch must be 'auto' or a whole number"),
+                       ({"optimizer": "Adagrad"}, "optimizer must be one of"),
+                       ({"lr0": 0.01}, "optimizer 'auto' chooses its own learning rate"),
+                       ({"lr0": 5, "optimizer": "SGD"}, r"learning rate must be in \(0, 1\]"),
+                       ({"device": "gpu"}, "device must be auto"),
+                       ({"base": "resnet50.yaml"}, "not an architecture ultralytics ships"),
+                       ({"base": "missing-model"}, "no model 'missing-model'"),
+                       ({"name": "demo-shapes"}, "already registered"),
+                       ({"datasets": ["other"]}, "no dataset named 'other'")]:
+        with pytest.raises(UserError, match=match):
+            services.train_model(p, **{"epochs": 1, **bad})
+    services.store._con.execute("DELETE FROM boxes")
+    with pytest.raises(UserError, match="have no boxes: training needs at least one labelled object"):
+        services.train_model(p, epochs=1)
+    assert [j.kind for j in services.jobs(p)] == []  # nothing was queued by a refusal
+
+
+def test_orphaned_training_job_is_reconciled(tmp_path):
+    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_STALE_AFTER_S": "2"})
+    services = Services.open(settings)
+    try:
+        p = services.create_project("P", ["a"])
+        jid = services.store.create_job(p.id, "train", {"epochs": 5}, total=5)
+        services.store.update_job(jid, status="running")
+        monitor = JobMonitor(services, interval=0.2).start(local_worker=False)
+        try:
+            job = _wait(services, jid, lambda j: j.status == "interrupted", timeout=15)
+        finally:
+            monitor.stop()
+        assert "stopped responding" in job.error and "start the training again" in job.error
+    finally:
+        services.close()
+
+
+def test_cli_train_and_evaluate_wait(tmp_path):
+    """`python -m annotator train ... --wait` and `evaluate`, as a user runs them (LocalBackend + a worker)."""
+    import json
+
+    from .test_cli import run_cli
+
+    data = tmp_path / "data"
+    services = Services.open(Settings.from_env({"ANNOTATOR_DATA_DIR": str(data)}))
+    try:
+        p, _ = _scenes(services, tmp_path, 12)
+        services.configure_splits(p, 75, 25, 0)
+    finally:
+        services.close()
+    bad = run_cli(data, "train", "Shapes", "--imgsz", "100", check=False)
+    assert bad.returncode == 2 and "multiple of 32" in bad.stderr
+    done = run_cli(data, "train", "Shapes", "--base", "yolov8n.yaml", "--epochs", "1", "--imgsz", str(IMGSZ),
+                   "--batch", "4", "--device", "cpu", "--no-onnx", "--name", "cli-model", "--wait", "--json")
+    job = json.loads(done.stdout)
+    assert job["status"] == "succeeded" and job["counters"]["model"] == "cli-model"
+    assert "epoch 1/1" in done.stderr
+    ev = run_cli(data, "evaluate", "Shapes", "--model", "cli-model", "--wait")
+    assert "on the approved val split: mAP50-95" in ev.stdout and "circle" in ev.stdout

@@ -18,6 +18,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/ingest.py
 	$(PY) bench/store.py
 	$(PY) bench/auto_annotate.py
+	$(PY) bench/editor.py
 	$(PY) bench/export.py
 	$(PY) bench/train.py
 

@@ -10,7 +10,8 @@ app (annotator.launch.start, no worker) on that data folder and times, p50/p95 o
 - service layer: Services.load_image, Services.save_image (the loaded boxes with one moved: a real edit, so
   a delete + insert + version bump per save);
 - over HTTP: the same two through gradio_client on localhost (api_name /load_image, /save_image), next to
-  the HTTP floor: gradio_client calling a trivial endpoint (/list_projects) of the same app;
+  the HTTP floor: gradio_client calling a trivial endpoint (/list_projects) of the same app; then the same
+  as plain POSTs to /gradio_api/run/<api_name> (what a script without gradio_client does);
 - the review queue: Services.review_queue_ids(status unreviewed) in upload order and "most uncertain
   first" (the whole ordered id list of 100k images).
 
@@ -150,6 +151,30 @@ def main(argv=None) -> int:
             results["http save_image"] = time_calls(http_save, args.reps)
             client.close()
 
+            # The same endpoints as plain HTTP POSTs (/gradio_api/run/<api_name>, no client library).
+            import httpx
+
+            raw_loaded: dict[int, dict] = {}
+            with httpx.Client(timeout=30) as http:
+                def post(name: str, data: list):
+                    r = http.post(f"{app.url}/gradio_api/run/{name}", json={"data": data})
+                    r.raise_for_status()
+                    return r.json()["data"][0]
+
+                def raw_load(i: int):
+                    raw_loaded[i] = post("load_image", [project.name, picks[i]])
+
+                def raw_save(i: int):
+                    loaded = raw_loaded.pop(i, None) or post("load_image", [project.name, picks[i]])
+                    post("save_image", [project.name, picks[i], loaded["version"], edit(loaded)])
+
+                print("timing plain HTTP POSTs ...", flush=True)
+                results["raw http floor: /list_projects"] = time_calls(lambda i: post("list_projects", []), args.reps)
+                results["raw http load_image"] = time_calls(raw_load, args.reps)
+                for i in range(args.reps + 2):
+                    raw_loaded[i] = post("load_image", [project.name, picks[i]])
+                results["raw http save_image"] = time_calls(raw_save, args.reps)
+
             # --- queue -------------------------------------------------------------------------------
             print("timing the review queue ...", flush=True)
             n_queue = {}
@@ -162,7 +187,7 @@ def main(argv=None) -> int:
             app.close()
 
     targets = {"service load_image": SERVICE_MS, "service save_image": SERVICE_MS, "http load_image": HTTP_MS,
-               "http save_image": HTTP_MS}
+               "http save_image": HTTP_MS, "raw http load_image": HTTP_MS, "raw http save_image": HTTP_MS}
     rows = []
     for name, r in results.items():
         target = targets.get(name) or (QUEUE_MS if name.startswith("queue uncertain") else None)
@@ -172,8 +197,10 @@ def main(argv=None) -> int:
     print(f"{len(ids):,} images, {args.boxes:,} boxes; {args.reps} calls each; machine cpus={machine()['cpus']}")
     print(table(["measurement", "p50 ms", "p95 ms", "max ms", "target"], rows))
     floor = results["http floor: /list_projects"]["p50_ms"]
+    raw_floor = results["raw http floor: /list_projects"]["p50_ms"]
     print(f"\nHTTP overhead: load_image p50 is {results['http load_image']['p50_ms'] / floor:.2f}x a trivial "
-          f"gradio_client call ({floor:.1f} ms) on the same app")
+          f"gradio_client call ({floor:.1f} ms) on the same app; as a plain POST "
+          f"{results['raw http load_image']['p50_ms'] / raw_floor:.2f}x a trivial POST ({raw_floor:.1f} ms)")
     emit_result({"bench": "editor", "images": len(ids), "boxes": args.boxes, "reps": args.reps,
                  "results": results, "targets": {"http_p95_ms": HTTP_MS, "service_p95_ms": SERVICE_MS,
                                                  "queue_uncertain_p95_ms": QUEUE_MS},

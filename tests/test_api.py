@@ -127,3 +127,39 @@ def test_fresh_app_opens_the_demo_and_auto_annotates_it(tmp_path):
         assert [w["device"] for w in info["workers"]] == ["cpu"]
     finally:
         running.close()
+
+
+def test_review_through_the_api(app, tmp_path):
+    """The README's review example: queue, load, save (provenance kept by id), approve, a stale save refused."""
+    svc = app.services
+    p = svc.create_project("Yard", ["circle", "square"])
+    folder = tmp_path / "yard"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"y{i}.jpg").write_bytes(jpeg_bytes(160, 120, seed=20 + i))
+    svc.add_images(p, [folder])
+    ids = [i.id for i in svc.store.list_images(p.id, offset=0, limit=10)]
+    from annotator.types import Box
+    svc.store.insert_boxes([(ids[1], Box(5.5, 6.25, 50, 60, 0, confidence=0.3, source="model", job_id=4)),
+                            (ids[2], Box(5, 5, 40, 40, 1, confidence=0.9, source="model", job_id=4))])
+
+    client = Client(app.url, verbose=False)
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    for name in ("/load_image", "/save_image", "/set_review_status", "/review_queue", "/review_stats"):
+        assert name in api
+    q = client.predict("Yard", "unreviewed", "", "", False, None, "uncertain", 0, 20, api_name="/review_queue")
+    assert q["total"] == 3 and [i["id"] for i in q["items"]] == [ids[1], ids[2], ids[0]]
+    img = client.predict("Yard", ids[1], api_name="/load_image")
+    assert img["width"] == 160 and img["boxes"][0]["confidence"] == 0.3 and img["version"] == 0
+    boxes = img["boxes"] + [{"class": "square", "x1": 100, "y1": 10, "x2": 150, "y2": 60}]
+    saved = client.predict("Yard", img["id"], img["version"], boxes, api_name="/save_image")
+    assert (saved["kept"], saved["human"], saved["version"]) == (1, 1, 1)
+    with pytest.raises(AppError, match="NOT saved"):
+        client.predict("Yard", img["id"], img["version"], [], api_name="/save_image")
+    done = client.predict("Yard", f"{ids[1]}, {ids[2]}", "approved", None, api_name="/set_review_status")
+    assert done["images"] == 2
+    stats = client.predict("Yard", api_name="/review_stats")
+    assert stats["status"] == {"unreviewed": 1, "approved": 2, "rejected": 0}
+    stored = sorted((b.source, b.class_idx, b.confidence) for b in svc.store.boxes_for_image(ids[1]))
+    assert stored == [("human", 1, None), ("model", 0, 0.3)]
+    client.close()

@@ -464,8 +464,8 @@ def build_review_tab(ctx: UIContext) -> None:
             ("review_queue", [project, a_status, a_text[0], a_text[1], a_flag, a_num[0], a_text[2], a_num[1],
                               a_num[2]]),
         ):
-            gr.Button(visible=False).click(h[name], inputs, a_out, api_name=name)
-        gr.Button(visible=False).click(h["review_stats"], project, a_stats, api_name="review_stats")
+            gr.Button(visible=False).click(h[name], inputs, a_out, api_name=name, queue=False)
+        gr.Button(visible=False).click(h["review_stats"], project, a_stats, api_name="review_stats", queue=False)
 
     outputs = [canvas, state, info, counter, filmstrip, seen]
     common = dict(api_visibility="private", show_progress="hidden")

@@ -259,3 +259,25 @@ def test_cli_train_and_evaluate_wait(tmp_path):
     assert "epoch 1/1" in done.stderr
     ev = run_cli(data, "evaluate", "Shapes", "--model", "cli-model", "--wait")
     assert "on the approved val split: mAP50-95" in ev.stdout and "circle" in ev.stdout
+
+
+def test_onnx_export_check_exports_a_valid_model_or_says_why(tmp_path, monkeypatch):
+    import importlib.util
+
+    import onnx
+
+    from annotator import demo
+    from jobs.training import onnx_check
+
+    weights = tmp_path / "best.pt"
+    weights.write_bytes(demo.DEMO_MODEL_PATH.read_bytes())
+    res = onnx_check(weights, 64, tmp_path)
+    assert res["ok"] is True and res["file"] == "best.onnx", res
+    onnx.checker.check_model(str(tmp_path / "best.onnx"))
+    names = [o.name for o in onnx.load(str(tmp_path / "best.onnx")).graph.output]
+    assert names  # a real graph with outputs
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnx" else real(n, *a))
+    missing = onnx_check(weights, 64, tmp_path / "other")
+    assert missing["ok"] is False and "onnx package is not installed" in missing["detail"]

@@ -387,8 +387,9 @@ def stats_frames(stats: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def progress_frame(stats: dict) -> pd.DataFrame:
-    rows = [{"day": d["day"], "approved so far": d["approved_total"]} for d in stats["per_day"] if d["status"] == "approved"]
-    return pd.DataFrame(rows, columns=["day", "approved so far"])
+    """Reviews per day by outcome (a bar per day: it reads even when there is only one day)."""
+    rows = [{"day": d["day"], "status": d["status"], "images": d["images"]} for d in stats["per_day"]]
+    return pd.DataFrame(rows, columns=["day", "status", "images"])
 
 
 def build_review_tab(ctx: UIContext) -> None:
@@ -441,7 +442,7 @@ def build_review_tab(ctx: UIContext) -> None:
         with gr.Row():
             class_plot = gr.BarPlot(x="class", y="boxes", color="source", label="Boxes per class (not rejected)")
             status_plot = gr.BarPlot(x="status", y="images", label="Images by review state")
-            progress_plot = gr.LinePlot(x="day", y="approved so far", label="Approved images over time")
+            progress_plot = gr.BarPlot(x="day", y="images", color="status", label="Reviews per day")
         stats_btn = gr.Button("Refresh", size="sm")
 
     # --- public API (also usable from gradio_client); hidden inputs, plain JSON out -----------------------

@@ -231,7 +231,7 @@ def test_editor_saves_on_navigation_and_keeps_the_user_on_a_conflict(services, p
     services.store.insert_boxes([_machine(a.id, 10.4, 20.6, 99.5, 80.25, conf=0.91),
                                  _machine(a.id, 300, 300, 320, 330, cls=2, conf=0.1)])
     ed = Editor(services)
-    out = ed.open_queue("Shapes", "all", None, None, False, 0, "upload", 0.5, False, None, {"new_class": "square"})
+    out = ed.open_queue("Shapes", "all", None, None, False, 0, "upload", 0.5, False, None, {}, new_class="square")
     state = out[1]
     assert state["image"]["id"] == a.id and len(state["shown"]) == 1  # the 0.1 box is hidden at 0.5
     value, _ = review.to_widget(state["image"]["file"], state["boxes"], CLASSES, COLOURS, min_conf=0.5)
@@ -262,6 +262,27 @@ def test_editor_saves_on_navigation_and_keeps_the_user_on_a_conflict(services, p
     assert out[1]["image"]["id"] == b.id
     st = services.store.editor_state(a.id)
     assert st["status"] == "approved" and st["version"] == version
+
+
+def test_a_save_right_after_drawing_gives_the_box_the_picked_class(services, project, tmp_path):
+    """The relabel round trip may not be back yet: settle() applies it to what the save handler gets."""
+    from annotator.ui.review import Editor
+
+    (a,) = _add(services, project, tmp_path, [(64, 48)])
+    services.store.insert_boxes([(a.id, Box(1, 1, 9, 9, 0, source="human"))])
+    ed = Editor(services)
+    out = ed.open_queue("Shapes", "all", None, None, False, 0, "upload", 0.0, False, None, {})
+    state, seen = out[1], out[5]
+    drawn = {"image": state["image"]["file"], "boxes": [
+        {"xmin": 20, "ymin": 10, "xmax": 40, "ymax": 30, "label": "circle"},  # the widget's default label
+        *[{**b, **{k: round(b[k]) for k in ("xmin", "ymin", "xmax", "ymax")}} for b in seen]]}
+    canvas, state = ed.settle(drawn, state, seen, "triangle")
+    ed.save(canvas, state, 0.0, False)
+    assert sorted((b.class_idx, b.x1) for b in services.store.boxes_for_image(a.id)) == [(0, 1.0), (2, 20.0)]
+    # nothing new drawn (the widget already shows what the server saw): nothing relabelled
+    out = ed.open_queue("Shapes", "all", None, None, False, 0, "upload", 0.0, False, None, {})
+    same = {"image": out[1]["image"]["file"], "boxes": out[5]}
+    assert ed.settle(same, out[1], out[5], "square")[0] is same
 
 
 def test_editor_refuses_to_save_a_widget_showing_another_image(services, project, tmp_path):

@@ -42,6 +42,27 @@ def _toast(page, text):
     page.locator(".toast-body, [data-testid=toast-body]").filter(has_text=text).first.wait_for(timeout=20_000)
 
 
+def _drag_box(page, bb, size, box):
+    """Draw ``box`` (image pixels) with the mouse; returns the image -> screen mapping. The widget shows an
+    image wider than the canvas scaled to its width, a smaller one at 1:1, centred."""
+    w, h = size
+    scale = min(bb["width"] / w, bb["height"] / h, 1.0)
+    ox, oy = (bb["width"] - w * scale) / 2, (bb["height"] - h * scale) / 2
+
+    def screen(x, y):
+        return bb["x"] + ox + x * scale, bb["y"] + oy + y * scale
+
+    page.get_by_role("button", name="Create box").click()
+    (x0, y0), (x1, y1) = screen(box[0], box[1]), screen(box[2], box[3])
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for k in range(1, 11):
+        page.mouse.move(x0 + (x1 - x0) * k / 10, y0 + (y1 - y0) * k / 10)
+    page.mouse.up()
+    page.wait_for_timeout(800)
+    return screen
+
+
 def test_draw_relabel_save_next_approve_with_the_keyboard(app, page):  # noqa: F811
     svc = app.services
     ids = [i.id for i in svc.store.list_images(svc.project("Street").id, offset=0, limit=10)]
@@ -57,21 +78,7 @@ def test_draw_relabel_save_next_approve_with_the_keyboard(app, page):  # noqa: F
     bb = canvas.bounding_box()
 
     # Draw: from (900, 600) to (1060, 720) in image pixels, through the canvas' scale and centring.
-    w, h = SIZES[0]
-    scale = min(bb["width"] / w, bb["height"] / h)
-    ox, oy = (bb["width"] - w * scale) / 2, (bb["height"] - h * scale) / 2
-
-    def screen(x, y):
-        return bb["x"] + ox + x * scale, bb["y"] + oy + y * scale
-
-    page.get_by_role("button", name="Create box").click()
-    (x0, y0), (x1, y1) = screen(900, 600), screen(1060, 720)
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    for k in range(1, 11):
-        page.mouse.move(x0 + (x1 - x0) * k / 10, y0 + (y1 - y0) * k / 10)
-    page.mouse.up()
-    page.wait_for_timeout(800)
+    screen = _drag_box(page, bb, SIZES[0], (900, 600, 1060, 720))
 
     # Change its class with the editor's own picker: select it, E, pick "person", OK.
     page.get_by_role("button", name="Drag boxes").click()
@@ -95,7 +102,13 @@ def test_draw_relabel_save_next_approve_with_the_keyboard(app, page):  # noqa: F
     assert svc.store.editor_state(ids[1])["status"] == "unreviewed"
     assert page.get_by_text("image 2 of 3 in this queue").count() == 1
     page.evaluate("document.activeElement.blur()")
-    page.keyboard.press("a")
+    # On the small portrait image (1:1, centred): key 3 picks "bike" for new boxes, then draw one.
+    page.keyboard.press("3")
+    canvas.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    _drag_box(page, canvas.bounding_box(), SIZES[1], (50, 100, 200, 300))
+    page.evaluate("document.activeElement.blur()")
+    page.keyboard.press("a")  # saves first, then approves and moves on
     page.get_by_text("image 3 of 3 in this queue").wait_for()
     page.get_by_text("approved 1 / total 3").wait_for()
 
@@ -109,4 +122,6 @@ def test_draw_relabel_save_next_approve_with_the_keyboard(app, page):  # noqa: F
     states = {i: svc.store.editor_state(i) for i in ids}
     assert [states[i]["status"] for i in ids] == ["unreviewed", "approved", "unreviewed"]
     assert states[ids[1]]["reviewed_by"] == "local" and states[ids[0]]["edited_by"] == "local"
-    assert svc.store.boxes_for_image(ids[1]) == [] and svc.store.boxes_for_image(ids[2]) == []
+    (bike,) = svc.store.boxes_for_image(ids[1])
+    assert bike.class_idx == 2 and bike.source == "human" and bike.xyxy == pytest.approx((50, 100, 200, 300), abs=2)
+    assert svc.store.boxes_for_image(ids[2]) == []

@@ -261,6 +261,7 @@ def test_cli_train_and_evaluate_wait(tmp_path):
     assert "on the approved val split: mAP50-95" in ev.stdout and "circle" in ev.stdout
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # ultralytics' own tracing, not ours
 def test_onnx_export_check_exports_a_valid_model_or_says_why(tmp_path, monkeypatch):
     import importlib.util
 

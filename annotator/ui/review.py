@@ -4,7 +4,11 @@ The editor's session lives in a ``gr.State`` (per browser tab)::
 
     {"project", "queue": [image ids], "pos": index in queue, "image": load_image() result,
      "boxes": working boxes (dicts, see annotator.review), "shown": indices of boxes in the widget,
-     "last_widget": the widget's boxes as last seen (to spot a box just drawn)}
+     "new_class": the class for new boxes}
+
+and a second ``gr.State``, ``seen``: the widget's boxes as the server last saw them, to spot a box just
+drawn (the widget gives it its first class; the page script asks for a relabel on pointer-up, and every
+handler that reads the widget settles a relabel still in flight, so the result does not depend on timing).
 
 Every move away from an image (arrows, A, the filmstrip, a new queue) first saves it when it changed; a
 failed save (a conflict) keeps the user on the image with their edits in the widget.
@@ -273,8 +277,8 @@ class Editor:
 
     # -- events
     def open_queue(self, project, status, dataset, class_name, no_boxes, below, sort, min_conf, hide_all, canvas,
-                   state, request: gr.Request = None):
-        state = dict(state or {})
+                   state, seen=None, new_class=None, request: gr.Request = None):
+        canvas, state = self.settle(canvas, state, seen, new_class)
         if state.get("image"):  # the image open before (maybe of another project) is saved first
             self._save(state, self._working(state, canvas), username(request))
         if not project:
@@ -346,6 +350,17 @@ class Editor:
         out = self.render(state, min_conf, hide_all, filmstrip=False)
         gr.Info(f"Copied {len(copied)} box(es) from the previous image: Ctrl+S or moving on saves them")
         return out
+
+    def settle(self, canvas, state, seen, new_class):
+        """The widget's value as the server would have it once a pending relabel (see ``relabel``) landed,
+        and the session with the class for new boxes: so a save right after drawing, before the relabel
+        round trip is back, gives the drawn box the same class."""
+        state = {**(state or {}), "new_class": new_class}
+        img = state.get("image")
+        if not img or canvas is None or new_class not in img["classes"]:
+            return canvas, state
+        colour = _colours(len(img["classes"]))[img["classes"].index(new_class)]
+        return relabel_new_box(canvas, seen, new_class, colour) or canvas, state
 
     def relabel(self, canvas, state, new_class, seen):
         """A box was just drawn: give it the class picked for new boxes (keys 1-9). ``seen`` (its own
@@ -486,37 +501,61 @@ def build_review_tab(ctx: UIContext) -> None:
                 gr.Dropdown(choices=[ANY, *[d.name for d in services.datasets(p)]], value=ANY),
                 gr.Dropdown(choices=[ANY, *names], value=ANY))
 
-    queue_inputs = [project, f_status, f_dataset, f_class, f_none, f_below, f_sort, min_conf, hide_all, canvas, state]
+    queue_inputs = [project, f_status, f_dataset, f_class, f_none, f_below, f_sort, min_conf, hide_all, canvas, state,
+                    seen, new_class]
     changed = project.change(user_errors(on_project), project, [new_class, f_dataset, f_class], **common)
     stats(changed.then(user_errors(ed.open_queue), queue_inputs, outputs, **common))
     stats(open_btn.click(user_errors(ed.open_queue), queue_inputs, outputs, **common))
     for trigger in (f_status.input, f_sort.input, f_none.input, f_dataset.input, f_class.input, f_below.release):
         trigger(user_errors(ed.open_queue), queue_inputs, outputs, **common)
 
-    nav = [canvas, state, min_conf, hide_all]
+    # Every handler that reads the widget also gets what the relabel step last saw and the class for new
+    # boxes, and settles a pending relabel first (Editor.settle).
+    nav = [canvas, seen, new_class, state, min_conf, hide_all]
 
     def stepper(delta: int):
         @user_errors
-        def step(c, s, m, hd, request: gr.Request = None):
+        def step(c, seen_, nc, s, m, hd, request: gr.Request = None):
+            c, s = ed.settle(c, s, seen_, nc)
             return ed.go(delta, c, s, m, hd, request)
         return step
 
     def reviewer(status: str, advance: bool):
         @user_errors
-        def review(c, s, m, hd, d, request: gr.Request = None):
+        def review(c, seen_, nc, s, m, hd, d, request: gr.Request = None):
+            c, s = ed.settle(c, s, seen_, nc)
             return ed.review(status, advance, c, s, m, hd, d, request)
         return review
 
+    @user_errors
+    def save(c, seen_, nc, s, m, hd, request: gr.Request = None):
+        c, s = ed.settle(c, s, seen_, nc)
+        return ed.save(c, s, m, hd, request)
+
+    @user_errors
+    def jump(target, c, seen_, nc, s, m, hd, request: gr.Request = None):
+        c, s = ed.settle(c, s, seen_, nc)
+        return ed.jump(target, c, s, m, hd, request)
+
+    @user_errors
+    def view(c, seen_, nc, s, m, hd):
+        c, s = ed.settle(c, s, seen_, nc)
+        return ed.view(c, s, m, hd)
+
+    @user_errors
+    def copy_previous(c, seen_, nc, s, m, hd):
+        c, s = ed.settle(c, s, seen_, nc)
+        return ed.copy_previous(c, s, m, hd)
+
     prev_btn.click(stepper(-1), nav, outputs, **common, trigger_mode="once")
     next_btn.click(stepper(1), nav, outputs, **common, trigger_mode="once")
-    save_btn.click(user_errors(ed.save), nav, outputs, **common, trigger_mode="once")
+    save_btn.click(save, nav, outputs, **common, trigger_mode="once")
     for btn, status, advance in ((approve_btn, "approved", True), (reject_btn, "rejected", False),
                                  (reset_btn, "unreviewed", False)):
         stats(btn.click(reviewer(status, advance), [*nav, drop_hidden], outputs, **common, trigger_mode="once"))
-    jump_btn.click(user_errors(ed.jump), [jump_to, *nav], outputs, **common, trigger_mode="once")
+    jump_btn.click(jump, [jump_to, *nav], outputs, **common, trigger_mode="once")
     for trigger in (min_conf.release, hide_all.input):
-        trigger(user_errors(ed.view), nav, outputs, **common)
-    copy_btn.click(user_errors(ed.copy_previous), nav, outputs, **common)
+        trigger(view, nav, outputs, **common)
+    copy_btn.click(copy_previous, nav, outputs, **common)
     relabel_btn.click(ed.relabel, [canvas, state, new_class, seen], [canvas, seen], **common)
-    new_class.change(lambda s, c: {**(s or {}), "new_class": c}, [state, new_class], state, **common)
     stats(stats_btn.click(lambda: None, None, None, **common))

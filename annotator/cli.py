@@ -330,8 +330,6 @@ def _job_line(j: dict) -> str:
 
 
 def cmd_annotate(args, settings: Settings) -> int:
-    import time
-
     overrides = {}
     for item in args.map or []:
         k, sep, v = item.partition("=")
@@ -347,25 +345,7 @@ def cmd_annotate(args, settings: Settings) -> int:
             _print(args, job, f"Queued job {job['id']}: {job['total']} image(s). Follow it with: "
                               f"python -m annotator jobs status {job['id']}")
             return 0
-        monitor = b.run_jobs_here()
-        try:
-            last = ""
-            while True:
-                job = b.job_status(job["id"])
-                line = _job_line(job)
-                if line != last:  # progress goes to stderr: stdout stays machine-readable
-                    print(line, file=sys.stderr, flush=True)
-                    last = line
-                if job["status"] not in ("queued", "running"):
-                    break
-                time.sleep(1.0)
-        except KeyboardInterrupt:
-            b.cancel_job(job["id"])
-            print(f"cancel requested for job {job['id']}", file=sys.stderr)
-            raise
-        finally:
-            if monitor is not None:
-                monitor.stop()
+        job = _follow(args, b, job, _job_line)  # progress to stderr: stdout stays machine-readable
     c = job["counters"]
     _print(args, job, f"Job {job['id']} {job['status']}: {c.get('boxes', 0)} box(es) on {c.get('images', 0)} image(s), "
                       f"{c.get('protected', 0)} left alone (saved/approved by a person), {c.get('errors', 0)} unreadable"

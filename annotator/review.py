@@ -276,12 +276,7 @@ class ReviewMixin:
             status = None
         if status is not None and status not in REVIEW_STATUSES:
             raise UserError(f"status must be unreviewed, approved, rejected or all, got {status!r}")
-        dataset_id = None
-        if dataset:
-            d = self.store.find_dataset(p.id, dataset)
-            if d is None:
-                raise NotFound(f"Project {p.name!r} has no dataset named {dataset!r}")
-            dataset_id = d.id
+        dataset_id = self._dataset_id(p, dataset)
         class_idx = None
         if class_name:
             class_idx = label_to_class(class_name, p.class_names)

@@ -387,13 +387,16 @@ class Services(ReviewMixin):
         return "upload-" + datetime.now().strftime("%Y%m%d-%H%M%S")
 
     def _dataset_ids(self, p: Project, names: Sequence[str] | None) -> list[int]:
-        ids = []
-        for name in names or []:
-            d = self.store.find_dataset(p.id, name)
-            if d is None:
-                raise NotFound(f"Project {p.name!r} has no dataset named {name!r}")
-            ids.append(d.id)
-        return ids
+        return [self._dataset_id(p, name) for name in names or []]
+
+    def _dataset_id(self, p: Project, name: str | None) -> int | None:
+        """The id of the dataset named ``name`` (None for no name); NotFound naming it otherwise."""
+        if not name:
+            return None
+        d = self.store.find_dataset(p.id, name)
+        if d is None:
+            raise NotFound(f"Project {p.name!r} has no dataset named {name!r}")
+        return d.id
 
     def datasets(self, ref) -> list[Dataset]:
         return self.store.list_datasets(self.project(ref).id)
@@ -402,12 +405,7 @@ class Services(ReviewMixin):
         self, ref, dataset: str | None = None, status: str | None = None, page: int = 0, page_size: int = 60
     ) -> ImagePage:
         p = self.project(ref)
-        dataset_id = None
-        if dataset:
-            d = self.store.find_dataset(p.id, dataset)
-            if d is None:
-                raise NotFound(f"Project {p.name!r} has no dataset named {dataset!r}")
-            dataset_id = d.id
+        dataset_id = self._dataset_id(p, dataset)
         if status and status not in ("unreviewed", "approved", "rejected"):
             raise UserError(f"status must be unreviewed, approved or rejected, got {status!r}")
         page_size = max(1, min(int(page_size), 500))

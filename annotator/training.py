@@ -167,12 +167,7 @@ class Training:
             raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
         if status not in (None, "", "unreviewed", "approved", "rejected"):
             raise UserError(f"status must be unreviewed, approved or rejected, got {status!r}")
-        dataset_id = None
-        if dataset:
-            d = self.store.find_dataset(p.id, dataset)
-            if d is None:
-                raise NotFound(f"Project {p.name!r} has no dataset named {dataset!r}")
-            dataset_id = d.id
+        dataset_id = self.services._dataset_id(p, dataset)
         ids = None
         if image_ids is not None:
             try:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
+import time
 
 import pytest
 
@@ -23,3 +25,32 @@ def require_tool(name: str, apt_package: str) -> str:
     if os.environ.get("CI"):
         raise RuntimeError(f"{name} is missing: .ci/run installs Debian's {apt_package} before `make test`")
     pytest.skip(f"{name} is not installed (apt-get install -y {apt_package})", allow_module_level=True)
+
+
+@contextlib.contextmanager
+def worker_world(tmp_path, stale_after_s: int):
+    """Services over a fresh data folder, a JobMonitor and a real local worker process (CPU)."""
+    from annotator.monitor import JobMonitor
+    from annotator.services import Services
+    from annotator.settings import Settings
+
+    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data"),
+                                  "ANNOTATOR_STALE_AFTER_S": str(stale_after_s), "ANNOTATOR_DEVICE": "cpu"})
+    services = Services.open(settings)
+    monitor = JobMonitor(services, interval=0.2).start(local_worker=True)
+    try:
+        yield services, monitor
+    finally:
+        monitor.stop()
+        services.close()
+
+
+def wait_for_job(services, job_id: int, until, timeout: float = 180.0):
+    """Poll the job until ``until(job)``; AssertionError with its last state after ``timeout`` s."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = services.job(job_id)
+        if until(job):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not reach the state in {timeout} s: {services.job(job_id)}")

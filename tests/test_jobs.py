@@ -20,21 +20,16 @@ from annotator.services import Services
 from annotator.settings import Settings
 from annotator.types import Box, UserError
 
+from .support import wait_for_job, worker_world
+
 MODEL = Path(os.environ.get("ANNOTATOR_TEST_MODEL") or demo.DEMO_MODEL_PATH)
 
 
 @pytest.fixture
 def jobs_world(tmp_path):
     """Services over a fresh data folder, a monitor, and a real worker process."""
-    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_STALE_AFTER_S": "5",
-                                  "ANNOTATOR_DEVICE": "cpu"})
-    services = Services.open(settings)
-    monitor = JobMonitor(services, interval=0.2).start(local_worker=True)
-    try:
-        yield services, monitor
-    finally:
-        monitor.stop()
-        services.close()
+    with worker_world(tmp_path, stale_after_s=5) as world:
+        yield world
 
 
 def _scenes(services: Services, tmp_path: Path, n: int, first_seed: int = 50_000, dataset: str = "scenes"):
@@ -55,13 +50,7 @@ def _scenes(services: Services, tmp_path: Path, n: int, first_seed: int = 50_000
 
 
 def _wait(services: Services, job_id: int, until, timeout: float = 180.0, monitor=None):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        job = services.job(job_id)
-        if until(job):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not reach the state in {timeout} s: {services.job(job_id)}")
+    return wait_for_job(services, job_id, until, timeout)
 
 
 def _model_boxes(services: Services, image_id: int) -> list[Box]:

@@ -4,7 +4,6 @@ app-side monitor, 1-2 epochs at imgsz 64. Also cancel mid-training, the CUDA out
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,8 @@ from annotator.monitor import JobMonitor
 from annotator.services import Services
 from annotator.settings import Settings
 from annotator.types import Box, UserError
+
+from .support import wait_for_job, worker_world
 
 IMGSZ = 64
 
@@ -41,25 +42,12 @@ def _scenes(services: Services, tmp_path: Path, n: int, approve: int | None = No
 
 @pytest.fixture
 def world(tmp_path):
-    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_STALE_AFTER_S": "20",
-                                  "ANNOTATOR_DEVICE": "cpu"})
-    services = Services.open(settings)
-    monitor = JobMonitor(services, interval=0.2).start(local_worker=True)
-    try:
-        yield services, monitor
-    finally:
-        monitor.stop()
-        services.close()
+    with worker_world(tmp_path, stale_after_s=20) as world:
+        yield world
 
 
 def _wait(services: Services, job_id: int, until, timeout: float = 240.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        job = services.job(job_id)
-        if until(job):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not reach the state in {timeout} s: {services.job(job_id)}")
+    return wait_for_job(services, job_id, until, timeout)
 
 
 def _loads(path: Path) -> list[str]:

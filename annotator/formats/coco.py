@@ -91,7 +91,7 @@ def write_coco(dest: Path | DirSink | ZipSink, images: Sequence[ExportImage], cl
         for im in group:
             if im.source is not None and sink.takes_images:
                 sink.file(f"images/{im.split}/{im.file_name}" if per_split else f"images/{im.file_name}",
-                          Path(im.source))
+                          im.source)
             summary.per_split[im.split] = summary.per_split.get(im.split, 0) + 1
         with_boxes = {a["image_id"] for a in data["annotations"]}
         summary.images += len(data["images"])

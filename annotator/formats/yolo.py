@@ -17,7 +17,7 @@ import numpy as np
 
 from annotator.formats import (IMAGE_EXTS, BoxTable, DirSink, ExportImage, ExportSummary, LabelRecord, PlacedBoxes,
                                ReadResult, ZipSink, as_sink, is_junk, place_boxes, sort_images, split_of,
-                               validate_images)
+                               stem, validate_images)
 from annotator.geometry import clamp_xyxy, yolo_to_xyxy
 from annotator.types import SPLITS, Box
 
@@ -85,9 +85,9 @@ def write_yolo(dest: Path | DirSink | ZipSink, images: Sequence[ExportImage], cl
     bounds = placed.bounds.tolist()
     for k, im in enumerate(ordered):
         if im.source is not None and sink.takes_images:
-            sink.file(f"images/{im.split}/{im.file_name}", Path(im.source))
+            sink.file(f"images/{im.split}/{im.file_name}", im.source)
         text = "".join(lines[bounds[k]:bounds[k + 1]])
-        sink.text(f"labels/{im.split}/{PurePosixPath(im.file_name).stem}.txt", text)
+        sink.text(f"labels/{im.split}/{stem(im.file_name)}.txt", text)
         summary.images += 1
         summary.negatives += not text
         summary.per_split[im.split] = summary.per_split.get(im.split, 0) + 1

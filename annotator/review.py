@@ -15,8 +15,11 @@ a shown box IS that box (same id, float corners, source, confidence); anything e
 from __future__ import annotations
 
 import math
+import os
 import re
+import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Sequence
 
 from .types import Box, Conflict, NotFound, UserError
@@ -73,13 +76,16 @@ def visible(box: dict, min_conf: float, hide_all: bool) -> bool:
 
 
 def to_widget(image: str, boxes: Sequence[dict], class_names: Sequence[str], colours: Sequence[tuple],
-              min_conf: float = 0.0, hide_all: bool = False) -> tuple[dict, list[int]]:
+              min_conf: float = 0.0, hide_all: bool = False, scale: tuple[float, float] = (1.0, 1.0)
+              ) -> tuple[dict, list[int]]:
     """The widget value for an image and its working boxes, and the indices of the boxes shown (those
-    hidden by the confidence slider or "hide all" stay out of the widget and are kept as they are)."""
+    hidden by the confidence slider or "hide all" stay out of the widget and are kept as they are).
+    ``scale`` (x, y): shown pixels per stored pixel, when the widget shows a smaller copy of the image."""
     shown = [i for i, b in enumerate(boxes) if visible(b, min_conf, hide_all)]
+    sx, sy = scale
     return ({"image": image, "orientation": 0,
-             "boxes": [{"xmin": boxes[i]["x1"], "ymin": boxes[i]["y1"], "xmax": boxes[i]["x2"],
-                        "ymax": boxes[i]["y2"], "label": widget_label(boxes[i], class_names),
+             "boxes": [{"xmin": boxes[i]["x1"] * sx, "ymin": boxes[i]["y1"] * sy, "xmax": boxes[i]["x2"] * sx,
+                        "ymax": boxes[i]["y2"] * sy, "label": widget_label(boxes[i], class_names),
                         "color": rgb(colours[boxes[i]["class_idx"] % len(colours)])}
                        for i in shown]},
             shown)
@@ -103,10 +109,14 @@ def unrotate(xyxy: tuple[float, float, float, float], orientation: int, width: i
 
 
 def from_widget(value: dict | None, boxes: Sequence[dict], shown: Sequence[int], class_names: Sequence[str],
-                width: int, height: int, default_class: int | None = None) -> list[dict]:
+                width: int, height: int, default_class: int | None = None,
+                scale: tuple[float, float] = (1.0, 1.0)) -> list[dict]:
     """The working boxes after an edit: the hidden ones untouched, then every box in the widget, matched
     back to the shown box it came from when it was not changed (see the module doc). A box drawn a moment
-    ago may still have no label: it gets ``default_class`` (the class picked for new boxes)."""
+    ago may still have no label: it gets ``default_class`` (the class picked for new boxes). ``scale``
+    is to_widget's: the widget's whole pixels are then worth 1/scale stored pixels."""
+    sx, sy = scale
+    tolerance = TOLERANCE_PX / min(sx, sy)
     hidden = [b for i, b in enumerate(boxes) if i not in set(shown)]
     candidates = [boxes[i] for i in shown]
     used: set[int] = set()
@@ -119,6 +129,7 @@ def from_widget(value: dict | None, boxes: Sequence[dict], shown: Sequence[int],
             raise UserError(f"A box from the editor has no usable corners: {wb!r}") from None
         if not all(math.isfinite(v) for v in raw):
             raise UserError(f"A box from the editor has corners that are not numbers: {wb!r}")
+        raw = (raw[0] / sx, raw[1] / sy, raw[2] / sx, raw[3] / sy)
         xyxy = unrotate(raw, orientation, width, height)
         label = str(wb.get("label") or "").strip()
         cls = default_class if (not label and default_class is not None) else label_to_class(label, class_names)
@@ -127,7 +138,7 @@ def from_widget(value: dict | None, boxes: Sequence[dict], shown: Sequence[int],
             if j in used or c["class_idx"] != cls:
                 continue
             d = max(abs(a - b) for a, b in zip(xyxy, (c["x1"], c["y1"], c["x2"], c["y2"])))
-            if d <= TOLERANCE_PX and (best_d is None or d < best_d):
+            if d <= tolerance and (best_d is None or d < best_d):
                 best, best_d = j, d
         if best is not None:
             used.add(best)
@@ -190,7 +201,37 @@ class ReviewMixin:
             "edited_by": st["edited_by"], "edited_at": _iso(st["edited_at"]),
             "classes": p.class_names,
             "boxes": [box_to_dict(b) for b in self.store.boxes_for_image(img.id)],
+            "display": self.display_image(img),
         }
+
+    def display_image(self, img) -> dict:
+        """What the editor shows: the stored file, or, for an image larger than ``editor_max_side``, a JPEG
+        copy that size (made once, kept in the project's display/ folder), with its size. Box corners are
+        scaled by display/stored size in the widget and back on save."""
+        src = self.image_file(img)
+        limit = int(self.settings.editor_max_side or 0)
+        if not limit or max(img.width, img.height) <= limit:
+            return {"file": str(src), "width": img.width, "height": img.height}
+        ratio = limit / max(img.width, img.height)
+        w, h = max(1, round(img.width * ratio)), max(1, round(img.height * ratio))
+        folder = self.settings.project_dir(img.project_id) / "display"
+        out = folder / f"{Path(img.file).stem}-{limit}.jpg"
+        if not out.exists():
+            from PIL import Image
+
+            from .ingest import _pil_open
+
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{out.stem}.{uuid.uuid4().hex}.part"
+            try:
+                with _pil_open()(src) as im:
+                    im.draft("RGB", (w, h))  # JPEG: decode at a DCT scale near the target, much faster
+                    im.convert("RGB").resize((w, h), Image.Resampling.LANCZOS).save(tmp, "JPEG", quality=90)
+                os.replace(tmp, out)
+            finally:
+                tmp.unlink(missing_ok=True)
+            _prune(folder, keep=DISPLAY_CACHE_FILES)
+        return {"file": str(out), "width": w, "height": h}
 
     def save_image(self, ref, image_id, boxes: Sequence[dict], version, user: str | None = None) -> dict:
         """Replace an image's boxes with ``boxes`` (dicts: ``class`` name or ``class_idx``, corners, and the
@@ -333,6 +374,17 @@ class ReviewMixin:
         return {"project": p.name, "total": sum(status.values()), "status": status,
                 "per_class": [{"class": k, **v, "total": sum(v.values())} for k, v in per_class.items()],
                 "per_day": days}
+
+
+DISPLAY_CACHE_FILES = 3000  # per project; the oldest display copies go first
+
+
+def _prune(folder: Path, keep: int) -> None:
+    files = list(folder.glob("*.jpg"))
+    if len(files) > keep:
+        files.sort(key=lambda f: f.stat().st_mtime)
+        for f in files[: len(files) - keep]:
+            f.unlink(missing_ok=True)
 
 
 def _iso(ts: datetime | None) -> str | None:

@@ -79,6 +79,7 @@ class Settings:
     local_worker: bool = True  # `python app.py` starts a worker child process
     demo: bool = True  # create the Demo project on an empty data folder
     stale_after_s: float = 15.0  # a running job whose worker is silent this long is interrupted
+    editor_max_side: int = 2560  # the editor shows larger images as a JPEG this size (0 = always the original)
 
     # --- construction -------------------------------------------------------------------------------
     @classmethod
@@ -110,6 +111,7 @@ class Settings:
             local_worker=_env_bool(env, "ANNOTATOR_LOCAL_WORKER", True),
             demo=_env_bool(env, "ANNOTATOR_DEMO", True),
             stale_after_s=float(_env_int(env, "ANNOTATOR_STALE_AFTER_S", 15, 2)),
+            editor_max_side=_env_int(env, "ANNOTATOR_EDITOR_MAX_SIDE", cls.editor_max_side, 0),
         )
 
     def with_overrides(self, **kw) -> "Settings":

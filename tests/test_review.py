@@ -298,3 +298,34 @@ def test_editor_refuses_to_save_a_widget_showing_another_image(services, project
     with pytest.raises(UserError, match="another image"):
         ed.save(stale, state, 0.0, False)
     assert services.store.boxes_for_image(a.id) == [] and services.store.boxes_for_image(b.id) == []
+
+
+# ---- large images: the editor shows a smaller copy, boxes are scaled both ways ---------------------------
+
+def test_scaled_widget_round_trip_keeps_untouched_boxes_and_scales_edits_back():
+    boxes = [{"id": 1, "class_idx": 0, "x1": 1234.56, "y1": 789.01, "x2": 2345.67, "y2": 1890.12, "confidence": 0.8,
+              "source": "model", "model_id": 2, "job_id": 3, "created_by": None}]
+    scale = (2560 / 6000, 1707 / 4000)
+    value, shown = review.to_widget("/d.jpg", boxes, CLASSES, COLOURS, scale=scale)
+    assert value["boxes"][0]["xmin"] == pytest.approx(1234.56 * scale[0])
+    back = _as_widget_returns(value)  # whole shown pixels: up to 1.2 stored pixels off
+    assert review.same_boxes(review.from_widget(back, boxes, shown, CLASSES, 6000, 4000, scale=scale), boxes)
+    back["boxes"].append({"xmin": 100, "ymin": 50, "xmax": 200, "ymax": 150, "label": "square"})
+    new = review.from_widget(back, boxes, shown, CLASSES, 6000, 4000, scale=scale)[1]
+    assert (new["x1"], new["y1"], new["x2"], new["y2"]) == pytest.approx(
+        (100 / scale[0], 50 / scale[1], 200 / scale[0], 150 / scale[1]))
+
+
+def test_large_images_get_a_display_copy_small_ones_are_shown_as_stored(services, project, tmp_path):
+    import dataclasses
+
+    from PIL import Image
+
+    services.settings = dataclasses.replace(services.settings, editor_max_side=1000)
+    big, small = _add(services, project, tmp_path, [(3000, 2000), (800, 600)])
+    d = services.load_image(project, big.id)["display"]
+    assert (d["width"], d["height"]) == (1000, 667) and d["file"].endswith("-1000.jpg")
+    with Image.open(d["file"]) as im:
+        assert im.size == (1000, 667)
+    assert services.display_image(big) == d  # made once, then reused
+    assert services.load_image(project, small.id)["display"]["file"] == str(services.image_file(small))

@@ -15,12 +15,14 @@ from .support import free_port
 from .test_browser import ARTIFACTS, page  # noqa: F401  (the Chromium page fixture)
 
 SIZES = [(1600, 1200), (300, 500), (640, 480)]  # larger than the canvas, portrait and smaller, landscape
+MAX_SIDE = 1000  # the first image is shown as a 1000x750 copy: box corners scaled both ways
 
 
 @pytest.fixture
 def app(tmp_path):
     settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_DEMO": "0",
-                                  "ANNOTATOR_LOCAL_WORKER": "0"}).with_overrides(port=free_port())
+                                  "ANNOTATOR_LOCAL_WORKER": "0", "ANNOTATOR_EDITOR_MAX_SIDE": str(MAX_SIDE)}
+                                 ).with_overrides(port=free_port())
     running = start(settings, block=False, quiet=True)
     svc = running.services
     p = svc.create_project("Street", ["car", "person", "bike"])
@@ -112,12 +114,14 @@ def test_draw_relabel_save_next_approve_with_the_keyboard(app, page):  # noqa: F
     page.get_by_text("image 3 of 3 in this queue").wait_for()
     page.get_by_text("approved 1 / total 3").wait_for()
 
+    assert len(list(svc.settings.projects_dir.rglob(f"display/*-{MAX_SIDE}.jpg"))) == 1  # the 1600x1200 one only
     boxes = sorted(svc.store.boxes_for_image(ids[0]), key=lambda b: b.source)
     assert [(b.source, b.class_idx) for b in boxes] == [("human", 1), ("model", 0)]
     human, machine = boxes
     # the machine box was not touched: exact float corners, confidence and job kept
     assert machine.xyxy == (100.3, 200.7, 500.2, 600.9) and machine.confidence == 0.91 and machine.job_id == 1
-    assert human.xyxy == pytest.approx((900, 600, 1060, 720), abs=4)  # whole pixels through a 0.56 scale
+    # whole pixels of a 0.625 copy shown at 0.9: a few stored pixels at most
+    assert human.xyxy == pytest.approx((900, 600, 1060, 720), abs=5)
     assert human.confidence is None and human.created_by == "local"
     states = {i: svc.store.editor_state(i) for i in ids}
     assert [states[i]["status"] for i in ids] == ["unreviewed", "approved", "unreviewed"]

@@ -17,6 +17,7 @@ failed save (a conflict) keeps the user on the image with their edits in the wid
 from __future__ import annotations
 
 import html
+import threading
 from pathlib import PurePath
 from urllib.parse import quote
 
@@ -143,6 +144,11 @@ if not hasattr(image_annotator.preprocess_image, "__wrapped_original__"):
     image_annotator.preprocess_image = _stored_image_path(image_annotator.preprocess_image)
 
 
+def _scale(img: dict) -> tuple[float, float]:
+    """Shown pixels per stored pixel (x, y): the editor may show a smaller copy of a large image."""
+    return img["display"]["width"] / img["width"], img["display"]["height"] / img["height"]
+
+
 def _colours(n: int) -> list[tuple[int, int, int]]:
     return [PALETTE[i % len(PALETTE)] for i in range(n)]
 
@@ -198,13 +204,13 @@ class Editor:
             return []
         if canvas is None:
             return list(state.get("boxes") or [])
-        if canvas.get("image") and PurePath(str(canvas["image"])).name != PurePath(img["file"]).name:
+        if canvas.get("image") and PurePath(str(canvas["image"])).name != PurePath(img["display"]["file"]).name:
             # Never write one image's boxes onto another: the widget and the session disagree.
             raise UserError("The editor shows another image than the one open here (a fast double action?). "
                             "Nothing was saved; press Load queue to resync.")
         default = img["classes"].index(state["new_class"]) if state.get("new_class") in img["classes"] else None
         return from_widget(canvas, state["boxes"], state["shown"], img["classes"], img["width"], img["height"],
-                           default_class=default)
+                           default_class=default, scale=_scale(img))
 
     def _dirty(self, state: dict, boxes: list[dict]) -> bool:
         img = state.get("image")
@@ -237,12 +243,25 @@ class Editor:
             return (None, {**state, "shown": []}, empty, self._counter(state),
                     "" if filmstrip else gr.skip(), [])
         colours = _colours(len(img["classes"]))
-        value, shown = to_widget(img["file"], state["boxes"], img["classes"], colours, float(min_conf or 0),
-                                 bool(hide_all))
+        value, shown = to_widget(img["display"]["file"], state["boxes"], img["classes"], colours,
+                                 float(min_conf or 0), bool(hide_all), scale=_scale(img))
         state = {**state, "shown": shown}
+        self._prefetch(state)
         canvas = image_annotator(value=value, label_list=list(img["classes"]), label_colors=colours)
         return (canvas, state, self._info(state), self._counter(state),
                 self._filmstrip(state) if filmstrip else gr.skip(), [dict(b) for b in value["boxes"]])
+
+    def _prefetch(self, state: dict) -> None:
+        """Make the next image's display copy in the background, so moving on does not wait for it."""
+        queue, pos = state.get("queue") or [], int(state.get("pos", 0))
+        if pos + 1 < len(queue) and self.services.settings.editor_max_side:
+            threading.Thread(target=self._warm, args=(queue[pos + 1],), daemon=True).start()
+
+    def _warm(self, image_id: int) -> None:
+        try:
+            self.services.display_image(self.services.store.get_image(image_id))
+        except Exception:  # noqa: BLE001 - a prefetch only; the real load reports any problem
+            pass
 
     def _info(self, state: dict) -> str:
         img = state["image"]
@@ -373,7 +392,7 @@ class Editor:
         now = [dict(b) for b in ((fixed or canvas).get("boxes") or [])]
         if fixed is None:
             return gr.skip(), now
-        return image_annotator(value={**fixed, "image": img["file"]}), now
+        return image_annotator(value={**fixed, "image": img["display"]["file"]}), now
 
 
 def filmstrip_html(items: list[dict], start: int, current: int) -> str:

@@ -329,13 +329,19 @@ def _job_line(j: dict) -> str:
     return f"job {j['id']} {j['status']}: {j['done']}/{j['total']} images{ips}{eta}"
 
 
-def cmd_annotate(args, settings: Settings) -> int:
-    overrides = {}
-    for item in args.map or []:
+def _class_map(items: list[str] | None, source: str) -> dict[str, str | None]:
+    """--map A=B (repeatable) -> {A: B}; "A=skip" or "A=" -> {A: None}."""
+    out: dict[str, str | None] = {}
+    for item in items or []:
         k, sep, v = item.partition("=")
         if not sep:
-            raise UserError(f"--map {item!r}: use MODEL_CLASS=PROJECT_CLASS (or =skip)")
-        overrides[k.strip()] = None if v.strip().lower() in ("", "skip") else v.strip()
+            raise UserError(f"--map {item!r}: use {source}_CLASS=PROJECT_CLASS (or =skip)")
+        out[k.strip()] = None if v.strip().lower() in ("", "skip") else v.strip()
+    return out
+
+
+def cmd_annotate(args, settings: Settings) -> int:
+    overrides = _class_map(args.map, "MODEL")
     options = {"datasets": args.dataset or [], "conf": args.conf, "iou": args.iou, "imgsz": args.imgsz,
                "max_det": args.max_det, "device": args.device, "batch": args.batch, "scope": args.scope,
                "overrides": overrides}
@@ -383,12 +389,7 @@ def cmd_export(args, settings: Settings) -> int:
 
 
 def cmd_import(args, settings: Settings) -> int:
-    mapping = {}
-    for item in args.map or []:
-        k, sep, v = item.partition("=")
-        if not sep:
-            raise UserError(f"--map {item!r}: use SOURCE_CLASS=PROJECT_CLASS (or =skip)")
-        mapping[k.strip()] = None if v.strip().lower() in ("", "skip") else v.strip()
+    mapping = _class_map(args.map, "SOURCE")
     options = {"fmt": args.format, "dataset": args.dataset, "mapping": mapping,
                "add_new_classes": args.add_classes, "approve": args.approve}
     with backend(settings) as b:

@@ -117,7 +117,8 @@ def from_widget(value: dict | None, boxes: Sequence[dict], shown: Sequence[int],
     is to_widget's: the widget's whole pixels are then worth 1/scale stored pixels."""
     sx, sy = scale
     tolerance = TOLERANCE_PX / min(sx, sy)
-    hidden = [b for i, b in enumerate(boxes) if i not in set(shown)]
+    shown_set = set(shown)
+    hidden = [b for i, b in enumerate(boxes) if i not in shown_set]
     candidates = [boxes[i] for i in shown]
     used: set[int] = set()
     out: list[dict] = []
@@ -176,7 +177,8 @@ def relabel_new_box(value: dict | None, previous: Sequence[dict] | None, label: 
 # ---- use cases ------------------------------------------------------------------------------------------
 
 class ReviewMixin:
-    """Review use cases of ``Services`` (it provides ``store``, ``settings``, ``project``, ``image_file``)."""
+    """Review use cases of ``Services`` (it provides ``store``, ``settings``, ``project``, ``image_file``,
+    ``_dataset_id``, ``_prune_cache``)."""
 
     def _image_in(self, p, image_id):
         try:
@@ -230,7 +232,7 @@ class ReviewMixin:
                 os.replace(tmp, out)
             finally:
                 tmp.unlink(missing_ok=True)
-            _prune(folder, keep=DISPLAY_CACHE_FILES)
+            self._prune_cache(folder, keep=DISPLAY_CACHE_FILES)
         return {"file": str(out), "width": w, "height": h}
 
     def save_image(self, ref, image_id, boxes: Sequence[dict], version, user: str | None = None) -> dict:
@@ -377,14 +379,6 @@ class ReviewMixin:
 
 
 DISPLAY_CACHE_FILES = 3000  # per project; the oldest display copies go first
-
-
-def _prune(folder: Path, keep: int) -> None:
-    files = list(folder.glob("*.jpg"))
-    if len(files) > keep:
-        files.sort(key=lambda f: f.stat().st_mtime)
-        for f in files[: len(files) - keep]:
-            f.unlink(missing_ok=True)
 
 
 def _iso(ts: datetime | None) -> str | None:

@@ -437,12 +437,13 @@ class Services(ReviewMixin):
             if not path.exists():
                 cache.mkdir(parents=True, exist_ok=True)
                 draw_boxes(self.thumb_file(img), bs, img.width, img.height, path)
-                self._prune_overlays(cache)
+                self._prune_cache(cache)
             out.append((path, len(bs)))
         return out
 
     @staticmethod
-    def _prune_overlays(cache: Path, keep: int = 5000) -> None:
+    def _prune_cache(cache: Path, keep: int = 5000) -> None:
+        """Keep the ``keep`` newest .jpg files of a cache folder (gallery overlays, editor display copies)."""
         files = list(cache.glob("*.jpg"))
         if len(files) > keep:
             files.sort(key=lambda f: f.stat().st_mtime)

@@ -1167,18 +1167,12 @@ class Store:
     def bulk_set_split(self, project_id: int, split: str, image_ids: Sequence[int] | None = None,
                        dataset_id: int | None = None, status: str | None = None) -> int:
         """Move the project's images (all, some ids, one dataset and/or one review state) to ``split``."""
-        where, params = ["project_id = ?"], [project_id]
+        where, params = self._image_filter(project_id, dataset_id, status)
         if image_ids is not None:
-            where.append("id IN (SELECT unnest(?::BIGINT[]))")
+            where += " AND i.id IN (SELECT unnest(?::BIGINT[]))"
             params.append([int(i) for i in image_ids])
-        if dataset_id is not None:
-            where.append("dataset_id = ?")
-            params.append(dataset_id)
-        if status is not None:
-            where.append("status = ?")
-            params.append(status)
         with self.transaction() as cur:
-            return len(cur.execute(f"UPDATE images SET split = ? WHERE {' AND '.join(where)} RETURNING id",
+            return len(cur.execute(f"UPDATE images AS i SET split = ? WHERE {where} RETURNING id",
                                    [split] + params).fetchall())
 
     def split_summary(self, project_id: int) -> list[tuple[str | None, str, int, int]]:

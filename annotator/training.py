@@ -232,6 +232,17 @@ class Training:
         os.replace(tmp, job_dir / "manifest.json")
         return {"dropped_boxes": dropped}
 
+    def _enqueue(self, task_name: str, payload: dict):
+        task = getattr(self.services.huey, task_name).s(payload)
+        self.services.huey.enqueue(task)
+        return task
+
+    def _queue_failed(self, job_id: int, jdir: Path, what: str, error: BaseException) -> None:
+        """A job row whose task never reached the queue: failed, with the reason, and no job folder left."""
+        self.store.update_job(job_id, status="failed", error=f"could not queue the {what}: {error}",
+                              finished_at=_now())
+        shutil.rmtree(jdir, ignore_errors=True)
+
     def job_dir(self, job_id: int) -> Path:
         return self.settings.jobs_dir / str(int(job_id))
 
@@ -360,12 +371,9 @@ class Training:
                 "parent_imgsz": int((parent.params.get("imgsz") if parent else None) or args["imgsz"]),
                 "train": {**args, "workers": 2 if workers is None else int(workers), "seed": 0},
             }
-            task = getattr(self.services.huey, TRAIN).s(payload)
-            self.services.huey.enqueue(task)
+            task = self._enqueue(TRAIN, payload)
         except BaseException as e:
-            self.store.update_job(job_id, status="failed", error=f"could not queue the training: {e}",
-                                  finished_at=_now())
-            shutil.rmtree(jdir, ignore_errors=True)
+            self._queue_failed(job_id, jdir, "training", e)
             raise
         self.store.update_job(job_id, task_id=task.id, log=(
             f"queued: {len(images)} image(s) (train {per_split['train']}, val {per_split['val']}, test "
@@ -413,12 +421,9 @@ class Training:
             payload = {"job_id": job_id, "attempt": 0, "job_dir": str(jdir), "model_path": str(self.services.model_file(m)),
                        "model_name": m.name, "class_names": list(m.class_names),
                        **{k: args[k] for k in ("imgsz", "device", "batch")}}
-            task = getattr(self.services.huey, EVALUATE).s(payload)
-            self.services.huey.enqueue(task)
+            task = self._enqueue(EVALUATE, payload)
         except BaseException as e:
-            self.store.update_job(job_id, status="failed", error=f"could not queue the evaluation: {e}",
-                                  finished_at=_now())
-            shutil.rmtree(jdir, ignore_errors=True)
+            self._queue_failed(job_id, jdir, "evaluation", e)
             raise
         note = (f"; {info['dropped_boxes']} box(es) of class(es) {', '.join(unmatched)} the model does not know "
                 "are left out") if info["dropped_boxes"] else ""

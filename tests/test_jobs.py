@@ -170,20 +170,25 @@ def test_kill_9_then_resume_finishes_without_duplicates(jobs_world, tmp_path):
         assert len(boxes) == len(set(boxes))
 
 
-def test_orphaned_running_job_is_reconciled(tmp_path):
-    """An app killed while a job ran: on the next start the job is marked interrupted, with the reason."""
+@pytest.mark.parametrize("kind,params,hint", [
+    ("annotate", {"scope": "unreviewed"}, "Resume does the rest"),
+    ("train", {"epochs": 5}, "start the training again"),
+])
+def test_orphaned_running_job_is_reconciled(tmp_path, kind, params, hint):
+    """An app killed while a job ran: on the next start the job is marked interrupted, with a reason that
+    says what to do for its kind."""
     settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_STALE_AFTER_S": "2"})
     services = Services.open(settings)
     try:
         p = services.create_project("P", ["a"])
-        jid = services.store.create_job(p.id, "annotate", {"scope": "unreviewed"}, total=5)
+        jid = services.store.create_job(p.id, kind, params, total=5)
         services.store.update_job(jid, status="running")
         monitor = JobMonitor(services, interval=0.2).start(local_worker=False)
         try:
             job = _wait(services, jid, lambda j: j.status == "interrupted", timeout=15)
         finally:
             monitor.stop()
-        assert "stopped responding" in job.error and job.finished_at is not None
+        assert "stopped responding" in job.error and hint in job.error and job.finished_at is not None
     finally:
         services.close()
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from annotator import demo, models
-from annotator.monitor import JobMonitor
 from annotator.services import Services
 from annotator.settings import Settings
 from annotator.types import Box, UserError
@@ -206,23 +205,6 @@ def test_refusals_name_the_problem(services, tmp_path):
     with pytest.raises(UserError, match="have no boxes: training needs at least one labelled object"):
         services.train_model(p, epochs=1)
     assert [j.kind for j in services.jobs(p)] == []  # nothing was queued by a refusal
-
-
-def test_orphaned_training_job_is_reconciled(tmp_path):
-    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_STALE_AFTER_S": "2"})
-    services = Services.open(settings)
-    try:
-        p = services.create_project("P", ["a"])
-        jid = services.store.create_job(p.id, "train", {"epochs": 5}, total=5)
-        services.store.update_job(jid, status="running")
-        monitor = JobMonitor(services, interval=0.2).start(local_worker=False)
-        try:
-            job = _wait(services, jid, lambda j: j.status == "interrupted", timeout=15)
-        finally:
-            monitor.stop()
-        assert "stopped responding" in job.error and "start the training again" in job.error
-    finally:
-        services.close()
 
 
 def test_cli_train_and_evaluate_wait(tmp_path):

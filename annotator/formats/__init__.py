@@ -18,9 +18,6 @@ import numpy as np
 
 from annotator.types import SPLITS, Box
 
-XYXY = tuple[float, float, float, float]
-
-
 @dataclass(frozen=True)
 class ExportImage:
     id: int  # our image id

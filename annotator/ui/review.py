@@ -384,15 +384,11 @@ class Editor:
     def relabel(self, canvas, state, new_class, seen):
         """A box was just drawn: give it the class picked for new boxes (keys 1-9). ``seen`` (its own
         gr.State) is the widget's boxes as last seen here; the session state is never written."""
-        img = (state or {}).get("image")
-        if not img or canvas is None or new_class not in img["classes"]:
-            return gr.skip(), list((canvas or {}).get("boxes") or [])
-        colour = _colours(len(img["classes"]))[img["classes"].index(new_class)]
-        fixed = relabel_new_box(canvas, seen, new_class, colour)
-        now = [dict(b) for b in ((fixed or canvas).get("boxes") or [])]
-        if fixed is None:
+        fixed, state = self.settle(canvas, state, seen, new_class)
+        now = [dict(b) for b in ((fixed or {}).get("boxes") or [])]
+        if fixed is canvas:
             return gr.skip(), now
-        return image_annotator(value={**fixed, "image": img["display"]["file"]}), now
+        return image_annotator(value={**fixed, "image": state["image"]["display"]["file"]}), now
 
 
 def filmstrip_html(items: list[dict], start: int, current: int) -> str:

@@ -33,18 +33,18 @@ class LocalBackend:
         self.services.close()
 
     def create_project(self, name: str, classes: list[str], description: str) -> dict:
-        p = self.services.create_project(name, classes, description, user=os.environ.get("USER") or "cli")
-        return self.services.project_details(p).as_dict()
+        p = self.services.projects.create_project(name, classes, description, user=os.environ.get("USER") or "cli")
+        return self.services.projects.project_details(p).as_dict()
 
     def list_projects(self) -> list[dict]:
-        return [p.as_dict() for p in self.services.list_projects()]
+        return [p.as_dict() for p in self.services.projects.list_projects()]
 
     def ingest(self, project: str, paths: list[Path], dataset: str | None) -> dict:
         def progress(done: int, total: int, name: str) -> None:
             if sys.stderr.isatty():
                 print(f"\r{done}/{total} {name[-60:]:<60}", end="", file=sys.stderr, flush=True)
 
-        report = self.services.add_images(project, paths, dataset, user=os.environ.get("USER") or "cli",
+        report = self.services.images.add_images(project, paths, dataset, user=os.environ.get("USER") or "cli",
                                           progress=progress)
         if sys.stderr.isatty():
             print(file=sys.stderr)
@@ -52,45 +52,45 @@ class LocalBackend:
 
 
     def add_model(self, project: str, path: Path, name: str | None) -> dict:
-        return self.services.add_model(project, path, name, user=os.environ.get("USER") or "cli").as_dict()
+        return self.services.models.add_model(project, path, name, user=os.environ.get("USER") or "cli").as_dict()
 
     def list_models(self, project: str) -> list[dict]:
-        return [m.as_dict() for m in self.services.list_models(project)]
+        return [m.as_dict() for m in self.services.models.list_models(project)]
 
     def annotate(self, project: str, model: str, options: dict) -> dict:
-        return self.services.start_annotation(project, model, user=os.environ.get("USER") or "cli",
+        return self.services.annotation.start_annotation(project, model, user=os.environ.get("USER") or "cli",
                                               **options).as_dict()
 
     def job_status(self, job_id: int) -> dict:
-        return self.services.job(job_id).as_dict()
+        return self.services.jobs.get_job(job_id).as_dict()
 
     def cancel_job(self, job_id: int) -> dict:
-        return self.services.cancel_job(job_id).as_dict()
+        return self.services.jobs.cancel_job(job_id).as_dict()
 
     def resume_job(self, job_id: int) -> dict:
-        return self.services.resume_job(job_id, user=os.environ.get("USER") or "cli").as_dict()
+        return self.services.annotation.resume_job(job_id, user=os.environ.get("USER") or "cli").as_dict()
 
     def import_labels(self, project: str, paths: list[Path], options: dict) -> dict:
-        return self.services.import_labels(project, paths, user=os.environ.get("USER") or "cli", **options)
+        return self.services.transfer.import_labels(project, paths, user=os.environ.get("USER") or "cli", **options)
 
     def export(self, project: str, options: dict) -> tuple[dict, str]:
-        r = self.services.export_dataset(project, user=os.environ.get("USER") or "cli", **options)
+        r = self.services.transfer.export_dataset(project, user=os.environ.get("USER") or "cli", **options)
         return r, r["file"]
 
     def review_stats(self, project: str) -> dict:
-        return self.services.review_stats(project)
+        return self.services.review.review_stats(project)
 
     def run_jobs_here(self):
         """The CLI owns the store: ingest results itself and run a local worker while it waits."""
-        from .monitor import JobMonitor
+        from .launch import start_jobs
 
-        return JobMonitor(self.services).start(local_worker=self.services.settings.local_worker)
+        return start_jobs(self.services, self.services.settings.local_worker)
 
     def train(self, project: str, options: dict) -> dict:
-        return self.services.train_model(project, user=os.environ.get("USER") or "cli", **options).as_dict()
+        return self.services.training.start_training(project, user=os.environ.get("USER") or "cli", **options).as_dict()
 
     def evaluate(self, project: str, model: str, options: dict) -> dict:
-        return self.services.evaluate_model(project, model, user=os.environ.get("USER") or "cli", **options).as_dict()
+        return self.services.training.start_evaluation(project, model, user=os.environ.get("USER") or "cli", **options).as_dict()
 
 
 class RemoteBackend:
@@ -288,7 +288,7 @@ def cmd_worker(args, settings: Settings) -> int:
 
 
 def cmd_doctor(args, settings: Settings) -> int:
-    from jobs.inference import system_info
+    from jobs.runtime import system_info
 
     info = system_info(settings.device)
     gpus = ", ".join(f"{g['index']}: {g['name']} ({g['memory_gb']} GB)" for g in info.get("gpus", [])) or "none"
@@ -319,7 +319,7 @@ def cmd_models_list(args, settings: Settings) -> int:
         rows = b.list_models(args.project)
     lines = [f"{m['id']:>4}  {m['name']:<28} {m['source']:<9} {len(m['classes']):>3} classes  "
              f"{m['size_bytes'] / 2**20:6.1f} MB  {m['sha256'][:12]}" for m in rows]
-    _print(args, rows, "\n".join(lines) or "No models registered. Add one: python -m annotator models add PROJECT FILE.pt")
+    _print(args, rows, "\n".join(lines) or "No models registered. Add one: annotator models add PROJECT FILE.pt")
     return 0
 
 

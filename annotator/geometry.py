@@ -6,6 +6,8 @@ Function names say their units: ``xyxy`` absolute corners, ``xywh`` absolute top
 
 from __future__ import annotations
 
+import numpy as np
+
 XYXY = tuple[float, float, float, float]
 
 
@@ -38,6 +40,20 @@ def clamp_xyxy(b: XYXY, width: int, height: int) -> XYXY:
     x1, x2 = sorted((min(max(x1, 0.0), width), min(max(x2, 0.0), width)))
     y1, y2 = sorted((min(max(y1, 0.0), height), min(max(y2, 0.0), height)))
     return (x1, y1, x2, y2)
+
+
+def clamp_xyxy_array(xyxy: np.ndarray, widths, heights) -> np.ndarray:
+    """``clamp_xyxy`` on an (n, 4) array, with the same float arithmetic (so both give identical corners);
+    ``widths``/``heights`` are one size for all rows or one per row."""
+    ax = np.minimum(np.maximum(xyxy[:, 0], 0.0), widths)
+    bx = np.minimum(np.maximum(xyxy[:, 2], 0.0), widths)
+    ay = np.minimum(np.maximum(xyxy[:, 1], 0.0), heights)
+    by = np.minimum(np.maximum(xyxy[:, 3], 0.0), heights)
+    return np.column_stack([np.minimum(ax, bx), np.minimum(ay, by), np.maximum(ax, bx), np.maximum(ay, by)]) + 0.0
+
+
+def has_area(b: XYXY) -> bool:
+    return b[2] - b[0] > 0 and b[3] - b[1] > 0
 
 
 def area_xyxy(b: XYXY) -> float:

@@ -29,9 +29,8 @@ from typing import Callable, Iterator
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .types import DuplicateFile, SkippedFile
+from .types import IMAGE_EXTENSIONS, LABEL_EXTENSIONS, DuplicateFile, SkippedFile
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
 # PIL format -> stored extension. TIFF is stored as PNG so every browser can show it.
 STORED_EXT = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "png"}
 ORIENTATION_TAG = 0x0112
@@ -409,7 +408,7 @@ def prepare_upload(
             sha = hashlib.sha256(data).hexdigest()
             same = known.get(sha) or (f"{seen[sha]} (earlier in this upload)" if sha in seen else None)
             if same:
-                result.duplicates.append(DuplicateFile(entry.rel_path, same))
+                result.duplicates.append(DuplicateFile(entry.rel_path, same, sha))
                 done += 1
                 tick(entry.rel_path)
                 continue
@@ -455,7 +454,6 @@ def _stage_one(data: bytes, sha: str, rel_path: str, staging: Path, limits: Limi
     )
 
 
-LABEL_EXTENSIONS = {".txt", ".yaml", ".yml", ".json"}
 
 
 def extract_archive(path: Path, name: str, dest: Path, limits: Limits) -> list[SkippedFile]:

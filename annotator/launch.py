@@ -64,6 +64,17 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+def start_jobs(services, local_worker: bool, interval: float = 0.5):
+    """The job monitor (ingests what workers report, reconciles jobs left running by a previous run) and,
+    with ``local_worker``, a worker child process it keeps alive. Returns the started monitor."""
+    from jobs.worker import LocalWorker
+
+    from .services.monitor import JobMonitor
+
+    worker = LocalWorker(services.settings) if local_worker else None
+    return JobMonitor(services.ctx, interval=interval, worker=worker).start()
+
+
 def start(settings: Settings, *, block: bool = True, quiet: bool = False) -> RunningApp:
     """Launch the app. With ``block=False`` it returns once the server is up (tests, embedding)."""
     settings.validate_launch()
@@ -73,16 +84,15 @@ def start(settings: Settings, *, block: bool = True, quiet: bool = False) -> Run
             f"Port {settings.port} on {settings.host} is already in use (another Auto Annotator?). "
             "Stop it or choose another port with --port / ANNOTATOR_PORT."
         )
-    from .monitor import JobMonitor
     from .services import Services
 
     services = Services.open(settings)
     monitor = None
     try:
         if settings.demo:
-            services.ensure_demo()
+            services.images.ensure_demo()
         # Reconciles jobs left running by a previous run, ingests results, keeps the local worker alive.
-        monitor = JobMonitor(services).start(local_worker=settings.local_worker)
+        monitor = start_jobs(services, settings.local_worker)
         import gradio as gr
 
         from .ui import CSS, HEAD, TITLE, build_app

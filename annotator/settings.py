@@ -156,8 +156,46 @@ class Settings:
         """Written by a running app: its pid and URL, so the CLI can go through it."""
         return self.data_dir / "app.json"
 
+    @property
+    def worker_log_path(self) -> Path:
+        return self.data_dir / "worker.log"
+
+    @property
+    def demo_marker_path(self) -> Path:
+        """Written once the Demo project was created: deleting the Demo project is final."""
+        return self.data_dir / ".demo-created"
+
+    @property
+    def overlays_dir(self) -> Path:
+        """Gallery thumbnails with their boxes drawn on, cached by content."""
+        return self.tmp_dir / "overlays"
+
     def project_dir(self, project_id: int) -> Path:
         return self.projects_dir / str(int(project_id))
+
+    def project_file(self, project_id: int, rel: str) -> Path:
+        """A stored file of a project (image, thumbnail, model, export) from its project-relative path."""
+        return self.project_dir(project_id) / rel
+
+    def staging_dir(self, project_id: int) -> Path:
+        """Uploads are staged here until their rows commit; any left at start-up are stale."""
+        return self.project_dir(project_id) / "staging"
+
+    def exports_dir(self, project_id: int) -> Path:
+        return self.project_dir(project_id) / "exports"
+
+    def display_dir(self, project_id: int) -> Path:
+        """The editor's reduced copies of large images."""
+        return self.project_dir(project_id) / "display"
+
+    def job_dir(self, job_id: int) -> Path:
+        """A training or evaluation job's folder: its manifest, dataset and ultralytics run."""
+        return self.jobs_dir / str(int(job_id))
+
+    @staticmethod
+    def model_rel(sha256: str) -> str:
+        """Where a registered model is stored, relative to its project folder (by content hash)."""
+        return f"models/{sha256}.pt"
 
     # --- side effects -----------------------------------------------------------------------------
     def prepare(self) -> "Settings":

@@ -662,6 +662,16 @@ class Store:
             raise NotFound(f"No image with id {image_id}")
         return self._image(row)
 
+    def get_images(self, image_ids: Sequence[int]) -> dict[int, ImageRecord]:
+        """Several images at once, by id (ids that do not exist are absent)."""
+        ids = [int(i) for i in image_ids]
+        if not ids:
+            return {}
+        cols = ", ".join(f"i.{c.strip()}" for c in IMAGE_COLUMNS.split(","))
+        rows = self._all(f"SELECT {cols}, d.name FROM images i JOIN datasets d ON d.id = i.dataset_id "
+                         "WHERE i.id IN (SELECT unnest(?::BIGINT[]))", [ids])
+        return {int(r[0]): self._image(r) for r in rows}
+
     @staticmethod
     def _image(r: tuple) -> ImageRecord:
         return ImageRecord(

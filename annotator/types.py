@@ -14,6 +14,10 @@ BOX_SOURCES = ("human", "model", "import")
 REVIEW_STATES = ("unreviewed", "approved", "rejected")
 SPLITS = ("train", "val", "test")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+ACTIVE_JOB_STATES = ("queued", "running")
+# Files we take as images (upload pickers, zip walks, import layouts) and as labels (imports).
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
+LABEL_EXTENSIONS = frozenset({".txt", ".yaml", ".yml", ".json"})
 
 
 class UserError(Exception):
@@ -145,6 +149,29 @@ class Box:
     def xyxy(self) -> tuple[float, float, float, float]:
         return (self.x1, self.y1, self.x2, self.y2)
 
+    # The one wire form of a box (API, editor, job chunks, training manifest): a flat JSON object.
+    WIRE_FIELDS = ("id", "class_idx", "x1", "y1", "x2", "y2", "confidence", "source", "model_id", "job_id",
+                   "created_by")
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.WIRE_FIELDS}
+
+    @classmethod
+    def from_dict(cls, d: dict, **overrides) -> "Box":
+        """The inverse of ``as_dict`` (unknown keys ignored, missing optional ones default); ``overrides``
+        replace fields (e.g. ``source="model", job_id=5`` for a job's results). ValueError names the problem."""
+        try:
+            fields = {k: d[k] for k in cls.WIRE_FIELDS if k in d}
+            fields.update(overrides)
+            for k in ("x1", "y1", "x2", "y2"):
+                fields[k] = float(fields[k])
+            fields["class_idx"] = int(fields["class_idx"])
+            if fields.get("confidence") is not None:
+                fields["confidence"] = float(fields["confidence"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"not a box (needs class_idx and numeric x1, y1, x2, y2): {d!r} ({e})") from None
+        return cls(**fields)
+
 
 @dataclass(frozen=True)
 class SkippedFile:
@@ -156,6 +183,7 @@ class SkippedFile:
 class DuplicateFile:
     name: str
     same_as: str  # "dataset/rel_path" of the stored copy, or a name earlier in the same upload
+    sha256: str = ""  # of its bytes: the stored copy's image id is found by it
 
 
 @dataclass
@@ -167,6 +195,8 @@ class IngestReport:
     skipped: list[SkippedFile] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # how stored files differ from the upload
     seconds: float = 0.0
+    # rel_path in the upload -> image id, for every image added or found already stored (not in as_dict)
+    image_ids: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {
@@ -236,7 +266,7 @@ class Job:
 
     @property
     def active(self) -> bool:
-        return self.status in ("queued", "running")
+        return self.status in ACTIVE_JOB_STATES
 
     def as_dict(self) -> dict:
         live = self.counters.get("live", {}) if isinstance(self.counters, dict) else {}
@@ -251,3 +281,44 @@ class Job:
                 ("created_at", self.created_at), ("started_at", self.started_at),
                 ("finished_at", self.finished_at), ("heartbeat_at", self.heartbeat_at))},
         }
+
+
+@dataclass(frozen=True)
+class ProjectSnapshot:
+    """One consistent view of a project's labelled data, like supervision's DetectionDataset: the class
+    table, the images (in id order), their boxes and the split each image is in. Export writes one, the
+    training job's manifest is one, and an import reads its source into one.
+
+    ``boxes`` are columns (``image_id``, ``class_idx``, ``x1``, ``y1``, ``x2``, ``y2``, ``confidence`` with NaN
+    for none), numpy arrays from the store (100k boxes without 100k objects) or plain lists; ``split_assigned``
+    names the images whose split was computed for this snapshot and is not stored."""
+
+    class_names: tuple[str, ...]
+    images: tuple[ImageRecord, ...]
+    boxes: dict
+    splits: dict  # image id -> "train" | "val" | "test"
+    split_assigned: frozenset = frozenset()
+
+    def __post_init__(self):
+        missing = [i.id for i in self.images if self.splits.get(i.id) not in SPLITS]
+        if missing:
+            raise ValueError(f"images without a split in the snapshot: {missing[:10]}")
+        lengths = {k: len(v) for k, v in self.boxes.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"box columns disagree: {lengths}")
+
+    @property
+    def num_boxes(self) -> int:
+        return len(self.boxes["image_id"]) if self.boxes else 0
+
+    def boxes_by_image(self) -> dict[int, list["Box"]]:
+        """The boxes as Box objects per image id (every image present, [] for a negative)."""
+        out: dict[int, list[Box]] = {i.id: [] for i in self.images}
+        if not self.boxes:
+            return out
+        cols = [self.boxes[k] for k in ("image_id", "class_idx", "x1", "y1", "x2", "y2", "confidence")]
+        for image_id, c, x1, y1, x2, y2, conf in zip(*cols):
+            conf = None if conf is None or conf != conf else float(conf)  # NaN: no confidence
+            out[int(image_id)].append(Box(float(x1), float(y1), float(x2), float(y2), class_idx=int(c),
+                                          confidence=conf))
+        return out

@@ -7,7 +7,7 @@ run and at the same settings (the model's training imgsz unless --imgsz, conf 0.
 
   raw   YOLO(model).predict(source=FOLDER, batch=b, stream=True, verbose=False), consuming the generator,
         for each of --raw-batches, best of --reps each after one warm-up call; the best batch size counts
-  ours  Services.add_images(FOLDER) + add_model (not timed), a JobMonitor with its local worker (started
+  ours  Services.add_images(FOLDER) + add_model (not timed), a JobMonitor with its local worker (annotator.launch.start_jobs, started
         and announced before timing: "worker start" is printed apart), then start_annotation(...) until the
         job has succeeded AND every image's predictions are in DuckDB; best of --reps (each rep is a new job
         on the same project: re-running replaces the machine boxes)
@@ -85,7 +85,7 @@ def _cpu_pid(pid: int | None) -> float | None:
 
 
 def predict_opts(imgsz: int, conf: float, iou: float, max_det: int, device: str) -> dict:
-    """The options jobs/inference.py passes to model.predict, so both contenders run the same settings."""
+    """The options jobs/annotate.py passes to model.predict, so both contenders run the same settings."""
     opts = dict(imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, device=device, verbose=False)
     if device not in ("cpu", "mps"):
         opts["quantize"] = 16  # what the worker does on CUDA (FP16)
@@ -161,7 +161,7 @@ def time_raw_all_cores(model_path: Path, folder: Path, opts: dict, batch: int, r
 def wait_for_workers(services, timeout: float) -> float:
     t = time.perf_counter()
     while time.perf_counter() - t < timeout:
-        if services.live_workers():
+        if services.jobs.live_workers():
             return time.perf_counter() - t
         time.sleep(0.05)
     raise SystemExit(f"no worker announced itself within {timeout:.0f} s; see worker.log in the data folder "
@@ -170,15 +170,15 @@ def wait_for_workers(services, timeout: float) -> float:
 
 def run_job(services, project, model, n: int, opts: dict, batch: int, timeout: float, worker_pid: int | None) -> dict:
     """Start one job and wait until it succeeded and all n images' predictions are in DuckDB."""
-    from jobs.channel import JobChannel
+    from jobs.protocol import JobChannel
 
     cpu_app, cpu_worker = _cpu_self(), _cpu_pid(worker_pid)
     t_wall = time.time()
     t = time.perf_counter()
-    job = services.start_annotation(project, model, conf=opts["conf"], iou=opts["iou"], imgsz=opts["imgsz"],
+    job = services.annotation.start_annotation(project, model, conf=opts["conf"], iou=opts["iou"], imgsz=opts["imgsz"],
                                     max_det=opts["max_det"], device=opts["device"], batch=batch,
                                     scope="unreviewed")
-    ch = JobChannel(services.huey, job.id, job.attempt)
+    ch = JobChannel(services.ctx.queue, job.id, job.attempt)
     first_running = None  # the first progress report whose stage is 'running' (heartbeats: 1 s resolution)
     worker_done = False
     last_db = time.perf_counter()
@@ -192,14 +192,14 @@ def run_job(services, project, model, n: int, opts: dict, batch: int, timeout: f
         worker_done = worker_done or ch.read_done() is not None
         if worker_done or time.perf_counter() - last_db >= 1.0:  # also notices a job the monitor ended
             last_db = time.perf_counter()
-            job = services.job(job.id)
+            job = services.jobs.get_job(job.id)
             if job.status == "succeeded" and int(job.counters.get("images", 0)) >= n:
                 break
             if job.status in ("failed", "cancelled", "interrupted"):
                 break
         time.sleep(0.02)
     seconds = time.perf_counter() - t
-    job = services.job(job.id)
+    job = services.jobs.get_job(job.id)
     cpu_app = _cpu_self() - cpu_app
     w = _cpu_pid(worker_pid)
     cpu_worker = None if w is None or cpu_worker is None else w - cpu_worker
@@ -228,11 +228,11 @@ def run_job(services, project, model, n: int, opts: dict, batch: int, timeout: f
 
 def db_boxes(services, project, job_id: int) -> dict[str, int]:
     """Boxes per image (by file name) that DuckDB holds for ``job_id``, read back through the store."""
-    page = services.list_images(project, page_size=500)
+    page = services.images.list_images(project, page_size=500)
     images = list(page.images)
     for p in range(1, page.pages):
-        images += services.list_images(project, page=p, page_size=500).images
-    boxes = services.store.boxes_for_images([i.id for i in images])
+        images += services.images.list_images(project, page=p, page_size=500).images
+    boxes = services.ctx.store.boxes_for_images([i.id for i in images])
     return {Path(i.rel_path).name: sum(1 for b in boxes.get(i.id, []) if b.job_id == job_id) for i in images}
 
 
@@ -280,7 +280,7 @@ def main(argv=None) -> int:
         data_dir = set_data_dir(work / "data")  # before importing annotator
         use_repo_package()
         from annotator import demo
-        from annotator.monitor import JobMonitor
+        from annotator.launch import start_jobs
         from annotator.services import Services
         from annotator.settings import Settings
 
@@ -299,11 +299,11 @@ def main(argv=None) -> int:
         services = Services.open(settings)
         monitor = None
         try:
-            project = services.create_project("bench", list(demo.CLASSES))
+            project = services.projects.create_project("bench", list(demo.CLASSES))
             t = time.perf_counter()
-            report = services.add_images(project, [folder], dataset="scenes")
+            report = services.images.add_images(project, [folder], dataset="scenes")
             add_s = time.perf_counter() - t
-            model = services.add_model(project, model_path, name="bench-model")
+            model = services.models.add_model(project, model_path, name="bench-model")
             imgsz = int(args.imgsz or model.params.get("imgsz") or 640)
             opts = predict_opts(imgsz, args.conf, args.iou, args.max_det, args.device)
             print(f"  add_images: {len(report.added)} images in {add_s:.1f} s; model {model_path.name} "
@@ -320,7 +320,7 @@ def main(argv=None) -> int:
 
             print("starting the job monitor and its local worker ...", flush=True)
             t = time.perf_counter()
-            monitor = JobMonitor(services, interval=args.monitor_interval).start(local_worker=True)
+            monitor = start_jobs(services, local_worker=True, interval=args.monitor_interval)
             worker_start_s = wait_for_workers(services, 120.0)
             print(f"  worker announced itself after {worker_start_s:.1f} s", flush=True)
 

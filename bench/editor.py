@@ -62,17 +62,17 @@ def main(argv=None) -> int:
         settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(work / "data"), "ANNOTATOR_DEMO": "0",
                                       "ANNOTATOR_LOCAL_WORKER": "0"}).with_overrides(port=port)
         app = start(settings, block=False, quiet=True)
-        svc, store = app.services, app.services.store
+        svc, store = app.services, app.services.ctx.store
         rng = random.Random(args.seed)
         try:
             # --- build (not timed) -------------------------------------------------------------------
             t = time.perf_counter()
-            project = svc.create_project("editor-bench", CLASSES)
+            project = svc.projects.create_project("editor-bench", CLASSES)
             scenes = work / "scenes"
             scenes.mkdir()
             for k in range(args.real):
                 (scenes / f"scene_{k:03d}.jpg").write_bytes(scene_jpeg(7_000_000 + k)[0])
-            svc.add_images(project, [scenes], dataset="scenes", user="bench")
+            svc.images.add_images(project, [scenes], dataset="scenes", user="bench")
             real = store.list_images(project.id, offset=0, limit=args.real + 10)
             rows = [{"rel_path": f"batch{k // 1000:03d}/IMG_{k:06d}.jpg",
                      "sha256": hashlib.sha256(f"editor-bench/{k}".encode()).hexdigest(),
@@ -116,17 +116,17 @@ def main(argv=None) -> int:
             loaded_cache: dict[int, dict] = {}
 
             def svc_load(i: int):
-                loaded_cache[i] = svc.load_image(project, picks[i])
+                loaded_cache[i] = svc.review.load_image(project, picks[i])
 
             def svc_save(i: int):
-                loaded = loaded_cache.pop(i, None) or svc.load_image(project, picks[i])
-                svc.save_image(project, picks[i], edit(loaded), loaded["version"], user="bench")
+                loaded = loaded_cache.pop(i, None) or svc.review.load_image(project, picks[i])
+                svc.review.save_image(project, picks[i], edit(loaded), loaded["version"], user="bench")
 
             results = {}
             print("timing the service layer ...", flush=True)
             results["service load_image"] = time_calls(svc_load, args.reps)
             for i in range(args.reps + 2):  # loads outside the timed save calls
-                loaded_cache[i] = svc.load_image(project, picks[i])
+                loaded_cache[i] = svc.review.load_image(project, picks[i])
             results["service save_image"] = time_calls(svc_save, args.reps)
 
             # --- HTTP --------------------------------------------------------------------------------
@@ -179,9 +179,9 @@ def main(argv=None) -> int:
             print("timing the review queue ...", flush=True)
             n_queue = {}
             for sort in ("upload", "uncertain"):
-                n_queue[sort] = len(svc.review_queue_ids(project, status="unreviewed", sort=sort))
+                n_queue[sort] = len(svc.review.review_queue_ids(project, status="unreviewed", sort=sort))
                 results[f"queue {sort} ({n_queue[sort]:,} ids)"] = time_calls(
-                    lambda i, sort=sort: svc.review_queue_ids(project, status="unreviewed", sort=sort),
+                    lambda i, sort=sort: svc.review.review_queue_ids(project, status="unreviewed", sort=sort),
                     args.queue_reps)
         finally:
             app.close()

@@ -128,20 +128,20 @@ def main(argv=None) -> int:
 
         settings = Settings.from_env()
         svc = Services.open(settings)
-        store = svc.store
+        store = svc.ctx.store
         rng = random.Random(args.seed)
         try:
             # --- build (not timed) -----------------------------------------------------------------
             print(f"building 1 project: {args.real} real scenes + {args.images - args.real:,} image rows pointing at "
                   f"them, {args.boxes:,} boxes ...", flush=True)
             t = time.perf_counter()
-            project = svc.create_project("export-bench", CLASSES)
+            project = svc.projects.create_project("export-bench", CLASSES)
             scenes = work / "scenes"
             scenes.mkdir()
             for k in range(args.real):
                 jpeg, _ = scene_jpeg(5_000_000 + args.seed * 1000 + k)
                 (scenes / f"scene_{k:03d}.jpg").write_bytes(jpeg)
-            rep = svc.add_images(project, [scenes], dataset="scenes", user="bench")
+            rep = svc.images.add_images(project, [scenes], dataset="scenes", user="bench")
             real = store.list_images(project.id, offset=0, limit=args.real + 10)
             if len(real) != args.real:
                 print(f"  WARNING: {len(real)} of {args.real} scenes were added ({rep})")
@@ -232,7 +232,7 @@ def main(argv=None) -> int:
                     def once(i: int, fmt=fmt, with_images=with_images, runs=runs) -> float:
                         clock.marks.clear()
                         t0 = time.perf_counter()
-                        res = svc.export_dataset(project, fmt, include_images=with_images, user="bench")
+                        res = svc.transfer.export_dataset(project, fmt, include_images=with_images, user="bench")
                         t1 = time.perf_counter()
                         runs.append({"s": t1 - t0, "phases": clock.phases(t0, t1), "images": res["images"],
                                      "boxes": res["boxes"], "negatives": res["negatives"],

@@ -177,11 +177,11 @@ def time_add_images(zip_path: Path, work: Path, reps: int) -> tuple[list[float],
             threads = settings.ingest_threads or min(8, os.cpu_count() or 1)  # ingest.prepare_upload's default
             svc = Services.open(settings)
             try:
-                project = svc.create_project(f"bench-{rep}", ["object"])
+                project = svc.projects.create_project(f"bench-{rep}", ["object"])
                 phases.clear()
                 c = _cpu(resource.RUSAGE_SELF)
                 t = time.perf_counter()
-                report = svc.add_images(project, [zip_path])
+                report = svc.images.add_images(project, [zip_path])
                 runs.append(time.perf_counter() - t)
                 cpu.append(_cpu(resource.RUSAGE_SELF) - c)
                 all_phases.append(dict(phases))

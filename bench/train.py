@@ -81,17 +81,17 @@ def run_raw(data_yaml: Path, out: Path, base: Path, args) -> tuple[float, dict]:
 
 def run_ours(services, p, args, rep: int) -> tuple[float, dict, dict]:
     t = time.perf_counter()
-    job = services.train_model(p, base="demo-shapes", epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
+    job = services.training.start_training(p, base="demo-shapes", epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
                                device=args.device, onnx_check=False, name=f"bench-{rep}")
     while True:
-        job = services.job(job.id)
+        job = services.jobs.get_job(job.id)
         if not job.active:
             break
         time.sleep(0.05)
     seconds = time.perf_counter() - t
     if job.status != "succeeded":
         raise SystemExit(f"our job {job.id} {job.status}: {job.error}\n{job.log[-3000:]}")
-    m = services.model(p, job.counters["model_id"])
+    m = services.models.get_model(p, job.counters["model_id"])
     return seconds, {"mAP50-95": round(m.metrics["mAP50-95"], 4), "mAP50": round(m.metrics["mAP50"], 4)}, \
         job.counters["result"].get("timings", {})
 
@@ -111,7 +111,7 @@ def main() -> int:
         set_data_dir(work / "data")
         use_repo_package()
         from annotator import demo
-        from annotator.monitor import JobMonitor
+        from annotator.launch import start_jobs
         from annotator.services import Services
         from annotator.settings import Settings
         from annotator.types import Box
@@ -121,21 +121,21 @@ def main() -> int:
         truth = write_scenes(work / "scenes", args.n)
         data_yaml = raw_dataset(work / "raw-dataset", work / "scenes", truth)
 
-        p = services.create_project("Bench", list(demo.CLASSES))
-        services.add_images(p, [(work / "scenes", "scenes")], dataset="scenes")
-        images = services.list_images(p, page_size=500).images
-        services.store.insert_boxes([(im.id, Box(x1, y1, x2, y2, class_idx=c)) for im in images
+        p = services.projects.create_project("Bench", list(demo.CLASSES))
+        services.images.add_images(p, [(work / "scenes", "scenes")], dataset="scenes")
+        images = services.images.list_images(p, page_size=500).images
+        services.ctx.store.insert_boxes([(im.id, Box(x1, y1, x2, y2, class_idx=c)) for im in images
                                      for c, x1, y1, x2, y2 in truth[im.rel_path]])
-        services.store.set_review_status([i.id for i in images], "approved", "bench")
+        services.ctx.store.set_review_status([i.id for i in images], "approved", "bench")
         for split in ("train", "val"):
-            services.set_split(p, split, image_ids=[i.id for i in images if split_of(i.rel_path) == split])
-        services.add_model(p, demo.DEMO_MODEL_PATH, name="demo-shapes")
+            services.splits.set_split(p, split, image_ids=[i.id for i in images if split_of(i.rel_path) == split])
+        services.models.add_model(p, demo.DEMO_MODEL_PATH, name="demo-shapes")
 
-        monitor = JobMonitor(services, interval=0.2).start(local_worker=True)
+        monitor = start_jobs(services, local_worker=True, interval=0.2)
         try:
             t = time.perf_counter()
-            warm = services.evaluate_model(p, "demo-shapes", imgsz=args.imgsz, device=args.device)
-            while services.job(warm.id).active:
+            warm = services.training.start_evaluation(p, "demo-shapes", imgsz=args.imgsz, device=args.device)
+            while services.jobs.get_job(warm.id).active:
                 time.sleep(0.1)
             print(f"worker start + warm-up evaluation: {time.perf_counter() - t:.1f} s (not timed)")
             raw_runs, ours_runs = [], []

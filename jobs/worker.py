@@ -1,4 +1,4 @@
-"""A worker process: `python -m annotator worker` (the app starts one as its child unless told not to).
+"""A worker process: `annotator worker` (the app starts one as its child, ``LocalWorker``, unless told not to).
 
 Thread workers, because ultralytics starts DataLoader processes and Huey's process workers are daemonic.
 Every few seconds the worker announces itself (with its torch/CUDA facts) in the queue's storage.
@@ -7,31 +7,21 @@ Every few seconds the worker announces itself (with its torch/CUDA facts) in the
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 from annotator.settings import Settings
 
-from .inference import WORKER_ID, system_info
+from .protocol import announce
 from .queue import make_huey
+from .runtime import WORKER_ID, system_info
 
-WORKERS_KEY = "aa:workers"
 ANNOUNCE_S = 3.0
-
-
-def announce(huey, info: dict) -> None:
-    """Read-modify-write of the worker table: a lost race only drops an entry until the next beat."""
-    table = huey.get(WORKERS_KEY, peek=True) or {}
-    now = time.time()
-    table = {k: v for k, v in table.items() if now - v.get("ts", 0) < 60}
-    table[WORKER_ID] = {**info, "ts": now}
-    huey.put(WORKERS_KEY, table)
-
-
-def live_workers(huey, max_age: float = 15.0) -> list[dict]:
-    table = huey.get(WORKERS_KEY, peek=True) or {}
-    now = time.time()
-    return [v for v in table.values() if now - v.get("ts", 0) < max_age]
+log = logging.getLogger("annotator.worker")
 
 
 def run_worker(settings: Settings, workers: int = 1) -> None:
@@ -45,7 +35,7 @@ def run_worker(settings: Settings, workers: int = 1) -> None:
     def beat():
         while True:
             try:
-                announce(huey, info)
+                announce(huey, WORKER_ID, info)
             except Exception:  # noqa: BLE001 - the queue may be briefly locked; try again next beat
                 logging.exception("announce failed")
             time.sleep(ANNOUNCE_S)
@@ -54,3 +44,51 @@ def run_worker(settings: Settings, workers: int = 1) -> None:
     consumer = huey.create_consumer(workers=workers, worker_type="thread", periodic=False,
                                     initial_delay=0.1, backoff=1.15, max_delay=1.0, check_worker_health=True)
     consumer.run()
+
+
+class LocalWorker:
+    """`python -m annotator worker` as a child of the app, restarted if it dies."""
+
+    def __init__(self, settings: Settings, max_restarts: int = 20):
+        self.settings = settings
+        self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+        self.max_restarts = max_restarts
+        self._last_start = 0.0
+
+    def start(self) -> None:
+        env = {**os.environ, "ANNOTATOR_DATA_DIR": str(self.settings.data_dir)}
+        if self.settings.queue_url:
+            env["ANNOTATOR_QUEUE_URL"] = self.settings.queue_url
+        logfile = open(self.settings.worker_log_path, "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "annotator", "worker"], env=env, stdout=logfile, stderr=subprocess.STDOUT,
+            cwd=str(Path(__file__).resolve().parents[1]),
+        )
+        logfile.close()
+        self._last_start = time.time()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def ensure_alive(self) -> None:
+        if self.proc is None or self.alive() or self.restarts >= self.max_restarts:
+            return
+        if time.time() - self._last_start < 2.0:
+            return
+        log.warning("local worker exited with %s; restarting it", self.proc.returncode)
+        self.restarts += 1
+        self.start()
+
+    def stop(self) -> None:
+        if self.alive():
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

@@ -63,4 +63,4 @@ def services(settings):
 
 @pytest.fixture
 def project(services):
-    return services.create_project("Shapes", ["circle", "square", "triangle"])
+    return services.projects.create_project("Shapes", ["circle", "square", "triangle"])

@@ -30,14 +30,14 @@ def require_tool(name: str, apt_package: str) -> str:
 @contextlib.contextmanager
 def worker_world(tmp_path, stale_after_s: int):
     """Services over a fresh data folder, a JobMonitor and a real local worker process (CPU)."""
-    from annotator.monitor import JobMonitor
+    from annotator.launch import start_jobs
     from annotator.services import Services
     from annotator.settings import Settings
 
     settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data"),
                                   "ANNOTATOR_STALE_AFTER_S": str(stale_after_s), "ANNOTATOR_DEVICE": "cpu"})
     services = Services.open(settings)
-    monitor = JobMonitor(services, interval=0.2).start(local_worker=True)
+    monitor = start_jobs(services, local_worker=True, interval=0.2)
     try:
         yield services, monitor
     finally:
@@ -49,8 +49,8 @@ def wait_for_job(services, job_id: int, until, timeout: float = 180.0):
     """Poll the job until ``until(job)``; AssertionError with its last state after ``timeout`` s."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        job = services.job(job_id)
+        job = services.jobs.get_job(job_id)
         if until(job):
             return job
         time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not reach the state in {timeout} s: {services.job(job_id)}")
+    raise AssertionError(f"job {job_id} did not reach the state in {timeout} s: {services.jobs.get_job(job_id)}")

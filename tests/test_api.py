@@ -65,7 +65,7 @@ def test_create_upload_list_through_the_api(app, tmp_path):
 
     with pytest.raises(AppError, match="Nothing to export"):
         client.predict("Parking", "yolo", [], True, True, 0.2, False, False, api_name="/export_dataset")
-    app.services.store.set_review_status([i["id"] for i in listing["images"]], "approved", "ann")
+    app.services.ctx.store.set_review_status([i["id"] for i in listing["images"]], "approved", "ann")
     result, downloaded = client.predict("Parking", "coco", [], True, False, 0.2, False, False,
                                         api_name="/export_dataset")
     assert (result["format"], result["images"], result["negatives"]) == ("coco", 2, 2)
@@ -132,15 +132,15 @@ def test_fresh_app_opens_the_demo_and_auto_annotates_it(tmp_path):
 def test_review_through_the_api(app, tmp_path):
     """The README's review example: queue, load, save (provenance kept by id), approve, a stale save refused."""
     svc = app.services
-    p = svc.create_project("Yard", ["circle", "square"])
+    p = svc.projects.create_project("Yard", ["circle", "square"])
     folder = tmp_path / "yard"
     folder.mkdir()
     for i in range(3):
         (folder / f"y{i}.jpg").write_bytes(jpeg_bytes(160, 120, seed=20 + i))
-    svc.add_images(p, [folder])
-    ids = [i.id for i in svc.store.list_images(p.id, offset=0, limit=10)]
+    svc.images.add_images(p, [folder])
+    ids = [i.id for i in svc.ctx.store.list_images(p.id, offset=0, limit=10)]
     from annotator.types import Box
-    svc.store.insert_boxes([(ids[1], Box(5.5, 6.25, 50, 60, 0, confidence=0.3, source="model", job_id=4)),
+    svc.ctx.store.insert_boxes([(ids[1], Box(5.5, 6.25, 50, 60, 0, confidence=0.3, source="model", job_id=4)),
                             (ids[2], Box(5, 5, 40, 40, 1, confidence=0.9, source="model", job_id=4))])
 
     client = Client(app.url, verbose=False)
@@ -160,6 +160,6 @@ def test_review_through_the_api(app, tmp_path):
     assert done["images"] == 2
     stats = client.predict("Yard", api_name="/review_stats")
     assert stats["status"] == {"unreviewed": 1, "approved": 2, "rejected": 0}
-    stored = sorted((b.source, b.class_idx, b.confidence) for b in svc.store.boxes_for_image(ids[1]))
+    stored = sorted((b.source, b.class_idx, b.confidence) for b in svc.ctx.store.boxes_for_image(ids[1]))
     assert stored == [("human", 1, None), ("model", 0, 0.3)]
     client.close()

@@ -76,7 +76,7 @@ def test_create_project_and_upload_a_messy_zip(app, page, tmp_path):
     page.get_by_label("Add classes (one per line, appended at the end)").fill("Car")
     page.get_by_role("button", name="Add", exact=True).click()
     page.get_by_text("Class name 'Car' already exists").filter(visible=True).first.wait_for()
-    assert app.services.project("Street").class_names == ["car", "person", "bike"]
+    assert app.services.projects.get_project("Street").class_names == ["car", "person", "bike"]
     page.screenshot(path=str(ARTIFACTS / "projects-tab.png"), full_page=True)
 
     page.get_by_role("tab", name="Upload").click()
@@ -91,6 +91,6 @@ def test_create_project_and_upload_a_messy_zip(app, page, tmp_path):
     assert page.locator(".grid-container img, .gallery img, button.thumbnail-item img").count() >= 3
     page.screenshot(path=str(ARTIFACTS / "upload-tab.png"), full_page=True)
 
-    images = app.services.list_images("Street")
+    images = app.services.images.list_images("Street")
     assert sorted(i.rel_path for i in images.images) == ["cam0/frame0.jpg", "cam0/frame2.jpg", "cam1/frame1.jpg"]
     assert not any(p.name == "escape.jpg" for p in tmp_path.rglob("*"))

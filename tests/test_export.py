@@ -20,7 +20,7 @@ DEMO_TO_PROJECT = {0: 1, 1: 2, 2: 0}  # demo.CLASSES (circle, square, triangle) 
 
 @pytest.fixture
 def world(services, tmp_path):
-    p = services.create_project("Export", CLASSES)
+    p = services.projects.create_project("Export", CLASSES)
     src = tmp_path / "src"
     for i in range(8):
         folder = src / ("north" if i % 2 else "south")
@@ -29,8 +29,8 @@ def world(services, tmp_path):
         (folder / f"frame_{i // 2}.jpg").write_bytes(demo.scene_jpeg(90_000 + i)[0])
     (src / "rotated.jpg").write_bytes(imagegen.jpeg_bytes(200, 100, seed=4, orientation=6))  # stored 100x200
     (src / "negative.png").write_bytes(imagegen.image_bytes("PNG", 64, 48, seed=5))
-    services.add_images(p, [(src, "cams")], dataset="cams")
-    images = {i.rel_path: i for i in services.list_images(p, page_size=100).images}
+    services.images.add_images(p, [(src, "cams")], dataset="cams")
+    images = {i.rel_path: i for i in services.images.list_images(p, page_size=100).images}
     rows = []
     for i in range(8):
         img = images[f"{'north' if i % 2 else 'south'}/frame_{i // 2}.jpg"]
@@ -40,12 +40,12 @@ def world(services, tmp_path):
     assert (rot.width, rot.height) == (100, 200)
     rows.append((rot.id, Box(80, 150, 140, 260, class_idx=0, source="human")))  # crosses the border: clamped
     rows.append((rot.id, Box(120, 10, 130, 20, class_idx=1, source="human")))  # outside: zero area, dropped
-    services.store.insert_boxes(rows)
+    services.ctx.store.insert_boxes(rows)
     unapproved = images["south/frame_3.jpg"]
     rejected = images["north/frame_3.jpg"]
-    services.store.set_review_status([i.id for i in images.values() if i.id not in (unapproved.id, rejected.id)],
+    services.ctx.store.set_review_status([i.id for i in images.values() if i.id not in (unapproved.id, rejected.id)],
                                      "approved", "ann")
-    services.store.set_review_status([rejected.id], "rejected", "ann")
+    services.ctx.store.set_review_status([rejected.id], "rejected", "ann")
     return p, images
 
 
@@ -57,7 +57,7 @@ def _unzip(path: str, to: Path) -> Path:
 
 def test_yolo_export_is_accepted_by_ultralytics(services, world, tmp_path):
     p, _ = world
-    r = services.export_dataset(p, "yolo", val_ratio=0.25)
+    r = services.transfer.export_dataset(p, "yolo", val_ratio=0.25)
     assert r["images"] == 8 and r["negatives"] == 1  # 6 scenes + rotated + negative; not unapproved/rejected
     assert [d["reason"] for d in r["dropped"]] and all("zero" in d["reason"] or "area" in d["reason"]
                                                         for d in r["dropped"])
@@ -101,7 +101,7 @@ def test_yolo_export_is_accepted_by_ultralytics(services, world, tmp_path):
 
 def test_coco_export_passes_cocoeval(services, world, tmp_path):
     p, _ = world
-    r = services.export_dataset(p, "coco", with_scores=False)
+    r = services.transfer.export_dataset(p, "coco", with_scores=False)
     root = _unzip(r["file"], tmp_path / "coco")
     ann_file = root / "annotations.json"
     doc = json.loads(ann_file.read_text())
@@ -128,21 +128,21 @@ def test_coco_export_passes_cocoeval(services, world, tmp_path):
 
 def test_labels_are_deterministic_and_refusals_are_clear(services, world, tmp_path):
     p, _ = world
-    a = services.export_dataset(p, "yolo", include_images=False)
-    b = services.export_dataset(p, "yolo", include_images=False)
+    a = services.transfer.export_dataset(p, "yolo", include_images=False)
+    b = services.transfer.export_dataset(p, "yolo", include_images=False)
 
     def labels(path):
         with zipfile.ZipFile(path) as zf:
             return {n: zf.read(n) for n in zf.namelist() if not n.startswith("images/")}
 
     assert labels(a["file"]) == labels(b["file"]) and len(labels(a["file"])) == 9  # 8 labels + data.yaml
-    assert [e["format"] for e in services.exports(p)] == ["yolo", "yolo"]
+    assert [e["format"] for e in services.transfer.exports(p)] == ["yolo", "yolo"]
     with pytest.raises(UserError, match="format must be"):
-        services.export_dataset(p, "voc")
-    empty = services.create_project("Empty", ["x"])
+        services.transfer.export_dataset(p, "voc")
+    empty = services.projects.create_project("Empty", ["x"])
     with pytest.raises(UserError, match="Nothing to export"):
-        services.export_dataset(empty, "coco")
-    everything = services.export_dataset(p, "coco", approved_only=False, include_images=False)
+        services.transfer.export_dataset(empty, "coco")
+    everything = services.transfer.export_dataset(p, "coco", approved_only=False, include_images=False)
     assert everything["images"] == 9  # + the unapproved image that has boxes; the rejected one never
 
 
@@ -164,8 +164,8 @@ def test_cli_export_writes_the_zip_where_asked(tmp_path):
 
     services = Services.open(Settings.from_env({"ANNOTATOR_DATA_DIR": str(data)}))
     try:
-        (img,) = services.list_images("C").images
-        services.store.set_review_status([img.id], "approved", "ann")
+        (img,) = services.images.list_images("C").images
+        services.ctx.store.set_review_status([img.id], "approved", "ann")
     finally:
         services.close()
     r = json.loads(run_cli(data, "export", "C", "--format", "coco", "--out", str(out), "--json").stdout)
@@ -175,15 +175,15 @@ def test_cli_export_writes_the_zip_where_asked(tmp_path):
 
 
 def test_same_stem_different_formats_get_distinct_label_files(services, tmp_path):
-    p = services.create_project("Stems", ["x"])
+    p = services.projects.create_project("Stems", ["x"])
     src = tmp_path / "s"
     src.mkdir()
     (src / "a.jpg").write_bytes(imagegen.jpeg_bytes(40, 30, seed=1))
     (src / "a.png").write_bytes(imagegen.image_bytes("PNG", 40, 30, seed=2))
     (src / "A.bmp").write_bytes(imagegen.image_bytes("BMP", 40, 30, seed=3))
-    services.add_images(p, [src], dataset="d")
-    services.store.set_review_status([i.id for i in services.list_images(p).images], "approved", "ann")
-    r = services.export_dataset(p, "yolo", include_images=True, val_ratio=0.0)
+    services.images.add_images(p, [src], dataset="d")
+    services.ctx.store.set_review_status([i.id for i in services.images.list_images(p).images], "approved", "ann")
+    r = services.transfer.export_dataset(p, "yolo", include_images=True, val_ratio=0.0)
     with zipfile.ZipFile(r["file"]) as zf:
         labels = [n for n in zf.namelist() if n.startswith("labels/")]
         images = [n for n in zf.namelist() if n.startswith("images/")]

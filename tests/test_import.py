@@ -18,14 +18,14 @@ from .test_export import world  # noqa: F401 - the fixture: a labelled, partly a
 
 def _by_sha_and_class(services, project) -> dict[str, list[tuple]]:
     """stored file's sha256 -> sorted (class name, rounded xyxy) of its boxes, comparable across projects."""
-    p = services.project(project)
+    p = services.projects.get_project(project)
     out = {}
-    images, _ = services.store.export_rows(p.id, None, ("approved", "unreviewed", "rejected"))
-    boxes = services.store.boxes_for_images([i.id for i in images])
+    images, _ = services.ctx.store.export_rows(p.id, None, ("approved", "unreviewed", "rejected"))
+    boxes = services.ctx.store.boxes_for_images([i.id for i in images])
     for img in images:  # normalized as every export writes them: clamped to the image, zero-area dropped
         norm = [(p.class_names[b.class_idx], clamp_xyxy(b.xyxy, img.width, img.height)) for b in boxes[img.id]]
         # keyed by the STORED file: an EXIF-rotated upload is stored re-encoded, and that is what is exported
-        key = hashlib.sha256(services.image_file(img).read_bytes()).hexdigest()
+        key = hashlib.sha256(services.images.image_file(img).read_bytes()).hexdigest()
         out[key] = sorted((c, tuple(round(v, 1) for v in xy)) for c, xy in norm if area_xyxy(xy) > 0)
     return out
 
@@ -33,16 +33,16 @@ def _by_sha_and_class(services, project) -> dict[str, list[tuple]]:
 @pytest.mark.parametrize("fmt", ["yolo", "coco"])
 def test_round_trip_through_export_and_import(services, world, fmt):  # noqa: F811
     source, _ = world
-    exported = services.export_dataset(source, fmt)
-    target = services.create_project(f"Back-{fmt}", ["square", "circle", "triangle"])  # another class order
-    r = services.import_labels(target, [exported["file"]], fmt, approve=True)
+    exported = services.transfer.export_dataset(source, fmt)
+    target = services.projects.create_project(f"Back-{fmt}", ["square", "circle", "triangle"])  # another class order
+    r = services.transfer.import_labels(target, [exported["file"]], fmt, approve=True)
     assert r["labelled_images"] == exported["images"] and r["boxes"] == exported["boxes"]
     assert r["negatives"] == exported["negatives"] and r["approved"] == exported["images"]
     assert not r["problems"] and not r["dropped_by_class"] and r["added_classes"] == []
     want = _by_sha_and_class(services, source)
     got = _by_sha_and_class(services, target)
     assert len(got) == exported["images"] and all(got[sha] == want[sha] for sha in got)
-    imported = services.list_images(target, page_size=100).images
+    imported = services.images.list_images(target, page_size=100).images
     assert {i.status for i in imported} == {"approved"}
     if fmt == "yolo":  # the YOLO layout carries splits; a single COCO annotations.json does not
         assert {i.split for i in imported} <= {"train", "val"} and all(i.split for i in imported)
@@ -67,7 +67,7 @@ def test_bad_labels_are_reported_and_the_rest_lands(services, project, tmp_path)
         "labels/train/ghost.txt": "0 0.5 0.5 0.1 0.1\n",
     }, {"images/train/a.jpg": img, "images/train/b.jpg": imagegen.jpeg_bytes(100, 50, seed=2)},
         "names: [circle, square, triangle]\n")
-    r = services.import_labels(project, [archive], "yolo")
+    r = services.transfer.import_labels(project, [archive], "yolo")
     assert r["boxes"] == 1 and r["per_class"] == {"circle": 1}
     assert r["labelled_images"] == 2 and r["negatives"] == 1  # b.jpg has no label file: a negative
     reasons = " | ".join(f"{p['file']}: {p['reason']}" for p in r["problems"])
@@ -83,18 +83,18 @@ def test_classes_by_name_new_classes_and_overrides(services, project, tmp_path):
     (tmp_path / "x").mkdir()
     with zipfile.ZipFile(archive, "a") as zf:
         zf.writestr("classes.txt", " CIRCLE \nhexagon\nsquare\n")
-    analysis = services.analyze_labels(project, [archive], "yolo")
+    analysis = services.transfer.analyze_labels(project, [archive], "yolo")
     assert [(c["source"], c["project"]) for c in analysis["classes"]] == [
         ("CIRCLE", "circle"), ("hexagon", None), ("square", "square")]
-    dropped = services.import_labels(project, [archive], "yolo")
+    dropped = services.transfer.import_labels(project, [archive], "yolo")
     assert dropped["dropped_by_class"] == {"hexagon": 1} and dropped["boxes"] == 2
-    again = services.import_labels(project, [archive], "yolo", mapping={"hexagon": "triangle"})
+    again = services.transfer.import_labels(project, [archive], "yolo", mapping={"hexagon": "triangle"})
     assert again["per_class"] == {"circle": 1, "triangle": 1, "square": 1} and again["duplicates"] == 1
-    (img_rec,) = services.list_images(project).images
-    assert len(services.store.boxes_for_image(img_rec.id)) == 3  # re-import replaced, not doubled
-    grown = services.import_labels(project, [archive], "yolo", add_new_classes=True)
+    (img_rec,) = services.images.list_images(project).images
+    assert len(services.ctx.store.boxes_for_image(img_rec.id)) == 3  # re-import replaced, not doubled
+    grown = services.transfer.import_labels(project, [archive], "yolo", add_new_classes=True)
     assert grown["added_classes"] == ["hexagon"]
-    assert services.project(project.name).class_names == ["circle", "square", "triangle", "hexagon"]
+    assert services.projects.get_project(project.name).class_names == ["circle", "square", "triangle", "hexagon"]
 
 
 def test_roboflow_layout_and_protected_images(services, project, tmp_path):
@@ -105,15 +105,15 @@ def test_roboflow_layout_and_protected_images(services, project, tmp_path):
     with zipfile.ZipFile(archive, "a") as zf:
         zf.writestr("export/data.yaml", "train: ../train/images\nval: ../valid/images\nnc: 3\n"
                                         "names: ['circle', 'square', 'triangle']\n")
-    first = services.import_labels(project, [archive], "yolo")
+    first = services.transfer.import_labels(project, [archive], "yolo")
     assert first["boxes"] == 2
-    splits = {i.rel_path.split("/")[-1]: i.split for i in services.list_images(project).images}
+    splits = {i.rel_path.split("/")[-1]: i.split for i in services.images.list_images(project).images}
     assert splits == {"a.jpg": "train", "b.jpg": "val"}
-    (protected,) = [i for i in services.list_images(project).images if i.rel_path.endswith("a.jpg")]
-    services.store.set_review_status([protected.id], "approved", "ann")
-    before = services.store.boxes_for_image(protected.id)
-    second = services.import_labels(project, [archive], "yolo")
-    assert second["protected"] == 1 and services.store.boxes_for_image(protected.id) == before
+    (protected,) = [i for i in services.images.list_images(project).images if i.rel_path.endswith("a.jpg")]
+    services.ctx.store.set_review_status([protected.id], "approved", "ann")
+    before = services.ctx.store.boxes_for_image(protected.id)
+    second = services.transfer.import_labels(project, [archive], "yolo")
+    assert second["protected"] == 1 and services.ctx.store.boxes_for_image(protected.id) == before
 
 
 def test_coco_refusals(services, project, tmp_path):
@@ -121,18 +121,18 @@ def test_coco_refusals(services, project, tmp_path):
     with zipfile.ZipFile(broken, "w") as zf:
         zf.writestr("annotations.json", "{not json")
     with pytest.raises(UserError, match="No labelled images"):
-        services.import_labels(project, [broken], "coco")
+        services.transfer.import_labels(project, [broken], "coco")
     with pytest.raises(UserError, match="format must be"):
-        services.import_labels(project, [broken], "voc")
+        services.transfer.import_labels(project, [broken], "voc")
     empty = tmp_path / "empty.zip"
     with zipfile.ZipFile(empty, "w") as zf:
         zf.writestr("readme.md", "nothing")
     with pytest.raises(UserError, match="No COCO annotations file"):
-        services.import_labels(project, [empty], "coco")
+        services.transfer.import_labels(project, [empty], "coco")
     # COCO labels for images already in the project, matched by file name; sparse category ids
     src = tmp_path / "pic.jpg"
     src.write_bytes(imagegen.jpeg_bytes(80, 60, seed=6))
-    services.add_images(project, [src])
+    services.images.add_images(project, [src])
     doc = {"images": [{"id": 9, "file_name": "pic.jpg", "width": 80, "height": 60}],
            "annotations": [{"id": 1, "image_id": 9, "category_id": 40, "bbox": [10, 10, 20, 20], "area": 400,
                             "iscrowd": 0}],
@@ -140,7 +140,7 @@ def test_coco_refusals(services, project, tmp_path):
     labels_only = tmp_path / "coco.zip"
     with zipfile.ZipFile(labels_only, "w") as zf:
         zf.writestr("annotations.json", json.dumps(doc))
-    r = services.import_labels(project, [labels_only], "coco")
+    r = services.transfer.import_labels(project, [labels_only], "coco")
     assert r["boxes"] == 1 and r["per_class"] == {"square": 1} and r["images_added"] == 0
 
 

@@ -7,12 +7,14 @@ import pytest
 from huey import MemoryHuey
 from PIL import Image
 
-from jobs.channel import JobChannel
-from jobs.inference import resolve_device, run_annotation
+from annotator.types import Box
+from jobs.protocol import JobChannel
+from jobs.annotate import run_annotation
+from jobs.runtime import resolve_device
 
 
 class _T:
-    """Just enough of a torch tensor for jobs.inference._boxes."""
+    """Just enough of a torch tensor for jobs.annotate._boxes."""
 
     def __init__(self, a):
         self.a = np.asarray(a, dtype=float)
@@ -90,7 +92,9 @@ def test_cuda_oom_halves_the_batch_and_retries(tmp_path):
     assert sorted(i for i, _ in items) == [i for i, _ in images]  # every image exactly once
     for _, boxes in items:
         # class 2 is unmapped (skipped); the second box is clamped into the 64x48 image
-        assert boxes == [(0, 10.0, 10.0, 50.0, 40.0, 0.9), (1, 0.0, 5.0, 30.0, 48.0, 0.8)]
+        got = [Box.from_dict(b) for b in boxes]  # the wire form of a machine box
+        assert [(b.class_idx, *b.xyxy, b.confidence, b.source) for b in got] == [
+            (0, 10.0, 10.0, 50.0, 40.0, 0.9, "model"), (1, 0.0, 5.0, 30.0, 48.0, 0.8, "model")]
     assert done["status"] == "succeeded" and done["counters"]["unmapped"] == 9 and done["counters"]["batch"] == 2
 
 

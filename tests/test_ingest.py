@@ -31,7 +31,7 @@ def open_services(tmp_path):
         data = tmp_path / f"data-limits-{len(opened)}"
         svc = Services.open(Settings.from_env({"ANNOTATOR_DATA_DIR": str(data), **env}))
         opened.append(svc)
-        return svc, svc.create_project("Shapes", ["circle", "square", "triangle"])
+        return svc, svc.projects.create_project("Shapes", ["circle", "square", "triangle"])
 
     yield make
     for svc in opened:
@@ -39,7 +39,7 @@ def open_services(tmp_path):
 
 
 def _images(services, project, dataset=None):
-    return services.list_images(project, dataset=dataset, page_size=500).images
+    return services.images.list_images(project, dataset=dataset, page_size=500).images
 
 
 def _skip_reasons(report):
@@ -147,13 +147,13 @@ def test_exif_rotated_upload_is_stored_upright(services, project, tmp_path, orie
     raw = imagegen.jpeg_bytes(96, 48, seed=5, orientation=orientation)
     src = tmp_path / "phone.jpg"
     src.write_bytes(raw)
-    report = services.add_images(project, [src], dataset="cam")
+    report = services.images.add_images(project, [src], dataset="cam")
     assert report.added == ["phone.jpg"]
     assert report.notes == [f"phone.jpg: rotated per EXIF orientation {orientation}"]
     (img,) = _images(services, project)
     assert (img.width, img.height) == (48, 96)
     assert img.sha256 == hashlib.sha256(raw).hexdigest()
-    path = services.image_file(img)
+    path = services.images.image_file(img)
     assert img.size_bytes == path.stat().st_size
     with Image.open(path) as im:
         assert im.size == (48, 96)
@@ -162,7 +162,7 @@ def test_exif_rotated_upload_is_stored_upright(services, project, tmp_path, orie
     cv = cv2.imread(str(path))  # OpenCV applies EXIF orientation itself: it must see the same picture
     assert cv is not None and cv.shape[:2] == (96, 48)
     assert _bright_corner(cv) == corner
-    with Image.open(services.thumb_file(img)) as th:
+    with Image.open(services.images.thumb_file(img)) as th:
         assert th.size == (48, 96)
         assert _bright_corner(np.asarray(th.convert("RGB"))) == corner
 
@@ -172,11 +172,11 @@ def test_every_accepted_format(services, project, tmp_path, fmt, ext, stored_for
     data = imagegen.image_bytes(fmt, 320, 200, seed=7)
     src = tmp_path / f"pic.{ext}"
     src.write_bytes(data)
-    report = services.add_images(project, [src], dataset="fmt")
+    report = services.images.add_images(project, [src], dataset="fmt")
     assert report.added == [f"pic.{ext}"] and not report.skipped
     (img,) = _images(services, project)
     assert (img.width, img.height, img.format) == (320, 200, stored_format)
-    path = services.image_file(img)
+    path = services.images.image_file(img)
     assert path.suffix == f".{stored_ext}" and path.is_file()
     assert path.is_relative_to(services.settings.project_dir(project.id) / "images")
     with Image.open(path) as im:
@@ -186,7 +186,7 @@ def test_every_accepted_format(services, project, tmp_path, fmt, ext, stored_for
         assert report.notes == ["pic.tif: converted TIFF to PNG"]
     else:
         assert path.read_bytes() == data and report.notes == []
-    thumb = services.thumb_file(img)
+    thumb = services.images.thumb_file(img)
     assert thumb.is_file()
     with Image.open(thumb) as th:
         # JPEG thumbnails keep the decoder's DCT scale (long side between 1x and 2x thumb_size, never
@@ -205,7 +205,7 @@ def test_zip_keeps_nested_paths_and_skips_clutter(services, project, tmp_path):
         "a/.hidden.jpg": imagegen.jpeg_bytes(40, 30, seed=4),
         "labels/notes.txt": b"circle 0.5 0.5 0.1 0.1\n",
     })
-    report = services.add_images(project, [z])
+    report = services.images.add_images(project, [z])
     assert report.dataset == "Batch One"
     assert sorted(report.added) == ["a/b/deep.png", "a/side.webp", "top.jpg"]
     assert sorted(i.rel_path for i in _images(services, project, "Batch One")) == sorted(report.added)
@@ -216,7 +216,7 @@ def test_zip_keeps_nested_paths_and_skips_clutter(services, project, tmp_path):
     assert "hidden" in reasons["Batch One.zip:.DS_Store"]
     assert "hidden" in reasons["Batch One.zip:a/.hidden.jpg"]
     assert "not an image" in reasons["Batch One.zip:labels/notes.txt"]
-    assert services.uploads(project)[0]["added"] == 3
+    assert services.images.uploads(project)[0]["added"] == 3
 
 
 def test_folder_source_keeps_nested_paths(services, project, tmp_path):
@@ -227,7 +227,7 @@ def test_folder_source_keeps_nested_paths(services, project, tmp_path):
     (root / "south" / "b.bmp").write_bytes(imagegen.image_bytes("BMP", 40, 30, seed=2))
     (root / "c.png").write_bytes(imagegen.image_bytes("PNG", 40, 30, seed=3))
     (root / "south" / "readme.txt").write_text("hi")
-    report = services.add_images(project, [root])
+    report = services.images.add_images(project, [root])
     assert report.dataset == "field-day"
     assert sorted(report.added) == ["c.png", "north/cam1/a.jpg", "south/b.bmp"]
     assert [s.name for s in report.skipped] == ["south/readme.txt"]
@@ -239,7 +239,7 @@ def test_loose_files(services, project, tmp_path):
     a.write_bytes(imagegen.jpeg_bytes(40, 30, seed=1))
     uploaded = tmp_path / "gradio-tmp-9f8e7d"  # a browser upload: temp path plus the original name
     uploaded.write_bytes(imagegen.image_bytes("PNG", 50, 20, seed=2))
-    report = services.add_images(project, [a, (uploaded, "two.png")])
+    report = services.images.add_images(project, [a, (uploaded, "two.png")])
     assert report.dataset.startswith("upload-")
     images = {i.rel_path: i for i in _images(services, project)}
     assert set(images) == {"one.jpg", "two.png"}
@@ -249,7 +249,7 @@ def test_loose_files(services, project, tmp_path):
 def test_several_zips_are_prefixed_by_their_stem(services, project, tmp_path):
     z1 = imagegen.make_zip(tmp_path / "z1.zip", {"img.jpg": imagegen.jpeg_bytes(40, 30, seed=1)})
     z2 = imagegen.make_zip(tmp_path / "z2.zip", {"img.jpg": imagegen.jpeg_bytes(40, 30, seed=2)})
-    report = services.add_images(project, [z1, z2], dataset="both")
+    report = services.images.add_images(project, [z1, z2], dataset="both")
     assert sorted(report.added) == ["z1/img.jpg", "z2/img.jpg"]
 
 
@@ -258,7 +258,7 @@ def test_duplicates_within_one_zip_stored_once(services, project, tmp_path):
     z = imagegen.make_zip(tmp_path / "dups.zip", {
         "a.jpg": same, "copies/a-copy.jpg": same, "b.jpg": imagegen.jpeg_bytes(40, 30, seed=12),
     })
-    report = services.add_images(project, [z])
+    report = services.images.add_images(project, [z])
     assert sorted(report.added) == ["a.jpg", "b.jpg"]
     assert [(d.name, d.same_as) for d in report.duplicates] == [("copies/a-copy.jpg", "a.jpg (earlier in this upload)")]
     assert len(_images(services, project)) == 2
@@ -271,9 +271,9 @@ def test_duplicates_against_another_dataset(services, project, tmp_path):
     first = tmp_path / "first"
     (first / "sub").mkdir(parents=True)
     (first / "sub" / "orig.jpg").write_bytes(same)
-    services.add_images(project, [first], dataset="first")
+    services.images.add_images(project, [first], dataset="first")
     z = imagegen.make_zip(tmp_path / "second.zip", {"again.jpg": same, "new.jpg": imagegen.jpeg_bytes(40, 30, seed=22)})
-    report = services.add_images(project, [z], dataset="second")
+    report = services.images.add_images(project, [z], dataset="second")
     assert report.added == ["new.jpg"]
     assert [(d.name, d.same_as) for d in report.duplicates] == [("again.jpg", "first/sub/orig.jpg")]
     assert [i.rel_path for i in _images(services, project, "second")] == ["new.jpg"]
@@ -291,7 +291,7 @@ def test_bad_files_skipped_good_ones_added(services, project, tmp_path):
         "truncated.jpg": imagegen.jpeg_bytes(120, 90, seed=33)[:1500],
         "empty.jpg": b"",
     })
-    report = services.add_images(project, [z])
+    report = services.images.add_images(project, [z])
     assert sorted(report.added) == ["good.jpg", "good.png"]
     assert report.duplicates == []
     reasons = _skip_reasons(report)
@@ -311,7 +311,7 @@ def test_pixel_bomb_skipped(open_services, tmp_path):
         "big.png": imagegen.image_bytes("PNG", 200, 100, seed=2),  # 20,000 pixels
         "huge-header.png": imagegen.png_header_only(100_000, 100_000),
     })
-    report = services.add_images(project, [z])
+    report = services.images.add_images(project, [z])
     assert report.added == ["small.jpg"]
     reasons = _skip_reasons(report)
     assert "decompression bomb" in reasons["bombs.zip:big.png"]
@@ -321,7 +321,7 @@ def test_pixel_bomb_skipped(open_services, tmp_path):
 
 def test_zip_slip_members_skipped_and_nothing_escapes(services, project, tmp_path):
     z = imagegen.zipslip_zip(tmp_path / "in" / "slip.zip")
-    report = services.add_images(project, [z], dataset="slip")
+    report = services.images.add_images(project, [z], dataset="slip")
     assert report.added == []
     reasons = _skip_reasons(report)
     assert set(reasons) == {f"slip.zip:{n}" for n in imagegen.ZIPSLIP_NAMES}
@@ -338,7 +338,7 @@ def test_zip_bomb_refused_by_ratio_quickly(services, project, tmp_path):
     with zipfile.ZipFile(z, "a") as zf:
         zf.writestr("fine.jpg", extra)
     t0 = time.perf_counter()
-    report = services.add_images(project, [z])
+    report = services.images.add_images(project, [z])
     assert time.perf_counter() - t0 < 5
     assert report.added == ["fine.jpg"]
     reason = _skip_reasons(report)["bomb.zip:bomb.jpg"]
@@ -350,7 +350,7 @@ def test_total_upload_limit_skips_overflow(open_services, tmp_path):
     members = {f"{i}.png": imagegen.image_bytes("PNG", 40, 30, seed=i) for i in range(4)}
     limit = len(members["0.png"]) + len(members["1.png"])
     services, project = open_services(ANNOTATOR_MAX_UPLOAD_BYTES=str(limit))
-    report = services.add_images(project, [imagegen.make_zip(tmp_path / "big.zip", members)])
+    report = services.images.add_images(project, [imagegen.make_zip(tmp_path / "big.zip", members)])
     assert sorted(report.added) == ["0.png", "1.png"]
     reasons = _skip_reasons(report)
     assert set(reasons) == {"big.zip:2.png", "big.zip:3.png"}
@@ -363,7 +363,7 @@ def test_per_file_limit(open_services, tmp_path):
     folder.mkdir()
     (folder / "small.jpg").write_bytes(imagegen.jpeg_bytes(16, 16, seed=1))
     (folder / "large.bmp").write_bytes(imagegen.image_bytes("BMP", 100, 100, seed=2))
-    report = services.add_images(project, [folder])
+    report = services.images.add_images(project, [folder])
     assert report.added == ["small.jpg"]
     assert "ANNOTATOR_MAX_FILE_BYTES" in _skip_reasons(report)["large.bmp"]
 
@@ -371,7 +371,7 @@ def test_per_file_limit(open_services, tmp_path):
 def test_not_a_zip(services, project, tmp_path):
     fake = tmp_path / "photos.zip"
     fake.write_bytes(b"this is not a zip archive at all" * 10)
-    report = services.add_images(project, [fake])
+    report = services.images.add_images(project, [fake])
     assert report.added == []
     assert "not a readable zip archive" in _skip_reasons(report)["photos.zip"]
     assert _images(services, project) == []
@@ -383,16 +383,16 @@ def test_failed_commit_leaves_nothing_behind(services, project, tmp_path, monkey
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(services.store, "add_images", boom)
+    monkeypatch.setattr(services.ctx.store, "add_images", boom)
     with pytest.raises(RuntimeError, match="disk full"):
-        services.add_images(project, [z])
+        services.images.add_images(project, [z])
     pdir = services.settings.project_dir(project.id)
     assert _files_under(pdir / "images") == [] and _files_under(pdir / "thumbs") == []
     assert _files_under(pdir / "staging") == []
     assert not (pdir / "staging").exists() or list((pdir / "staging").iterdir()) == []
     monkeypatch.undo()
-    assert services.store.count_images(project.id) == 0 and services.datasets(project) == []
-    assert services.uploads(project) == []
+    assert services.ctx.store.count_images(project.id) == 0 and services.images.datasets(project) == []
+    assert services.images.uploads(project) == []
 
 
 def test_same_path_different_image_in_same_dataset_is_skipped(services, project, tmp_path):
@@ -402,8 +402,8 @@ def test_same_path_different_image_in_same_dataset_is_skipped(services, project,
     original = imagegen.jpeg_bytes(40, 30, seed=41)
     (first / "a.jpg").write_bytes(original)
     (second / "a.jpg").write_bytes(imagegen.jpeg_bytes(40, 30, seed=42))
-    services.add_images(project, [first], dataset="d")
-    report = services.add_images(project, [second], dataset="d")
+    services.images.add_images(project, [first], dataset="d")
+    report = services.images.add_images(project, [second], dataset="d")
     assert report.added == []
     assert "already in the dataset" in _skip_reasons(report)["a.jpg"]
     (img,) = _images(services, project, "d")
@@ -416,7 +416,7 @@ def test_same_path_twice_in_one_upload(services, project, tmp_path):
     (z1 / "x.jpg").write_bytes(imagegen.jpeg_bytes(40, 30, seed=1))
     loose = tmp_path / "x.jpg"
     loose.write_bytes(imagegen.jpeg_bytes(40, 30, seed=2))
-    report = services.add_images(project, [z1, loose], dataset="d")
+    report = services.images.add_images(project, [z1, loose], dataset="d")
     assert report.added == ["x.jpg"]
     assert "already in the dataset" in _skip_reasons(report)["x.jpg"]
 
@@ -427,8 +427,8 @@ def test_second_upload_appends_to_existing_dataset(services, project, tmp_path):
     second.mkdir()
     (first / "a.jpg").write_bytes(imagegen.jpeg_bytes(40, 30, seed=51))
     (second / "b.jpg").write_bytes(imagegen.jpeg_bytes(40, 30, seed=52))
-    services.add_images(project, [first], dataset="d")
-    report = services.add_images(project, [second], dataset="D")
+    services.images.add_images(project, [first], dataset="d")
+    report = services.images.add_images(project, [second], dataset="D")
     assert report.dataset == "d" and report.added == ["b.jpg"]
     assert sorted(i.rel_path for i in _images(services, project, "d")) == ["a.jpg", "b.jpg"]
 
@@ -439,7 +439,7 @@ def test_progress_reaches_total(services, project, tmp_path):
     members["notes.txt"] = b"x"
     members["bad.jpg"] = b"nope" * 10
     calls = []
-    report = services.add_images(project, [imagegen.make_zip(tmp_path / "p.zip", members)],
+    report = services.images.add_images(project, [imagegen.make_zip(tmp_path / "p.zip", members)],
                                  progress=lambda done, total, name: calls.append((done, total, name)))
     assert len(report.added) == 12
     assert calls, "progress was never called"
@@ -468,7 +468,7 @@ def test_corrupt_zip_member_and_symlink_skipped(services, project, tmp_path):
     at = raw.index(victim) + len(victim) // 2  # flip a pixel byte: the CRC no longer matches
     raw[at] ^= 0xFF
     z.write_bytes(bytes(raw))
-    report = services.add_images(project, [z])
+    report = services.images.add_images(project, [z])
     assert report.added == ["good.jpg"]
     reasons = _skip_reasons(report)
     assert "corrupt zip member" in reasons["damaged.zip:victim.bmp"] and "CRC" in reasons["damaged.zip:victim.bmp"]
@@ -477,12 +477,12 @@ def test_corrupt_zip_member_and_symlink_skipped(services, project, tmp_path):
 
 def test_reupload_of_the_same_zip_adds_nothing(services, project, tmp_path):
     z = imagegen.make_zip(tmp_path / "same.zip", {f"{i}.jpg": imagegen.jpeg_bytes(40, 30, seed=70 + i) for i in range(3)})
-    first = services.add_images(project, [z])
-    again = services.add_images(project, [z])
+    first = services.images.add_images(project, [z])
+    again = services.images.add_images(project, [z])
     assert len(first.added) == 3
     assert again.added == [] and again.skipped == []
     assert sorted((d.name, d.same_as) for d in again.duplicates) == [(f"{i}.jpg", f"same/{i}.jpg") for i in range(3)]
-    assert services.store.count_images(project.id) == 3
+    assert services.ctx.store.count_images(project.id) == 3
 
 
 def test_folder_symlink_not_followed(services, project, tmp_path):
@@ -492,7 +492,7 @@ def test_folder_symlink_not_followed(services, project, tmp_path):
     folder.mkdir()
     (folder / "real.jpg").write_bytes(imagegen.jpeg_bytes(40, 30, seed=81))
     (folder / "link.jpg").symlink_to(outside)
-    report = services.add_images(project, [folder])
+    report = services.images.add_images(project, [folder])
     assert report.added == ["real.jpg"]
     assert "symbolic link" in _skip_reasons(report)["link.jpg"]
 
@@ -521,9 +521,9 @@ def test_stored_upload_report_matches_returned_report(services, project, tmp_pat
         "scan.tif": imagegen.image_bytes("TIFF", 40, 30, seed=91),
         "notes.txt": b"x",
     })
-    report = services.add_images(project, [z])
+    report = services.images.add_images(project, [z])
     assert sorted(report.notes) == ["scan.tif: converted TIFF to PNG", "turned.jpg: rotated per EXIF orientation 6"]
-    (stored,) = services.store._one("SELECT report FROM uploads WHERE project_id = ?", [project.id])
+    (stored,) = services.ctx.store._one("SELECT report FROM uploads WHERE project_id = ?", [project.id])
     stored = json.loads(stored)
     shown = report.as_dict()
     for key in ("added", "duplicates", "skipped", "added_files", "skipped_files", "notes"):
@@ -539,7 +539,7 @@ def test_garbage_is_skipped_after_ultralytics_patched_pil(services, project, tmp
     good.write_bytes(imagegen.jpeg_bytes(40, 30, seed=3))
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"definitely not an image" * 10)
-    report = services.add_images(project, [good, bad], dataset="after-patch")
+    report = services.images.add_images(project, [good, bad], dataset="after-patch")
     assert report.added == ["good.jpg"]
     assert [(s.name, s.reason) for s in report.skipped] == [
         ("bad.jpg", "not a readable image (unknown format or damaged header)")]

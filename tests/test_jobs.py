@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from annotator import demo
-from annotator.monitor import JobMonitor
+from annotator.launch import start_jobs
 from annotator.services import Services
 from annotator.settings import Settings
 from annotator.types import Box, UserError
@@ -41,11 +41,11 @@ def _scenes(services: Services, tmp_path: Path, n: int, first_seed: int = 50_000
         name = f"scene_{i:03d}.jpg"
         (folder / name).write_bytes(data)
         truth[name] = boxes
-    p = services.project("Shapes") if services.store.find_project("Shapes") else services.create_project(
+    p = services.projects.get_project("Shapes") if services.ctx.store.find_project("Shapes") else services.projects.create_project(
         "Shapes", list(demo.CLASSES))
-    services.add_images(p, [(folder, dataset)], dataset=dataset)
-    if not services.list_models(p):
-        services.add_model(p, MODEL, name="demo-shapes")
+    services.images.add_images(p, [(folder, dataset)], dataset=dataset)
+    if not services.models.list_models(p):
+        services.models.add_model(p, MODEL, name="demo-shapes")
     return p, truth
 
 
@@ -54,13 +54,13 @@ def _wait(services: Services, job_id: int, until, timeout: float = 180.0, monito
 
 
 def _model_boxes(services: Services, image_id: int) -> list[Box]:
-    return [b for b in services.store.boxes_for_image(image_id) if b.source == "model"]
+    return [b for b in services.ctx.store.boxes_for_image(image_id) if b.source == "model"]
 
 
 def test_auto_annotation_finds_the_shapes(jobs_world, tmp_path):
     services, _ = jobs_world
     p, truth = _scenes(services, tmp_path, 12)
-    job = services.start_annotation(p, "demo-shapes", conf=0.25)
+    job = services.annotation.start_annotation(p, "demo-shapes", conf=0.25)
     assert job.status == "queued" and job.total == 12
     assert job.params["mapping_named"] == {"circle": "circle", "square": "square", "triangle": "triangle"}
     job = _wait(services, job.id, lambda j: not j.active)
@@ -69,7 +69,7 @@ def test_auto_annotation_finds_the_shapes(jobs_world, tmp_path):
     assert "done: 12 image(s)" in job.log
 
     found = total = 0
-    for img in services.list_images(p).images:
+    for img in services.images.list_images(p).images:
         boxes = _model_boxes(services, img.id)
         assert all(b.job_id == job.id and b.model_id == job.model_id and 0 < b.confidence <= 1 for b in boxes)
         for cls, *xyxy in truth[img.rel_path]:  # demo boxes: (class, x1, y1, x2, y2)
@@ -89,27 +89,27 @@ def _iou(a, b) -> float:
 def test_rerun_replaces_machine_boxes_and_never_touches_human_work(jobs_world, tmp_path):
     services, _ = jobs_world
     p, _ = _scenes(services, tmp_path, 6)
-    first = _wait(services, services.start_annotation(p, "demo-shapes").id, lambda j: not j.active)
+    first = _wait(services, services.annotation.start_annotation(p, "demo-shapes").id, lambda j: not j.active)
     assert first.status == "succeeded"
-    images = services.list_images(p).images
+    images = services.images.list_images(p).images
     approved, edited, free = images[0], images[1], images[2]
     # A person approves one image (with its machine boxes) and edits another (a human box).
-    services.store.set_review_status([approved.id], "approved", "ann")
-    kept_approved = [(b.id, b.xyxy) for b in services.store.boxes_for_image(approved.id)]
-    services.store.insert_boxes([(edited.id, Box(1, 1, 30, 30, class_idx=2, created_by="ann"))])
-    services.store._con.execute("UPDATE images SET edited_by = 'ann', edited_at = now() WHERE id = ?", [edited.id])
+    services.ctx.store.set_review_status([approved.id], "approved", "ann")
+    kept_approved = [(b.id, b.xyxy) for b in services.ctx.store.boxes_for_image(approved.id)]
+    services.ctx.store.insert_boxes([(edited.id, Box(1, 1, 30, 30, class_idx=2, created_by="ann"))])
+    services.ctx.store._con.execute("UPDATE images SET edited_by = 'ann', edited_at = now() WHERE id = ?", [edited.id])
     def rounded(boxes):  # batch composition moves predictions in the 5th decimal
         return sorted(tuple(round(v, 2) for v in b.xyxy) for b in boxes)
 
     before_free = rounded(_model_boxes(services, free.id))
     assert before_free
 
-    second = services.start_annotation(p, "demo-shapes", scope="untouched")
+    second = services.annotation.start_annotation(p, "demo-shapes", scope="untouched")
     assert second.total == 4  # the approved and the edited image are not even sent
     second = _wait(services, second.id, lambda j: not j.active)
     assert second.status == "succeeded"
-    assert [(b.id, b.xyxy) for b in services.store.boxes_for_image(approved.id)] == kept_approved
-    human = [b for b in services.store.boxes_for_image(edited.id) if b.source == "human"]
+    assert [(b.id, b.xyxy) for b in services.ctx.store.boxes_for_image(approved.id)] == kept_approved
+    human = [b for b in services.ctx.store.boxes_for_image(edited.id) if b.source == "human"]
     assert [(b.xyxy, b.created_by) for b in human] == [((1, 1, 30, 30), "ann")]
     after_free = _model_boxes(services, free.id)
     assert rounded(after_free) == before_free  # replaced, not doubled
@@ -120,9 +120,9 @@ def test_a_person_approving_during_the_job_wins(jobs_world, tmp_path):
     """Protection is re-checked when results are committed, not only when the job is queued."""
     services, monitor = jobs_world
     p, _ = _scenes(services, tmp_path, 3)
-    images = services.list_images(p).images
-    job = services.start_annotation(p, "demo-shapes")
-    services.store.set_review_status([images[0].id], "approved", "ann")  # before any result arrives
+    images = services.images.list_images(p).images
+    job = services.annotation.start_annotation(p, "demo-shapes")
+    services.ctx.store.set_review_status([images[0].id], "approved", "ann")  # before any result arrives
     job = _wait(services, job.id, lambda j: not j.active)
     assert job.counters["protected"] == 1 and job.counters["images"] == 2
     assert _model_boxes(services, images[0].id) == []
@@ -131,38 +131,38 @@ def test_a_person_approving_during_the_job_wins(jobs_world, tmp_path):
 def test_cancel_a_running_job(jobs_world, tmp_path):
     services, _ = jobs_world
     p, _ = _scenes(services, tmp_path, 100)
-    job = services.start_annotation(p, "demo-shapes", imgsz=640)
+    job = services.annotation.start_annotation(p, "demo-shapes", imgsz=640)
     _wait(services, job.id, lambda j: j.status == "running" and j.counters.get("images", 0) >= 2)
-    services.cancel_job(job.id)
+    services.jobs.cancel_job(job.id)
     job = _wait(services, job.id, lambda j: not j.active)
     assert job.status == "cancelled"
-    done = services.store.job_image_count(job.id)
+    done = services.ctx.store.job_image_count(job.id)
     assert 2 <= done < 100 and "cancelled after" in job.log
     with pytest.raises(UserError, match="already cancelled"):
-        services.cancel_job(job.id)
+        services.jobs.cancel_job(job.id)
 
 
 def test_kill_9_then_resume_finishes_without_duplicates(jobs_world, tmp_path):
     services, monitor = jobs_world
     p, _ = _scenes(services, tmp_path, 100)
-    job = services.start_annotation(p, "demo-shapes", imgsz=640)
+    job = services.annotation.start_annotation(p, "demo-shapes", imgsz=640)
     _wait(services, job.id, lambda j: j.counters.get("images", 0) >= 4)
     os.kill(monitor.worker.pid, signal.SIGKILL)
     killed_at = time.time()
     job = _wait(services, job.id, lambda j: j.status == "interrupted", timeout=30)
     assert time.time() - killed_at < 15, "a dead worker must be noticed within seconds"
     assert "stopped responding" in job.error
-    partial = services.store.job_image_count(job.id)
+    partial = services.ctx.store.job_image_count(job.id)
     assert 4 <= partial < 100
 
     _wait(services, job.id, lambda j: monitor.worker.alive(), timeout=10)  # the app restarted its worker
-    resumed = services.resume_job(job.id)
+    resumed = services.annotation.resume_job(job.id)
     assert resumed.status == "queued" and resumed.attempt == 1 and resumed.total == 100
     job = _wait(services, job.id, lambda j: not j.active)
     assert job.status == "succeeded", job.error
     assert job.done == 100 and job.progress == 1.0
-    ids = [i.id for i in services.list_images(p, page_size=500).images]
-    rows = services.store._con.execute(
+    ids = [i.id for i in services.images.list_images(p, page_size=500).images]
+    rows = services.ctx.store._con.execute(
         "SELECT image_id, count(*) FROM job_images WHERE job_id = ? GROUP BY image_id", [job.id]).fetchall()
     assert sorted(r[0] for r in rows) == sorted(ids)
     for image_id in ids:  # every image annotated exactly once: no duplicate boxes
@@ -180,10 +180,10 @@ def test_orphaned_running_job_is_reconciled(tmp_path, kind, params, hint):
     settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_STALE_AFTER_S": "2"})
     services = Services.open(settings)
     try:
-        p = services.create_project("P", ["a"])
-        jid = services.store.create_job(p.id, kind, params, total=5)
-        services.store.update_job(jid, status="running")
-        monitor = JobMonitor(services, interval=0.2).start(local_worker=False)
+        p = services.projects.create_project("P", ["a"])
+        jid = services.ctx.store.create_job(p.id, kind, params, total=5)
+        services.ctx.store.update_job(jid, status="running")
+        monitor = start_jobs(services, local_worker=False, interval=0.2)
         try:
             job = _wait(services, jid, lambda j: j.status == "interrupted", timeout=15)
         finally:
@@ -196,53 +196,53 @@ def test_orphaned_running_job_is_reconciled(tmp_path, kind, params, hint):
 def test_queued_job_cancels_without_a_worker(tmp_path, services, project):
     src = tmp_path / "one.jpg"
     src.write_bytes(demo.scene_jpeg(1)[0])
-    services.add_images(project, [src])
-    services.add_model(project, MODEL, name="m")
-    job = services.start_annotation(project, "m")
+    services.images.add_images(project, [src])
+    services.models.add_model(project, MODEL, name="m")
+    job = services.annotation.start_annotation(project, "m")
     assert job.status == "queued" and job.task_id
-    job = services.cancel_job(job.id)
+    job = services.jobs.cancel_job(job.id)
     assert job.status == "cancelled"
-    assert services.huey.is_revoked(job.task_id)
+    assert services.ctx.queue.is_revoked(job.task_id)
 
 
 def test_refusals_name_the_problem(services, project, tmp_path):
-    services.add_model(project, MODEL, name="m")
+    services.models.add_model(project, MODEL, name="m")
     with pytest.raises(UserError, match="No images to annotate"):
-        services.start_annotation(project, "m")
+        services.annotation.start_annotation(project, "m")
     with pytest.raises(UserError, match="no model 'nope'"):
-        services.start_annotation(project, "nope")
+        services.annotation.start_annotation(project, "nope")
     with pytest.raises(UserError, match="confidence threshold"):
-        services.start_annotation(project, "m", conf=1.5)
+        services.annotation.start_annotation(project, "m", conf=1.5)
     with pytest.raises(UserError, match="scope must be"):
-        services.start_annotation(project, "m", scope="everything")
-    other = services.create_project("Other", ["dog", "cat"])
-    services.add_model(other, MODEL, name="m")
+        services.annotation.start_annotation(project, "m", scope="everything")
+    other = services.projects.create_project("Other", ["dog", "cat"])
+    services.models.add_model(other, MODEL, name="m")
     src = tmp_path / "x.jpg"
     src.write_bytes(demo.scene_jpeg(2)[0])
-    services.add_images(other, [src])
+    services.images.add_images(other, [src])
     with pytest.raises(UserError, match="None of the model's classes"):
-        services.start_annotation(other, "m")
-    job = services.start_annotation(other, "m", overrides={"circle": "dog", "square": "cat"})
+        services.annotation.start_annotation(other, "m")
+    job = services.annotation.start_annotation(other, "m", overrides={"circle": "dog", "square": "cat"})
     assert job.params["mapping_named"] == {"circle": "dog", "square": "cat", "triangle": None}
     with pytest.raises(UserError, match="already registered"):
-        services.add_model(other, MODEL, name="again")
+        services.models.add_model(other, MODEL, name="again")
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"\x00not a checkpoint" * 100)
     with pytest.raises(UserError, match="garbage.pt"):
-        services.add_model(other, garbage)
-    assert [m.name for m in services.list_models(other)] == ["m"]
+        services.models.add_model(other, garbage)
+    assert [m.name for m in services.models.list_models(other)] == ["m"]
 
 
 def test_demo_project_is_created_once(settings):
     services = Services.open(settings)
     try:
-        p = services.ensure_demo(n_images=6)
+        p = services.images.ensure_demo(n_images=6)
         assert p is not None and p.class_names == list(demo.CLASSES)
-        assert services.list_images(p).total == 6
-        assert [m.name for m in services.list_models(p)] == ["demo-shapes"]
-        assert services.ensure_demo() is None  # not twice
-        services.delete_project(p, "Demo")
-        assert services.ensure_demo() is None  # deleting it is final
-        assert services.list_projects() == []
+        assert services.images.list_images(p).total == 6
+        assert [m.name for m in services.models.list_models(p)] == ["demo-shapes"]
+        assert services.images.ensure_demo() is None  # not twice
+        services.projects.delete_project(p, "Demo")
+        assert services.images.ensure_demo() is None  # deleting it is final
+        assert services.projects.list_projects() == []
     finally:
         services.close()

@@ -1,4 +1,4 @@
-"""annotator.models: checkpoint validation against real ultralytics checkpoints built offline, and the
+"""annotator.checkpoints and annotator.classmap: checkpoint validation against real ultralytics checkpoints built offline, and the
 model-class -> project-class mapping."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import pytest
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.trace's deprecation notice
 
-from annotator.models import ModelInfo, apply_overrides, inspect_checkpoint, match_classes, sha256_file
+from annotator.checkpoints import ModelInfo, inspect_checkpoint, sha256_file
+from annotator.classmap import apply_overrides, match_classes
 from annotator.types import UserError
 
 NAMES = ("person", "Traffic Light", "dog")
@@ -194,7 +195,7 @@ def test_sha256_is_streamed_in_chunks(ckpts):
 
 
 def test_importing_models_does_not_import_torch_or_ultralytics():
-    code = "import sys, annotator.models; print(sorted(m for m in ('torch', 'ultralytics') if m in sys.modules))"
+    code = "import sys, annotator.checkpoints; print(sorted(m for m in ('torch', 'ultralytics') if m in sys.modules))"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          cwd=Path(__file__).resolve().parents[1])
     assert res.returncode == 0, res.stderr

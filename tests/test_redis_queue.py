@@ -10,7 +10,7 @@ import time
 import pytest
 
 from annotator import demo
-from annotator.monitor import JobMonitor
+from annotator.launch import start_jobs
 from annotator.services import Services
 from annotator.settings import Settings
 
@@ -42,26 +42,26 @@ def test_auto_annotation_through_redis(redis_url, tmp_path):
     settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_QUEUE_URL": redis_url,
                                   "ANNOTATOR_DEVICE": "cpu"})
     services = Services.open(settings)
-    monitor = JobMonitor(services, interval=0.2).start(local_worker=True)
+    monitor = start_jobs(services, local_worker=True, interval=0.2)
     try:
         from huey import RedisHuey
 
-        assert isinstance(services.huey, RedisHuey)
+        assert isinstance(services.ctx.queue, RedisHuey)
         folder = tmp_path / "scenes"
         folder.mkdir()
         for i in range(4):
             (folder / f"{i}.jpg").write_bytes(demo.scene_jpeg(70_000 + i)[0])
-        p = services.create_project("R", list(demo.CLASSES))
-        services.add_images(p, [folder])
-        services.add_model(p, demo.DEMO_MODEL_PATH, name="demo")
-        job = services.start_annotation(p, "demo")
+        p = services.projects.create_project("R", list(demo.CLASSES))
+        services.images.add_images(p, [folder])
+        services.models.add_model(p, demo.DEMO_MODEL_PATH, name="demo")
+        job = services.annotation.start_annotation(p, "demo")
         deadline = time.time() + 120
-        while services.job(job.id).active and time.time() < deadline:
+        while services.jobs.get_job(job.id).active and time.time() < deadline:
             time.sleep(0.2)
-        job = services.job(job.id)
+        job = services.jobs.get_job(job.id)
         assert job.status == "succeeded", job.error
         assert job.counters["images"] == 4 and job.counters["boxes"] > 0
-        assert [w["worker"] for w in services.live_workers()]  # the worker announced itself in redis
+        assert [w["worker"] for w in services.jobs.live_workers()]  # the worker announced itself in redis
         assert not (settings.data_dir / "queue.db").exists()  # nothing went through SQLite
     finally:
         monitor.stop()

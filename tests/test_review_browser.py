@@ -25,14 +25,14 @@ def app(tmp_path):
                                  ).with_overrides(port=free_port())
     running = start(settings, block=False, quiet=True)
     svc = running.services
-    p = svc.create_project("Street", ["car", "person", "bike"])
+    p = svc.projects.create_project("Street", ["car", "person", "bike"])
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i, (w, h) in enumerate(SIZES):
         (folder / f"frame{i}.jpg").write_bytes(jpeg_bytes(w, h, seed=i))
-    svc.add_images(p, [folder], dataset="cam")
-    first = svc.store.list_images(p.id, offset=0, limit=10)[0]
-    svc.store.insert_boxes([(first.id, Box(100.3, 200.7, 500.2, 600.9, 0, confidence=0.91, source="model",
+    svc.images.add_images(p, [folder], dataset="cam")
+    first = svc.ctx.store.list_images(p.id, offset=0, limit=10)[0]
+    svc.ctx.store.insert_boxes([(first.id, Box(100.3, 200.7, 500.2, 600.9, 0, confidence=0.91, source="model",
                                            job_id=1))])
     try:
         yield running
@@ -67,7 +67,7 @@ def _drag_box(page, bb, size, box):
 
 def test_draw_relabel_save_next_approve_with_the_keyboard(app, page):  # noqa: F811
     svc = app.services
-    ids = [i.id for i in svc.store.list_images(svc.project("Street").id, offset=0, limit=10)]
+    ids = [i.id for i in svc.ctx.store.list_images(svc.projects.get_project("Street").id, offset=0, limit=10)]
     page.goto(app.url)
     page.locator("#aa-project input").fill("Street")
     page.keyboard.press("Enter")
@@ -100,7 +100,7 @@ def test_draw_relabel_save_next_approve_with_the_keyboard(app, page):  # noqa: F
     job_box.click()
     job_box.type("ar")
     page.wait_for_timeout(1000)
-    assert svc.store.editor_state(ids[1])["status"] == "unreviewed"
+    assert svc.ctx.store.editor_state(ids[1])["status"] == "unreviewed"
     assert page.get_by_text("image 2 of 3 in this queue").count() == 1
     page.evaluate("document.activeElement.blur()")
     # On the small portrait image (1:1, centred): key 3 picks "bike" for new boxes, then draw one.
@@ -114,7 +114,7 @@ def test_draw_relabel_save_next_approve_with_the_keyboard(app, page):  # noqa: F
     page.get_by_text("approved 1 / total 3").wait_for()
 
     assert len(list(svc.settings.projects_dir.rglob(f"display/*-{MAX_SIDE}.jpg"))) == 1  # the 1600x1200 one only
-    boxes = sorted(svc.store.boxes_for_image(ids[0]), key=lambda b: b.source)
+    boxes = sorted(svc.ctx.store.boxes_for_image(ids[0]), key=lambda b: b.source)
     assert [(b.source, b.class_idx) for b in boxes] == [("human", 1), ("model", 0)]
     human, machine = boxes
     # the machine box was not touched: exact float corners, confidence and job kept
@@ -122,9 +122,9 @@ def test_draw_relabel_save_next_approve_with_the_keyboard(app, page):  # noqa: F
     # whole pixels of a 0.625 copy shown at 0.9: a few stored pixels at most
     assert human.xyxy == pytest.approx((900, 600, 1060, 720), abs=5)
     assert human.confidence is None and human.created_by == "local"
-    states = {i: svc.store.editor_state(i) for i in ids}
+    states = {i: svc.ctx.store.editor_state(i) for i in ids}
     assert [states[i]["status"] for i in ids] == ["unreviewed", "approved", "unreviewed"]
     assert states[ids[1]]["reviewed_by"] == "local" and states[ids[0]]["edited_by"] == "local"
-    (bike,) = svc.store.boxes_for_image(ids[1])
+    (bike,) = svc.ctx.store.boxes_for_image(ids[1])
     assert bike.class_idx == 2 and bike.source == "human" and bike.xyxy == pytest.approx((50, 100, 200, 300), abs=2)
-    assert svc.store.boxes_for_image(ids[2]) == []
+    assert svc.ctx.store.boxes_for_image(ids[2]) == []

@@ -10,7 +10,7 @@ import pytest
 
 from annotator.services import Services
 from annotator.settings import Settings
-from annotator.training import assign_splits, parse_ratios
+from annotator.splits import assign_splits, parse_ratios
 from annotator.types import NotFound, UserError
 
 from .imagegen import jpeg_bytes
@@ -27,11 +27,11 @@ def _add(services: Services, project, tmp_path: Path, n: int, first_seed: int = 
     folder.mkdir()
     for i in range(n):
         (folder / f"img_{first_seed + i:03d}.jpg").write_bytes(jpeg_bytes(48, 32, seed=first_seed + i))
-    services.add_images(project, [(folder, dataset)], dataset=dataset)
+    services.images.add_images(project, [(folder, dataset)], dataset=dataset)
 
 
 def _splits(services: Services, project) -> dict[str, str]:
-    return {sha: split for _, sha, split in services.store.image_splits(project.id)}
+    return {sha: split for _, sha, split in services.ctx.store.image_splits(project.id)}
 
 
 def test_assignment_follows_the_ratios_even_for_a_handful_of_images():
@@ -71,17 +71,17 @@ def test_percentages_and_fractions_are_the_same_ratios():
 
 def test_stored_splits_are_stable_when_new_images_arrive(services, project, tmp_path):
     _add(services, project, tmp_path, 20)
-    r = services.configure_splits(project, 80, 20, 0, seed=5)
+    r = services.splits.configure_splits(project, 80, 20, 0, seed=5)
     assert r["assigned"] == 20 and r["config"] == {"train": 0.8, "val": 0.2, "test": 0.0, "seed": 5}
     assert {k: v["images"] for k, v in r["splits"].items()} == {"train": 16, "val": 4}
     before = _splits(services, project)
 
     _add(services, project, tmp_path, 10, first_seed=100)
-    assert services.training.assign_missing_splits(project) == 10
+    assert services.splits.assign_missing_splits(project) == 10
     after = _splits(services, project)
     assert {sha: after[sha] for sha in before} == before  # old images keep theirs
     assert sorted(after.values()).count("val") == 6 and None not in after.values()  # 30 at 80/20
-    assert services.training.assign_missing_splits(project) == 0  # nothing left to assign
+    assert services.splits.assign_missing_splits(project) == 0  # nothing left to assign
 
 
 def test_the_same_images_get_the_same_splits_in_another_data_folder(tmp_path):
@@ -89,9 +89,9 @@ def test_the_same_images_get_the_same_splits_in_another_data_folder(tmp_path):
     for name in ("a", "b"):
         svc = Services.open(Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / name / "data")}))
         try:
-            p = svc.create_project("P", ["x"])
+            p = svc.projects.create_project("P", ["x"])
             _add(svc, p, tmp_path / name, 12)
-            svc.configure_splits(p, 70, 20, 10, seed=42)
+            svc.splits.configure_splits(p, 70, 20, 10, seed=42)
             results.append(_splits(svc, p))
         finally:
             svc.close()
@@ -102,43 +102,47 @@ def test_the_same_images_get_the_same_splits_in_another_data_folder(tmp_path):
 def test_reassign_starts_over_and_bulk_edit_moves_images(services, project, tmp_path):
     _add(services, project, tmp_path, 10, dataset="day")
     _add(services, project, tmp_path, 5, first_seed=50, dataset="night")
-    services.configure_splits(project, 80, 20, 0)
-    r = services.configure_splits(project, 0, 0, 1, reassign=True)
+    services.splits.configure_splits(project, 80, 20, 0)
+    r = services.splits.configure_splits(project, 0, 0, 1, reassign=True)
     assert r["assigned"] == 15 and set(_splits(services, project).values()) == {"test"}
 
-    r = services.set_split(project, "val", dataset="night")
+    r = services.splits.set_split(project, "val", dataset="night")
     assert r["moved"] == 5 and r["splits"]["val"]["images"] == 5
-    ids = [i.id for i in services.list_images(project, dataset="day").images[:3]]
-    r = services.set_split(project, "train", image_ids=ids)
+    ids = [i.id for i in services.images.list_images(project, dataset="day").images[:3]]
+    r = services.splits.set_split(project, "train", image_ids=ids)
     assert r["moved"] == 3 and r["splits"]["train"]["images"] == 3 and r["splits"]["test"]["images"] == 7
-    services.store.set_review_status(ids[:2], "approved", "ann")
-    r = services.set_split(project, "val", status="approved")
+    services.ctx.store.set_review_status(ids[:2], "approved", "ann")
+    r = services.splits.set_split(project, "val", status="approved")
     assert r["moved"] == 2 and r["splits"]["val"]["approved"] == 2
 
     with pytest.raises(UserError, match="split must be one of train, val, test, got 'holdout'"):
-        services.set_split(project, "holdout")
+        services.splits.set_split(project, "holdout")
     with pytest.raises(NotFound, match="no dataset named 'dusk'"):
-        services.set_split(project, "val", dataset="dusk")
+        services.splits.set_split(project, "val", dataset="dusk")
     with pytest.raises(NotFound, match="no image"):
-        services.set_split(project, "val", image_ids=[999_999])
+        services.splits.set_split(project, "val", image_ids=[999_999])
     with pytest.raises(UserError, match="seed must be a whole number"):
-        services.configure_splits(project, 80, 20, 0, seed="abc")
+        services.splits.configure_splits(project, 80, 20, 0, seed="abc")
 
 
-def test_export_writes_and_stores_the_split_managers_splits(services, project, tmp_path):
+def test_export_reads_splits_and_never_stores_them(services, project, tmp_path):
     _add(services, project, tmp_path, 10)
-    services.configure_splits(project, 60, 40, 0, seed=9)
-    stored = {i.id: i.split for i in services.list_images(project).images}
-    services.store.set_review_status(list(stored), "approved", "ann")
+    services.splits.configure_splits(project, 60, 40, 0, seed=9)
+    stored = {i.id: i.split for i in services.images.list_images(project).images}
+    services.ctx.store.set_review_status(list(stored), "approved", "ann")
     _add(services, project, tmp_path, 5, first_seed=200)  # new: no split yet
-    new_ids = [i.id for i in services.list_images(project).images if i.id not in stored]
-    services.store.set_review_status(new_ids, "approved", "ann")
+    new_ids = [i.id for i in services.images.list_images(project).images if i.id not in stored]
+    services.ctx.store.set_review_status(new_ids, "approved", "ann")
 
-    r = services.export_dataset(project, "yolo", val_ratio=0.0)
-    assert any("5 image(s) had no stored split" in n for n in r["notes"])
-    after = {i.id: i.split for i in services.list_images(project).images}
-    assert {i: after[i] for i in stored} == stored and all(after[i] for i in new_ids)
-    assert sorted(after.values()).count("val") == 6  # the project's 60/40, not the export's val_ratio 0
+    r = services.transfer.export_dataset(project, "yolo", val_ratio=0.0)
+    assert any("5 image(s) had no stored split" in n and "Nothing was stored" in n for n in r["notes"])
+    by_id = {i.id: i for i in services.images.list_images(project).images}
+    assert sorted(r["split_assigned"]) == sorted(f"{by_id[i].dataset}/{by_id[i].rel_path}" for i in new_ids)
+    after = {i: img.split for i, img in by_id.items()}
+    assert {i: after[i] for i in stored} == stored and not any(after[i] for i in new_ids)  # an export writes nothing
     with zipfile.ZipFile(r["file"]) as zf:
         exported_val = sum(1 for n in zf.namelist() if n.startswith("images/val/"))
-    assert exported_val == 6 == r["per_split"]["val"]
+    assert exported_val == 6 == r["per_split"]["val"]  # the project's 60/40, not the export's val_ratio 0
+    # Storing them later (an explicit split-manager action) gives the same splits the export used.
+    assert services.splits.assign_missing_splits(project) == 5
+    assert sorted(i.split for i in services.images.list_images(project).images).count("val") == 6

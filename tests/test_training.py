@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from annotator import demo, models
+from annotator import checkpoints, demo
 from annotator.services import Services
 from annotator.settings import Settings
 from annotator.types import Box, UserError
@@ -27,15 +27,15 @@ def _scenes(services: Services, tmp_path: Path, n: int, approve: int | None = No
         data, boxes = demo.scene_jpeg(first_seed + i, 256, 192)
         (folder / f"scene_{i:03d}.jpg").write_bytes(data)
         truth[f"scene_{i:03d}.jpg"] = boxes
-    p = services.store.find_project("Shapes") or services.create_project("Shapes", list(demo.CLASSES))
-    services.add_images(p, [(folder, "scenes")], dataset="scenes")
-    images = [i for i in services.list_images(p, page_size=500).images if i.rel_path in truth]
-    services.store.insert_boxes([(im.id, Box(x1, y1, x2, y2, class_idx=c, created_by="ann"))
+    p = services.ctx.store.find_project("Shapes") or services.projects.create_project("Shapes", list(demo.CLASSES))
+    services.images.add_images(p, [(folder, "scenes")], dataset="scenes")
+    images = [i for i in services.images.list_images(p, page_size=500).images if i.rel_path in truth]
+    services.ctx.store.insert_boxes([(im.id, Box(x1, y1, x2, y2, class_idx=c, created_by="ann"))
                                  for im in images for c, x1, y1, x2, y2 in truth[im.rel_path]])
     chosen = images if approve is None else images[:approve]
-    services.store.set_review_status([i.id for i in chosen], "approved", "ann")
-    if not services.list_models(p):
-        services.add_model(p, demo.DEMO_MODEL_PATH, name="demo-shapes")
+    services.ctx.store.set_review_status([i.id for i in chosen], "approved", "ann")
+    if not services.models.list_models(p):
+        services.models.add_model(p, demo.DEMO_MODEL_PATH, name="demo-shapes")
     return p, images
 
 
@@ -58,11 +58,11 @@ def _loads(path: Path) -> list[str]:
 def test_fine_tune_registers_a_loadable_model_with_lineage_then_evaluate_and_reannotate(world, tmp_path):
     services, _ = world
     p, images = _scenes(services, tmp_path, 24, approve=20)
-    services.configure_splits(p, 75, 25, 0)
-    job = services.train_model(p, base="demo-shapes", epochs=2, imgsz=IMGSZ, batch=8, onnx_check=False)
+    services.splits.configure_splits(p, 75, 25, 0)
+    job = services.training.start_training(p, base="demo-shapes", epochs=2, imgsz=IMGSZ, batch=8, onnx_check=False)
     assert job.kind == "train" and job.status == "queued" and job.total == 2
     snap = job.params["snapshot"]
-    stored = [i.split for i in services.list_images(p, status="approved").images]
+    stored = [i.split for i in services.images.list_images(p, status="approved").images]
     assert snap["per_split"] == {"train": stored.count("train"), "val": stored.count("val")}
     assert snap["images"] == 20 and stored.count("val") >= 3 and len(snap["box_hash"]) == 64
     job = _wait(services, job.id, lambda j: not j.active)
@@ -73,41 +73,41 @@ def test_fine_tune_registers_a_loadable_model_with_lineage_then_evaluate_and_rea
     assert all(e["train/box_loss"] > 0 and 0 <= e["mAP50-95"] <= 1 for e in epochs)
     assert "epoch 2/2" in job.log and "speed on cpu" in job.log
 
-    m = services.model(p, job.counters["model_id"])
-    parent = services.model(p, "demo-shapes")
+    m = services.models.get_model(p, job.counters["model_id"])
+    parent = services.models.get_model(p, "demo-shapes")
     assert (m.source, m.parent_id, m.job_id, m.name) == ("trained", parent.id, job.id, f"demo-shapes-ft{job.id}")
     assert m.class_names == tuple(demo.CLASSES) and m.params["imgsz"] == IMGSZ
     assert m.params["snapshot"]["box_hash"] == snap["box_hash"]
     assert m.params["train"]["epochs"] == 2 and m.params["train"]["base"] == "demo-shapes"
-    trained_on = services.store.training_images(job.id)
+    trained_on = services.ctx.store.training_images(job.id)
     assert sorted(i for i, _ in trained_on) == sorted(i.id for i in images[:20])  # the exact data, reproducible
     assert 0 <= m.metrics["mAP50-95"] <= m.metrics["mAP50"] <= 1
     assert {r["class"] for r in m.metrics["per_class"]} <= set(demo.CLASSES) and m.metrics["per_class"]
     assert m.metrics["speed"]["inference"] > 0 and m.metrics["speed"]["images"] >= 1
     assert m.metrics["onnx"]["ok"] is False and "not requested" in m.metrics["onnx"]["detail"]
-    weights = services.model_file(m)
-    assert weights.is_file() and models.inspect_checkpoint(weights).class_names == tuple(demo.CLASSES)
+    weights = services.models.model_file(m)
+    assert weights.is_file() and checkpoints.inspect_checkpoint(weights).class_names == tuple(demo.CLASSES)
     assert _loads(weights) == list(demo.CLASSES)
     view = services.training.training_view(job.id)
     assert Path(view["plots"]["confusion_matrix"]).is_file() and Path(view["plots"]["pr_curve"]).is_file()
-    jdir = services.training.job_dir(job.id)
+    jdir = services.settings.job_dir(job.id)
     assert (jdir / "run" / "results.csv").is_file() and (jdir / "run" / "args.yaml").is_file()
     data_yaml = (jdir / "dataset" / "data.yaml").read_text()
     assert str(tmp_path) not in data_yaml and "names" in data_yaml
 
     # The new model and its parent, side by side, evaluated on the same val images by the training job.
-    table = {r["name"]: r for r in services.compare_models(p)["models"]}
+    table = {r["name"]: r for r in services.training.compare_models(p)["models"]}
     assert table[m.name]["parent"] == "demo-shapes" and table[m.name]["on_current_val"]
     assert table["demo-shapes"]["evaluated"] and table["demo-shapes"]["val_box_hash"] == table[m.name]["val_box_hash"]
 
     # Evaluate the uploaded model on the current approved val split, as a job.
-    ev = _wait(services, services.evaluate_model(p, "demo-shapes", imgsz=IMGSZ).id, lambda j: not j.active)
+    ev = _wait(services, services.training.start_evaluation(p, "demo-shapes", imgsz=IMGSZ).id, lambda j: not j.active)
     assert ev.status == "succeeded", ev.error
-    row = {r["name"]: r for r in services.compare_models(p)["models"]}["demo-shapes"]
+    row = {r["name"]: r for r in services.training.compare_models(p)["models"]}["demo-shapes"]
     assert row["on_current_val"] and row["mAP50"] == ev.counters["result"]["metrics"]["mAP50"]
 
     # One click: re-annotate the not-yet-approved images with the new model.
-    ann = services.start_annotation(p, m.name)
+    ann = services.annotation.start_annotation(p, m.name)
     assert ann.model_id == m.id and ann.total == 4
     ann = _wait(services, ann.id, lambda j: not j.active)
     assert ann.status == "succeeded", ann.error
@@ -116,19 +116,19 @@ def test_fine_tune_registers_a_loadable_model_with_lineage_then_evaluate_and_rea
 def test_cancel_mid_training_keeps_a_usable_best_pt(world, tmp_path):
     services, _ = world
     p, _ = _scenes(services, tmp_path, 16)
-    services.configure_splits(p, 75, 25, 0)
-    job = services.train_model(p, base="yolov8n.yaml", epochs=40, imgsz=IMGSZ, batch=4, onnx_check=False,
+    services.splits.configure_splits(p, 75, 25, 0)
+    job = services.training.start_training(p, base="yolov8n.yaml", epochs=40, imgsz=IMGSZ, batch=4, onnx_check=False,
                                name="cut-short")
     _wait(services, job.id, lambda j: len(j.counters.get("epochs", [])) >= 1)
-    services.cancel_job(job.id)
+    services.jobs.cancel_job(job.id)
     job = _wait(services, job.id, lambda j: not j.active)
     assert job.status == "cancelled", job.error
     finished = len(job.counters["epochs"])
     assert 1 <= finished < 40 and "cancel requested" in job.log
-    m = services.model(p, "cut-short")
+    m = services.models.get_model(p, "cut-short")
     assert m.parent_id is None and m.metrics["cancelled"] and m.metrics["epochs_done"] == finished
-    assert _loads(services.model_file(m)) == list(demo.CLASSES)
-    assert (services.training.job_dir(job.id) / "run" / "weights" / "best.pt").is_file()
+    assert _loads(services.models.model_file(m)) == list(demo.CLASSES)
+    assert (services.settings.job_dir(job.id) / "run" / "weights" / "best.pt").is_file()
 
 
 def test_cuda_out_of_memory_halves_the_batch_and_retries(services, tmp_path):
@@ -137,15 +137,15 @@ def test_cuda_out_of_memory_halves_the_batch_and_retries(services, tmp_path):
     from huey import MemoryHuey
 
     from jobs import tasks
-    from jobs.channel import JobChannel
-    from jobs.training import run_training, ultralytics_train
+    from jobs.protocol import JobChannel
+    from jobs.train import run_training, ultralytics_train
 
     huey = MemoryHuey("oom-test")
     tasks.register(huey)
-    services._huey = huey
+    services.ctx._queue = huey
     p, _ = _scenes(services, tmp_path, 12)
-    services.configure_splits(p, 75, 25, 0)
-    job = services.train_model(p, base="yolov8n.yaml", epochs=1, imgsz=IMGSZ, batch=8, onnx_check=False)
+    services.splits.configure_splits(p, 75, 25, 0)
+    job = services.training.start_training(p, base="yolov8n.yaml", epochs=1, imgsz=IMGSZ, batch=8, onnx_check=False)
     payload = huey.dequeue().args[0]
     tried = []
 
@@ -168,7 +168,7 @@ def test_cuda_out_of_memory_halves_the_batch_and_retries(services, tmp_path):
     assert done["status"] == "succeeded" and done["result"]["batch"] == 2 and done["result"]["best"]
 
     tried.clear()
-    job2 = services.train_model(p, base="yolov8n.yaml", epochs=1, imgsz=IMGSZ, batch=2, onnx_check=False)
+    job2 = services.training.start_training(p, base="yolov8n.yaml", epochs=1, imgsz=IMGSZ, batch=2, onnx_check=False)
     payload = huey.dequeue().args[0]
     assert run_training(JobChannel(huey, job2.id, 0), payload, train_fn=lambda b, a, c: flaky(b, {**a, "batch": 9}, c)) \
         == "failed"
@@ -178,17 +178,17 @@ def test_cuda_out_of_memory_halves_the_batch_and_retries(services, tmp_path):
 def test_refusals_name_the_problem(services, tmp_path):
     p, images = _scenes(services, tmp_path, 6, approve=0)
     with pytest.raises(UserError, match="has no approved images"):
-        services.train_model(p, epochs=1)
-    services.store.set_review_status([i.id for i in images], "approved", "ann")
-    services.configure_splits(p, 100, 0, 0, reassign=True)
+        services.training.start_training(p, epochs=1)
+    services.ctx.store.set_review_status([i.id for i in images], "approved", "ann")
+    services.splits.configure_splits(p, 100, 0, 0, reassign=True)
     with pytest.raises(UserError, match=r"The val split has none of the 6 approved images \(train 6, val 0"):
-        services.train_model(p, epochs=1)
+        services.training.start_training(p, epochs=1)
     with pytest.raises(UserError, match="has no approved images in the val split"):
-        services.evaluate_model(p, "demo-shapes")
-    services.configure_splits(p, 0, 1, 0, reassign=True)
+        services.training.start_evaluation(p, "demo-shapes")
+    services.splits.configure_splits(p, 0, 1, 0, reassign=True)
     with pytest.raises(UserError, match="The train split has none"):
-        services.train_model(p, epochs=1)
-    services.configure_splits(p, 50, 50, 0, reassign=True)
+        services.training.start_training(p, epochs=1)
+    services.splits.configure_splits(p, 50, 50, 0, reassign=True)
     for bad, match in [({"imgsz": 100}, "multiple of 32"), ({"epochs": 0}, "epochs must be between 1"),
                        ({"batch": "lots"}, "batch must be 'auto' or a whole number"),
                        ({"optimizer": "Adagrad"}, "optimizer must be one of"),
@@ -200,11 +200,11 @@ def test_refusals_name_the_problem(services, tmp_path):
                        ({"name": "demo-shapes"}, "already registered"),
                        ({"datasets": ["other"]}, "no dataset named 'other'")]:
         with pytest.raises(UserError, match=match):
-            services.train_model(p, **{"epochs": 1, **bad})
-    services.store._con.execute("DELETE FROM boxes")
+            services.training.start_training(p, **{"epochs": 1, **bad})
+    services.ctx.store._con.execute("DELETE FROM boxes")
     with pytest.raises(UserError, match="have no boxes: training needs at least one labelled object"):
-        services.train_model(p, epochs=1)
-    assert [j.kind for j in services.jobs(p)] == []  # nothing was queued by a refusal
+        services.training.start_training(p, epochs=1)
+    assert [j.kind for j in services.jobs.list_jobs(p)] == []  # nothing was queued by a refusal
 
 
 def test_cli_train_and_evaluate_wait(tmp_path):
@@ -217,7 +217,7 @@ def test_cli_train_and_evaluate_wait(tmp_path):
     services = Services.open(Settings.from_env({"ANNOTATOR_DATA_DIR": str(data)}))
     try:
         p, _ = _scenes(services, tmp_path, 12)
-        services.configure_splits(p, 75, 25, 0)
+        services.splits.configure_splits(p, 75, 25, 0)
     finally:
         services.close()
     bad = run_cli(data, "train", "Shapes", "--imgsz", "100", check=False)
@@ -238,7 +238,7 @@ def test_onnx_export_check_exports_a_valid_model_or_says_why(tmp_path, monkeypat
     import onnx
 
     from annotator import demo
-    from jobs.training import onnx_check
+    from jobs.train import onnx_check
 
     weights = tmp_path / "best.pt"
     weights.write_bytes(demo.DEMO_MODEL_PATH.read_bytes())

@@ -16,7 +16,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from annotator.types import SPLITS, Box
+from annotator.geometry import clamp_xyxy_array
+from annotator.types import IMAGE_EXTENSIONS, SPLITS, Box
 
 @dataclass(frozen=True)
 class ExportImage:
@@ -111,11 +112,7 @@ def place_boxes(images: Sequence[ExportImage], table: BoxTable, class_names: Seq
     widths = np.fromiter((im.width for im in images), dtype=np.float64, count=len(images))[pos]
     heights = np.fromiter((im.height for im in images), dtype=np.float64, count=len(images))[pos]
     raw = table.xyxy[rows]
-    ax = np.minimum(np.maximum(raw[:, 0], 0.0), widths)
-    bx = np.minimum(np.maximum(raw[:, 2], 0.0), widths)
-    ay = np.minimum(np.maximum(raw[:, 1], 0.0), heights)
-    by = np.minimum(np.maximum(raw[:, 3], 0.0), heights)
-    xyxy = np.column_stack([np.minimum(ax, bx), np.minimum(ay, by), np.maximum(ax, bx), np.maximum(ay, by)]) + 0.0
+    xyxy = clamp_xyxy_array(raw, widths, heights)
     keep = (xyxy[:, 2] - xyxy[:, 0] > 0.0) & (xyxy[:, 3] - xyxy[:, 1] > 0.0)
     starts = np.searchsorted(pos, np.arange(len(images) + 1))
     dropped = []
@@ -248,7 +245,7 @@ def validate_images(images: Sequence[ExportImage], class_names: Sequence[str], *
 
 # ---- readers (import) -------------------------------------------------------------------------------------
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_EXTS = tuple(sorted(IMAGE_EXTENSIONS))
 SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 

@@ -34,7 +34,7 @@ def build_app(services: Services) -> gr.Blocks:
         with gr.Row(elem_id="aa-header"):
             gr.Markdown(f"# {TITLE}\nUpload · auto-annotate · review · train · export — one place, your data.")
             project = gr.Dropdown(
-                label="Project", choices=[p.name for p in services.list_projects()], value=None,
+                label="Project", choices=[p.name for p in services.projects.list_projects()], value=None,
                 allow_custom_value=True, scale=0, min_width=260, elem_id="aa-project",
             )
             refresh = gr.Button("↻", scale=0, min_width=40, elem_id="aa-refresh-projects")

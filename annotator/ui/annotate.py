@@ -25,9 +25,9 @@ PICKLE_WARNING = (
 
 
 def _mapping_rows(services: Services, project: str, model: str) -> list[list]:
-    p = services.project(project)
-    m = services.model(p, model)
-    mapping = services.class_mapping(p, m)
+    p = services.projects.get_project(project)
+    m = services.models.get_model(p, model)
+    mapping = services.models.class_mapping(p, m)
     return [[i, name, p.class_names[mapping[i]] if mapping.get(i) is not None else SKIP]
             for i, name in enumerate(m.class_names)]
 
@@ -58,13 +58,13 @@ def make_handlers(services: Services):
             raise UserError("Choose a .pt file to upload")
         path = Path(getattr(file, "path", None) or getattr(file, "name", None) or file)
         shown = getattr(file, "orig_name", None) or path.name
-        return services.add_model(project, path, name or None, user=username(request), display_name=shown).as_dict()
+        return services.models.add_model(project, path, name or None, user=username(request), display_name=shown).as_dict()
 
     @user_errors
     def list_models(project: str) -> list[dict]:
         if not project:
             return []
-        return [m.as_dict() for m in services.list_models(project)]
+        return [m.as_dict() for m in services.models.list_models(project)]
 
     @user_errors
     def class_mapping(project: str, model: str) -> dict:
@@ -78,7 +78,7 @@ def make_handlers(services: Services):
                       request: gr.Request = None) -> dict:
         if not model:
             raise UserError("Choose a model (upload one on the left, or use the Demo project's demo-shapes)")
-        job = services.start_annotation(
+        job = services.annotation.start_annotation(
             project, model, datasets=[d for d in (datasets or []) if d], conf=conf, iou=iou,
             imgsz=int(imgsz or 0) or None, max_det=int(max_det or 300), device=device or None,
             batch=int(batch or 0), scope=scope or "unreviewed", overrides=_overrides_from_table(mapping),
@@ -88,7 +88,7 @@ def make_handlers(services: Services):
 
     @user_errors
     def system_info() -> dict:
-        return services.system_info()
+        return services.jobs.system_info()
 
     return {f.__name__: f for f in (upload_model, list_models, class_mapping, auto_annotate, system_info)}
 
@@ -176,7 +176,7 @@ def build_annotate_tab(ctx: UIContext):
     model.input(h["class_mapping"], [project, model], mapping, api_name="class_mapping")
     project_models = project.change(h["list_models"], project, models_json, api_name="list_models")
     show_mapping(show_models(project_models))
-    project.change(lambda p: gr.Dropdown(choices=[d.name for d in ctx.services.datasets(p)] if p else [], value=[]),
+    project.change(lambda p: gr.Dropdown(choices=[d.name for d in ctx.services.images.datasets(p)] if p else [], value=[]),
                    project, datasets, api_visibility="private")
 
     uploaded = upload_btn.click(h["upload_model"], [project, model_file, model_name], models_json,

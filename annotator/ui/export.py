@@ -18,7 +18,7 @@ def make_handlers(services: Services):
         def tick(done: int, total: int, name: str) -> None:
             progress((done, total), desc=f"Copying {name}", unit="images")
 
-        result = services.export_dataset(
+        result = services.transfer.export_dataset(
             project, fmt, datasets=[d for d in (datasets or []) if d], approved_only=bool(approved_only),
             include_images=bool(include_images), val_ratio=float(val_ratio or 0), per_split=bool(per_split),
             with_scores=bool(with_scores), user=username(request), progress=tick,
@@ -30,7 +30,7 @@ def make_handlers(services: Services):
         if not project:
             return table([], HISTORY_HEADERS)
         rows = []
-        for e in services.exports(project):
+        for e in services.transfer.exports(project):
             s, o = e["summary"], e["options"]
             opts = ", ".join(k for k in ("approved_only", "include_images", "per_split", "with_scores") if o.get(k))
             rows.append([e["created_at"].isoformat(timespec="seconds").replace("T", " "), e["format"], s["images"],
@@ -86,5 +86,5 @@ def build_export_tab(ctx: UIContext) -> None:
     exported.success(summary_markdown, result_json, summary, api_visibility="private").then(
         h["history"], project, history, api_visibility="private")
     project.change(h["history"], project, history, api_visibility="private")
-    project.change(lambda p: gr.Dropdown(choices=[d.name for d in ctx.services.datasets(p)] if p else [], value=[]),
+    project.change(lambda p: gr.Dropdown(choices=[d.name for d in ctx.services.images.datasets(p)] if p else [], value=[]),
                    project, datasets, api_visibility="private")

@@ -52,26 +52,26 @@ def jobs_html(jobs: list[dict], names: dict[int, str]) -> str:
 def make_handlers(services: Services):
     @user_errors
     def job_status(job_id: float) -> dict:
-        return services.job(int(job_id)).as_dict()
+        return services.jobs.get_job(int(job_id)).as_dict()
 
     @user_errors
     def cancel_job(job_id: float) -> dict:
-        return services.cancel_job(int(job_id)).as_dict()
+        return services.jobs.cancel_job(int(job_id)).as_dict()
 
     @user_errors
     def resume_job(job_id: float, request: gr.Request = None) -> dict:
         from .common import username
 
-        return services.resume_job(int(job_id), user=username(request)).as_dict()
+        return services.annotation.resume_job(int(job_id), user=username(request)).as_dict()
 
     def refresh(selected: float | None):
-        jobs = [j.as_dict() for j in services.jobs(limit=12)]
-        names = services.project_names()
+        jobs = [j.as_dict() for j in services.jobs.list_jobs(limit=12)]
+        names = services.projects.project_names()
         sel = int(selected) if selected else (jobs[0]["id"] if jobs else None)
         log = ""
         if sel:
             try:
-                log = services.job(sel).log
+                log = services.jobs.get_job(sel).log
             except Exception:  # noqa: BLE001 - a deleted job: show nothing
                 log = ""
         return jobs_html(jobs, names), gr.Number(value=sel), log

@@ -21,17 +21,17 @@ DELETE_POLICIES = [
 
 # --- handlers (API) ------------------------------------------------------------------------------------
 def details_dict(services: Services, project: str) -> dict:
-    return services.project_details(project).as_dict()
+    return services.projects.project_details(project).as_dict()
 
 
 def make_handlers(services: Services):
     @user_errors
     def list_projects() -> list[dict]:
-        return [p.as_dict() for p in services.list_projects()]
+        return [p.as_dict() for p in services.projects.list_projects()]
 
     @user_errors
     def create_project(name: str, classes: str, description: str = "", request: gr.Request = None) -> dict:
-        p = services.create_project(name, classes, description, user=username(request))
+        p = services.projects.create_project(name, classes, description, user=username(request))
         return details_dict(services, p.name)
 
     @user_errors
@@ -42,27 +42,27 @@ def make_handlers(services: Services):
 
     @user_errors
     def rename_class(project: str, class_name: str, new_name: str) -> dict:
-        services.rename_class(project, class_name, new_name)
+        services.projects.rename_class(project, class_name, new_name)
         return details_dict(services, project)
 
     @user_errors
     def add_classes(project: str, names: str) -> dict:
-        services.add_classes(project, names)
+        services.projects.add_classes(project, names)
         return details_dict(services, project)
 
     @user_errors
     def delete_class(project: str, class_name: str, boxes: str, move_to: str | None) -> dict:
-        outcome = services.delete_class(project, class_name, boxes or "refuse", move_to)
+        outcome = services.projects.delete_class(project, class_name, boxes or "refuse", move_to)
         return {**details_dict(services, project), "outcome": outcome}
 
     @user_errors
     def reorder_classes(project: str, order: str) -> dict:
-        outcome = services.reorder_classes(project, order)
+        outcome = services.projects.reorder_classes(project, order)
         return {**details_dict(services, project), "outcome": outcome}
 
     @user_errors
     def delete_project(project: str, confirm: str) -> dict:
-        return {"deleted": services.delete_project(project, confirm)}
+        return {"deleted": services.projects.delete_project(project, confirm)}
 
     return {f.__name__: f for f in (list_projects, create_project, project_details, rename_class, add_classes,
                                     delete_class, reorder_classes, delete_project)}

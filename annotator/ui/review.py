@@ -26,10 +26,11 @@ import pandas as pd
 from gradio.utils import is_static_file
 from gradio_image_annotation import image_annotator
 
-from ..review import from_widget, relabel_new_box, same_boxes, to_widget
-from ..services import PALETTE, Services
+from ..overlay import class_colours
+from ..services import Services
 from ..types import UserError
 from .common import UIContext, user_errors, username
+from .widget import from_widget, relabel_new_box, same_boxes, to_widget
 
 STATUS_FILTERS = [("Unreviewed", "unreviewed"), ("Approved", "approved"), ("Rejected", "rejected"), ("All", "all")]
 SORTS = [("Upload order", "upload"), ("Most uncertain first", "uncertain")]
@@ -150,7 +151,7 @@ def _scale(img: dict) -> tuple[float, float]:
 
 
 def _colours(n: int) -> list[tuple[int, int, int]]:
-    return [PALETTE[i % len(PALETTE)] for i in range(n)]
+    return class_colours(n)
 
 
 def make_handlers(services: Services):
@@ -158,31 +159,31 @@ def make_handlers(services: Services):
 
     @user_errors
     def load_image(project: str, image_id: float) -> dict:
-        return services.load_image(project, int(image_id))
+        return services.review.load_image(project, int(image_id))
 
     @user_errors
     def save_image(project: str, image_id: float, version: float, boxes: list, request: gr.Request = None) -> dict:
-        return services.save_image(project, int(image_id), boxes or [], version, user=username(request))
+        return services.review.save_image(project, int(image_id), boxes or [], version, user=username(request))
 
     @user_errors
     def set_review_status(project: str, image_ids, status: str, drop_below: float | None = None,
                           request: gr.Request = None) -> dict:
         if isinstance(image_ids, str):
             image_ids = [int(x) for x in image_ids.replace(",", " ").split()]
-        return services.set_review_status(project, image_ids, status, user=username(request),
+        return services.review.set_review_status(project, image_ids, status, user=username(request),
                                           drop_machine_below=drop_below)
 
     @user_errors
     def review_queue(project: str, status: str = "unreviewed", dataset: str = "", class_name: str = "",
                      no_boxes: bool = False, below_conf: float | None = None, sort: str = "upload",
                      offset: float = 0, limit: float = 50) -> dict:
-        return services.review_queue(project, offset=int(offset or 0), limit=int(limit or 50), status=status,
+        return services.review.review_queue(project, offset=int(offset or 0), limit=int(limit or 50), status=status,
                                      dataset=dataset or None, class_name=class_name or None, no_boxes=bool(no_boxes),
                                      below_conf=below_conf or None, sort=sort or "upload")
 
     @user_errors
     def review_stats(project: str) -> dict:
-        return services.review_stats(project)
+        return services.review.review_stats(project)
 
     return {"load_image": load_image, "save_image": save_image, "set_review_status": set_review_status,
             "review_queue": review_queue, "review_stats": review_stats}
@@ -221,7 +222,7 @@ class Editor:
         img = state["image"]
         if not self._dirty(state, boxes):
             return False
-        res = self.services.save_image(state["project"], img["id"], boxes, img["version"], user=user)
+        res = self.services.review.save_image(state["project"], img["id"], boxes, img["version"], user=user)
         if res["dropped"]:
             gr.Warning("Not saved: " + "; ".join(res["dropped"]))
         return True
@@ -231,7 +232,7 @@ class Editor:
         if not queue:
             return {**state, "pos": 0, "image": None, "boxes": [], "shown": []}
         pos = max(0, min(int(pos), len(queue) - 1))
-        img = self.services.load_image(state["project"], queue[pos])
+        img = self.services.review.load_image(state["project"], queue[pos])
         return {**state, "pos": pos, "image": img, "boxes": [dict(b) for b in img["boxes"]]}
 
     def render(self, state: dict, min_conf: float, hide_all: bool, filmstrip: bool = True):
@@ -259,7 +260,7 @@ class Editor:
 
     def _warm(self, image_id: int) -> None:
         try:
-            self.services.display_image(self.services.store.get_image(image_id))
+            self.services.review.display_image(self.services.ctx.store.get_image(image_id))
         except Exception:  # noqa: BLE001 - a prefetch only; the real load reports any problem
             pass
 
@@ -279,7 +280,7 @@ class Editor:
     def _counter(self, state: dict) -> str:
         if not state.get("project"):
             return ""
-        st = self.services.review_stats_counts(state["project"])
+        st = self.services.review.review_stats_counts(state["project"])
         total = sum(st.values())
         queue = state.get("queue") or []
         where = f" · image **{state.get('pos', 0) + 1}** of {len(queue)} in this queue" if queue else ""
@@ -291,7 +292,7 @@ class Editor:
         if not queue:
             return ""
         start = max(0, min(state["pos"] - FILMSTRIP // 3, len(queue) - FILMSTRIP))
-        items = self.services.queue_thumbs(state["project"], queue[start:start + FILMSTRIP])
+        items = self.services.review.queue_thumbs(state["project"], queue[start:start + FILMSTRIP])
         return filmstrip_html(items, start, state["pos"])
 
     # -- events
@@ -302,7 +303,7 @@ class Editor:
             self._save(state, self._working(state, canvas), username(request))
         if not project:
             return self.render({}, min_conf, hide_all)
-        queue = self.services.review_queue_ids(
+        queue = self.services.review.review_queue_ids(
             project, status=status, dataset=None if dataset in (None, "", ANY) else dataset,
             class_name=None if class_name in (None, "", ANY) else class_name, no_boxes=bool(no_boxes),
             below_conf=float(below) if below else None, sort=sort or "upload")
@@ -336,7 +337,7 @@ class Editor:
         user = username(request)
         self._save(state, self._working(state, canvas), user)
         drop = float(min_conf) if (status == "approved" and drop_hidden and float(min_conf or 0) > 0) else None
-        self.services.set_review_status(state["project"], [state["image"]["id"]], status, user=user,
+        self.services.review.set_review_status(state["project"], [state["image"]["id"]], status, user=user,
                                         drop_machine_below=drop)
         pos = state["pos"] + (1 if advance and state["pos"] + 1 < len(state["queue"]) else 0)
         if advance and pos == state["pos"]:
@@ -362,7 +363,7 @@ class Editor:
         if state["pos"] == 0:
             raise UserError("This is the first image of the queue: there is no previous one to copy from")
         boxes = self._working(state, canvas)
-        copied = self.services.copy_boxes(state["project"], state["queue"][state["pos"] - 1], state["image"]["id"])
+        copied = self.services.review.copy_boxes(state["project"], state["queue"][state["pos"] - 1], state["image"]["id"])
         if not copied:
             gr.Info("The previous image has no boxes")
         state["boxes"] = boxes + copied
@@ -510,10 +511,10 @@ def build_review_tab(ctx: UIContext) -> None:
         if not p:
             return gr.Radio(choices=[], value=None), gr.Dropdown(choices=[ANY], value=ANY), \
                 gr.Dropdown(choices=[ANY], value=ANY)
-        proj = services.project(p)
+        proj = services.projects.get_project(p)
         names = proj.class_names
         return (gr.Radio(choices=[f"{n}" for n in names], value=names[0] if names else None),
-                gr.Dropdown(choices=[ANY, *[d.name for d in services.datasets(p)]], value=ANY),
+                gr.Dropdown(choices=[ANY, *[d.name for d in services.images.datasets(p)]], value=ANY),
                 gr.Dropdown(choices=[ANY, *names], value=ANY))
 
     queue_inputs = [project, f_status, f_dataset, f_class, f_none, f_below, f_sort, min_conf, hide_all, canvas, state,

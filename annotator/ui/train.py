@@ -12,7 +12,6 @@ import gradio as gr
 import pandas as pd
 
 from ..services import Services
-from ..training import ARCHITECTURES, OPTIMIZERS
 from ..types import UserError
 from .common import UIContext, table, user_errors, username
 
@@ -29,7 +28,7 @@ def make_handlers(services: Services):
     def train_model(project: str, datasets: list, approved_only: bool, base: str, imgsz: float, epochs: float,
                     batch: str, optimizer: str, lr0: float, patience: float, device: str, name: str = "",
                     onnx_check: bool = True, request: gr.Request = None) -> dict:
-        return services.train_model(
+        return services.training.start_training(
             project, base=base or None, datasets=[d for d in (datasets or []) if d], approved_only=bool(approved_only),
             imgsz=int(imgsz or 0) or None, epochs=int(epochs or 0), batch=batch, optimizer=optimizer or "auto",
             lr0=lr0 or None, patience=int(patience if patience is not None else 50), device=device or None,
@@ -38,13 +37,13 @@ def make_handlers(services: Services):
 
     @user_errors
     def evaluate_model(project: str, model: str, request: gr.Request = None) -> dict:
-        return services.evaluate_model(project, model, user=username(request)).as_dict()
+        return services.training.start_evaluation(project, model, user=username(request)).as_dict()
 
     @user_errors
     def compare_models(project: str) -> dict:
         if not project:
-            return {"models": [], "classes": []}
-        return services.compare_models(project)
+            return {"models": [], "classes": [], "architectures": list(services.training.ARCHITECTURES)}
+        return services.training.compare_models(project)
 
     @user_errors
     def training_status(job_id: float) -> dict:
@@ -54,29 +53,29 @@ def make_handlers(services: Services):
     def split_summary(project: str) -> dict:
         if not project:
             return {}
-        return services.split_summary(project)
+        return services.splits.split_summary(project)
 
     @user_errors
     def configure_splits(project: str, train: float, val: float, test: float, seed: float, reassign: bool,
                          request: gr.Request = None) -> dict:
-        return services.configure_splits(project, train, val, test, int(seed or 0), bool(reassign),
+        return services.splits.configure_splits(project, train, val, test, int(seed or 0), bool(reassign),
                                          user=username(request))
 
     @user_errors
     def set_split(project: str, split: str, dataset: str = "", status: str = "") -> dict:
-        return services.set_split(project, split, dataset=dataset or None, status=status or None)
+        return services.splits.set_split(project, split, dataset=dataset or None, status=status or None)
 
     @user_errors
     def model_weights(project: str, model: str) -> str:
         if not model:
             raise UserError("Choose a model in the table's model picker first")
-        return str(services.model_file(services.model(project, model)))
+        return str(services.models.model_file(services.models.get_model(project, model)))
 
     @user_errors
     def reannotate(project: str, model: str, request: gr.Request = None) -> dict:
         if not model:
             raise UserError("Choose the model to re-annotate with")
-        return services.start_annotation(project, model, scope="unreviewed", user=username(request)).as_dict()
+        return services.annotation.start_annotation(project, model, scope="unreviewed", user=username(request)).as_dict()
 
     return {f.__name__: f for f in (train_model, evaluate_model, compare_models, training_status, split_summary,
                                     configure_splits, set_split, model_weights, reannotate)}
@@ -173,8 +172,9 @@ def render_compare(cmp: dict, current: str | None):
                      _fmt(speed), on, m["imgsz"] or "", m["job_id"] or ""])
     names = [m["name"] for m in cmp.get("models") or []]
     value = current if current in names else (names[-1] if names else None)
-    return table(rows, headers), gr.Dropdown(choices=names, value=value), gr.Dropdown(choices=names + list(ARCHITECTURES),
-                                                                                     value=value or ARCHITECTURES[0])
+    archs = list(cmp.get("architectures") or [])
+    return table(rows, headers), gr.Dropdown(choices=names, value=value), gr.Dropdown(
+        choices=names + archs, value=value or (archs[0] if archs else None))
 
 
 # --- wiring ------------------------------------------------------------------------------------------
@@ -183,6 +183,7 @@ def build_train_tab(ctx: UIContext):
     services = ctx.services
     h = make_handlers(services)
     project = ctx.project
+    ARCHITECTURES, OPTIMIZERS = services.training.ARCHITECTURES, services.training.OPTIMIZERS
     with gr.Accordion("Splits", open=False):
         gr.Markdown("Every image keeps a stored split. New images are assigned by the ratios below in a seeded, "
                     "deterministic order; images that have a split keep it.")
@@ -279,8 +280,8 @@ def build_train_tab(ctx: UIContext):
     for ev in (split_ev, configured, moved):
         ev.success(render_splits, split_json, [splits_table, r_train, r_val, r_test, seed], api_visibility="private")
     compared.success(render_compare, [cmp_json, model], [compare_table, model, base], api_visibility="private")
-    project.change(lambda p: (gr.Dropdown(choices=[d.name for d in services.datasets(p)] if p else [], value=[]),
-                              gr.Dropdown(choices=[""] + ([d.name for d in services.datasets(p)] if p else []),
+    project.change(lambda p: (gr.Dropdown(choices=[d.name for d in services.images.datasets(p)] if p else [], value=[]),
+                              gr.Dropdown(choices=[""] + ([d.name for d in services.images.datasets(p)] if p else []),
                                           value="")),
                    project, [datasets, move_dataset], api_visibility="private")
     project.change(lambda p: live(p, None), project, live_outputs, api_visibility="private")
@@ -293,7 +294,7 @@ def build_train_tab(ctx: UIContext):
     def cancel_shown(j):
         if not j:
             raise UserError("No training job is shown")
-        return services.cancel_job(int(j)).as_dict()
+        return services.jobs.cancel_job(int(j)).as_dict()
 
     cancel_btn.click(cancel_shown, job_id, act_json, api_visibility="private")
     timer = gr.Timer(REFRESH_S)
@@ -306,10 +307,10 @@ def build_train_tab(ctx: UIContext):
         unchanged = (gr.skip(), gr.skip(), gr.skip(), done_id)
         if not project_name or not shown or int(shown) == done_id:
             return unchanged
-        job = services.job(int(shown))
+        job = services.jobs.get_job(int(shown))
         if job.active:
             return unchanged
-        return (*render_compare(services.compare_models(project_name), current), job.id)
+        return (*render_compare(services.training.compare_models(project_name), current), job.id)
 
     timer.tick(maybe_compare, [project, job_id, rendered, model], [compare_table, model, base, rendered],
                api_visibility="private", show_progress="hidden")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..services import ACCEPTED_EXTENSIONS, Services
+from ..services import Services
+from ..types import IMAGE_EXTENSIONS as ACCEPTED_EXTENSIONS
 from .common import UIContext, table, user_errors, username
 
 PAGE_SIZE = 48
@@ -40,18 +41,18 @@ def make_handlers(services: Services):
         def tick(done: int, total: int, name: str) -> None:
             progress((done, total), desc=f"Ingesting {name}", unit="files")
 
-        report = services.add_images(project, sources, dataset or None, user=username(request), progress=tick)
+        report = services.images.add_images(project, sources, dataset or None, user=username(request), progress=tick)
         return report.as_dict()
 
     @user_errors
     def list_images(project: str, dataset: str = "", status: str = "", page: float = 1) -> dict:
         if not project:
             return {"total": 0, "page": 1, "pages": 1, "images": [], "datasets": [], "status": {}}
-        p = services.project(project)
+        p = services.projects.get_project(project)
         ds = None if dataset in ("", None, ALL) else dataset
-        result = services.list_images(p, ds, status or None, int(page or 1) - 1, PAGE_SIZE)
-        details = services.project_details(p)
-        thumbs = services.gallery_thumbs(result.images)
+        result = services.images.list_images(p, ds, status or None, int(page or 1) - 1, PAGE_SIZE)
+        details = services.projects.project_details(p)
+        thumbs = services.images.gallery_thumbs(result.images)
         return {
             "project": p.name,
             "total": result.total,
@@ -64,10 +65,10 @@ def make_handlers(services: Services):
                  "format": i.format, "status": i.status, "split": i.split, "thumb": str(thumb), "boxes": n}
                 for i, (thumb, n) in zip(result.images, thumbs)
             ],
-            "active_jobs": sum(1 for j in services.jobs(p, limit=20) if j.active),
+            "active_jobs": sum(1 for j in services.jobs.list_jobs(p, limit=20) if j.active),
             "uploads": [
                 {**u, "created_at": u["created_at"].isoformat(timespec="seconds")}
-                for u in services.uploads(p)
+                for u in services.images.uploads(p)
             ],
         }
 
@@ -88,7 +89,7 @@ def make_handlers(services: Services):
 
     @user_errors
     def analyze_labels(project: str, files: list, fmt: str) -> dict:
-        a = services.analyze_labels(project, _paths(files), fmt)
+        a = services.transfer.analyze_labels(project, _paths(files), fmt)
         rows = [[c["source"], c["boxes"], c["project"] or NEW_CLASS] for c in a["classes"]]
         return {**a, "table": {"headers": IMPORT_HEADERS, "data": rows}}
 
@@ -98,7 +99,7 @@ def make_handlers(services: Services):
         def tick(done: int, total: int, name: str) -> None:
             progress((done, total), desc=f"Ingesting {name}", unit="files")
 
-        return services.import_labels(project, _paths(files), fmt, dataset or None, _mapping_from_table(mapping),
+        return services.transfer.import_labels(project, _paths(files), fmt, dataset or None, _mapping_from_table(mapping),
                                       bool(add_new_classes), bool(approve), user=username(request), progress=tick)
 
     return {"upload_images": upload_images, "list_images": list_images, "analyze_labels": analyze_labels,
@@ -271,7 +272,7 @@ def build_upload_tab(ctx: UIContext) -> None:
     # after it ends); otherwise the timer changes nothing.
     def live(project_name, dataset_name, status, page_no, current: dict):
         was_active = bool((current or {}).get("active_jobs"))
-        if not project_name or not (was_active or any(j.active for j in ctx.services.jobs(project_name, limit=20))):
+        if not project_name or not (was_active or any(j.active for j in ctx.services.jobs.list_jobs(project_name, limit=20))):
             return [gr.skip()] * (1 + len(gallery_outputs))
         g = h["list_images"](project_name, dataset_name, status, page_no)
         return [g, *render_gallery(g, dataset_name)]

@@ -8,7 +8,6 @@ batches, and a heartbeat thread keeps reporting even while the model loads.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections import deque
@@ -16,10 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .channel import JobChannel
+from annotator.geometry import clamp_xyxy, has_area
+from annotator.types import Box
 
-WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
-HEARTBEAT_S = 1.0
+from .protocol import JobChannel
+from .runtime import WORKER_ID, is_oom, resolve_device, run_attempt
+
 CPU_BATCH = 8  # on CPU, batches of 8 beat batch 1 by ~25% (bench/auto_annotate.py)
 # ultralytics sets torch to min(8, cores - 1) threads when it builds a predictor: one thread on a 2-core
 # machine. Inference is ~93% of a job's time, so use every core (at most 8) unless told otherwise.
@@ -41,57 +42,6 @@ def load_model(path: str):
             _models.clear()  # one model resident at a time: GPU memory is the scarce thing
             _models[key] = YOLO(path, task="detect")
         return _models[key]
-
-
-def resolve_device(device: str | int | None) -> str:
-    """'auto' -> first GPU if any, else CPU; '0', '1', 'cuda:0', 'cpu', 'mps' pass through."""
-    d = str(device if device is not None else "auto").strip().lower() or "auto"
-    if d != "auto":
-        return d
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return "0"
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return "mps"
-    except Exception:  # noqa: BLE001 - no torch, no GPU: CPU it is
-        pass
-    return "cpu"
-
-
-def system_info(device: str = "auto") -> dict:
-    """What a person checks by hand when inference is slow: torch, CUDA, GPU, the device jobs use."""
-    info: dict[str, Any] = {"worker": WORKER_ID}
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        info["cuda_available"] = bool(torch.cuda.is_available())
-        info["cuda_version"] = torch.version.cuda
-        gpus = []
-        if info["cuda_available"]:
-            for i in range(torch.cuda.device_count()):
-                p = torch.cuda.get_device_properties(i)
-                gpus.append({"index": i, "name": p.name, "memory_gb": round(p.total_memory / 2**30, 1)})
-        info["gpus"] = gpus
-    except Exception as e:  # noqa: BLE001
-        info["torch"] = f"not importable: {e}"
-        info["cuda_available"] = False
-        info["gpus"] = []
-    try:
-        import ultralytics
-
-        info["ultralytics"] = ultralytics.__version__
-    except Exception as e:  # noqa: BLE001
-        info["ultralytics"] = f"not importable: {e}"
-    info["device"] = resolve_device(device)
-    info["cpu_count"] = os.cpu_count()
-    return info
-
-
-def _is_oom(e: BaseException) -> bool:
-    return "out of memory" in str(e).lower() or type(e).__name__ == "OutOfMemoryError"
 
 
 @dataclass
@@ -121,29 +71,8 @@ def run_annotation(channel: JobChannel, payload: dict, model_loader: Callable[[s
     images: list[tuple[int, str]] = [tuple(x) for x in payload["images"]]
     mapping: dict[int, int | None] = {int(k): v for k, v in payload["mapping"].items()}
     state = _State(total=len(images), device=resolve_device(payload.get("device")))
-    stop = threading.Event()
-
-    def beat():
-        while not stop.wait(HEARTBEAT_S):
-            channel.progress(**state.snapshot())
-
-    channel.progress(**state.snapshot())
-    heart = threading.Thread(target=beat, name="heartbeat", daemon=True)
-    heart.start()
-    try:
-        status = _annotate(channel, payload, images, mapping, state, model_loader)
-        state.stage = status
-        channel.progress(**state.snapshot())
-        channel.finish(status, None, **state.snapshot())
-        return status
-    except Exception as e:  # noqa: BLE001 - any failure ends the job with its reason, never silently
-        state.stage = "failed"
-        channel.log(f"failed: {type(e).__name__}: {e}")
-        channel.progress(**state.snapshot())
-        channel.finish("failed", f"{type(e).__name__}: {e}", **state.snapshot())
-        return "failed"
-    finally:
-        stop.set()
+    return run_attempt(channel, state,
+                       lambda: (_annotate(channel, payload, images, mapping, state, model_loader), None, None))
 
 
 def _annotate(channel, payload, images, mapping, state: _State, model_loader) -> str:
@@ -228,7 +157,7 @@ def _predict(model, arrays: list, bs: int, opts: dict, channel: JobChannel, stat
             out.extend(model.predict(arrays[i:i + size], **opts))
             i += size
         except Exception as e:  # noqa: BLE001
-            if not _is_oom(e) or size <= 1:
+            if not is_oom(e) or size <= 1:
                 raise
             state.batch = max(1, size // 2)
             channel.log(f"CUDA out of memory at batch {size}: retrying with batch {state.batch}")
@@ -254,8 +183,8 @@ def _use_cpu_threads(device: str) -> None:
         pass
 
 
-def _boxes(result, mapping: dict[int, int | None], width: int, height: int, state: _State) -> list[tuple]:
-    """ultralytics Results -> [(project_class, x1, y1, x2, y2, conf)], clamped to the image."""
+def _boxes(result, mapping: dict[int, int | None], width: int, height: int, state: _State) -> list[dict]:
+    """ultralytics Results -> machine boxes (Box wire form) in project classes, clamped to the image."""
     b = result.boxes
     if b is None or len(b) == 0:
         return []
@@ -263,15 +192,15 @@ def _boxes(result, mapping: dict[int, int | None], width: int, height: int, stat
     cls = b.cls.cpu().numpy().astype(int).tolist()
     conf = b.conf.cpu().numpy().tolist()
     out = []
-    for (x1, y1, x2, y2), c, p in zip(xyxy, cls, conf):
+    for corners, c, p in zip(xyxy, cls, conf):
         target = mapping.get(int(c))
         if target is None:
             state.unmapped += 1
             continue
-        x1, x2 = sorted((min(max(x1, 0.0), width), min(max(x2, 0.0), width)))
-        y1, y2 = sorted((min(max(y1, 0.0), height), min(max(y2, 0.0), height)))
-        if x2 - x1 <= 0 or y2 - y1 <= 0:
+        x1, y1, x2, y2 = clamp_xyxy(corners, width, height)
+        if not has_area((x1, y1, x2, y2)):
             continue
-        out.append((int(target), float(x1), float(y1), float(x2), float(y2), round(float(p), 5)))
+        out.append(Box(float(x1), float(y1), float(x2), float(y2), class_idx=int(target),
+                       confidence=round(float(p), 5), source="model").as_dict())
     state.boxes += len(out)
     return out

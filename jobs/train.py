@@ -21,7 +21,6 @@ import importlib.util
 import json
 import os
 import shutil
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +28,9 @@ from typing import Any, Callable
 
 import yaml
 
-from .channel import JobChannel
-from .inference import WORKER_ID, _is_oom, resolve_device
+from .protocol import MANIFEST, JobChannel
+from .runtime import WORKER_ID, free_gpu, is_oom, resolve_device, run_attempt
 
-HEARTBEAT_S = 1.0
 MIN_BATCH = 2  # the OOM fallback halves down to this
 CPU_AUTO_BATCH = 16  # ultralytics' AutoBatch needs CUDA; on CPU 'auto' means its default batch
 CANCEL_CHECK_S = 0.5
@@ -88,11 +86,10 @@ def write_dataset(job_dir: Path, splits: tuple[str, ...] | None = None) -> tuple
     from annotator.formats.yolo import write_yolo
     from annotator.types import Box
 
-    manifest = json.loads((job_dir / "manifest.json").read_text())
+    manifest = read_manifest(job_dir)
     records = [
         ExportImage(id=r["id"], file_name=r["file_name"], width=r["width"], height=r["height"], split=r["split"],
-                    boxes=tuple(Box(x1, y1, x2, y2, class_idx=int(c)) for c, x1, y1, x2, y2 in r["boxes"]),
-                    source=Path(r["source"]))
+                    boxes=tuple(Box.from_dict(b) for b in r["boxes"]), source=Path(r["source"]))
         for r in manifest["images"] if splits is None or r["split"] in splits
     ]
     root = job_dir / "dataset"
@@ -102,23 +99,9 @@ def write_dataset(job_dir: Path, splits: tuple[str, ...] | None = None) -> tuple
                                 "per_split": summary.per_split, "dropped": len(summary.dropped)}
 
 
-def _heartbeat(channel: JobChannel, state: _State):
-    stop = threading.Event()
-
-    def beat():
-        while not stop.wait(HEARTBEAT_S):
-            channel.progress(**state.snapshot())
-
-    channel.progress(**state.snapshot())
-    threading.Thread(target=beat, name="heartbeat", daemon=True).start()
-    return stop
-
-
-def _finish(channel: JobChannel, state: _State, status: str, error: str | None, result: dict | None) -> str:
-    state.stage = status
-    channel.progress(**state.snapshot())
-    channel.finish(status, error, result=result or {}, **state.snapshot())
-    return status
+def read_manifest(job_dir: Path) -> dict:
+    """The job's input, written by the app (protocol.Manifest)."""
+    return json.loads((job_dir / MANIFEST).read_text())
 
 
 # --- ultralytics (lazy) ------------------------------------------------------------------------------------
@@ -131,19 +114,6 @@ def ultralytics_train(base: dict, args: dict, callbacks: dict[str, Callable]) ->
         model.add_callback(event, fn)
     model.train(**args)
     return model.trainer
-
-
-def _free_gpu() -> None:
-    import gc
-
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except Exception:  # noqa: BLE001
-        pass
 
 
 def _round(v) -> float | None:
@@ -217,16 +187,12 @@ def onnx_check(weights: Path, imgsz: int, out_dir: Path) -> dict:
 def run_training(channel: JobChannel, payload: dict, train_fn: Callable = ultralytics_train) -> str:
     """One training attempt, reported through ``channel``. Returns the final status."""
     state = _State(epochs=int(payload["train"]["epochs"]), device=resolve_device(payload["train"].get("device")))
-    stop = _heartbeat(channel, state)
-    try:
+
+    def body():
         status, result = _train(channel, payload, state, train_fn)
-        return _finish(channel, state, status, result.pop("error", None), result)
-    except Exception as e:  # noqa: BLE001 - any failure ends the job with its reason, never silently
-        channel.log(f"failed: {type(e).__name__}: {e}")
-        return _finish(channel, state, "failed", f"{type(e).__name__}: {e}", None)
-    finally:
-        stop.set()
-        _free_gpu()
+        return status, result, result.pop("error", None)
+
+    return run_attempt(channel, state, body, cleanup=free_gpu)
 
 
 def _callbacks(channel: JobChannel, state: _State) -> dict[str, Callable]:
@@ -322,7 +288,7 @@ def _train(channel: JobChannel, payload: dict, state: _State, train_fn: Callable
             trainer = train_fn(base, args, _callbacks(channel, state))
             break
         except Exception as e:  # noqa: BLE001
-            if not _is_oom(e):
+            if not is_oom(e):
                 raise
             size = state.batch if state.batch and state.batch > 0 else args["batch"]
             if size < 1:  # AutoBatch picked nothing yet: start from ultralytics' default
@@ -333,7 +299,7 @@ def _train(channel: JobChannel, payload: dict, state: _State, train_fn: Callable
             args["batch"] = max(MIN_BATCH, size // 2)
             channel.log(f"CUDA out of memory at batch {size}: retrying with batch {args['batch']}")
             channel.send_chunk([{"restart": True, "batch": args["batch"]}])
-            _free_gpu()
+            free_gpu()
     train_seconds = time.perf_counter() - t_train
     timings = {"dataset_s": round(t_train - t0, 2), "train_s": round(train_seconds, 2)}
     save_dir = Path(trainer.save_dir)
@@ -355,9 +321,9 @@ def _train(channel: JobChannel, payload: dict, state: _State, train_fn: Callable
         result.update(metrics=overall, per_class=per_class,
                       val_speed={k: round(float(v), 2) for k, v in (vm.speed or {}).items()})
     result["plots"] = _plots(save_dir, job_dir)
-    manifest = json.loads((job_dir / "manifest.json").read_text())
+    manifest = read_manifest(job_dir)
     val = [r for r in manifest["images"] if r["split"] == "val"]
-    result["val_snapshot"] = _val_snapshot(val)
+    result["val_snapshot"] = manifest["val_fingerprint"]  # the app computed it when it froze the data
     state.stage = "benchmark"
     channel.log(f"best.pt from epoch {result['best_epoch']}: mAP50-95 {(result.get('metrics') or {}).get('mAP50-95')}; "
                 f"timing inference")
@@ -391,15 +357,6 @@ def _train(channel: JobChannel, payload: dict, state: _State, train_fn: Callable
     return "succeeded", result
 
 
-def _val_snapshot(val_records: list[dict]) -> dict:
-    """The same identity as annotator.training.snapshot, computed from the manifest's val records."""
-    from annotator.training import snapshot
-    from annotator.types import Box
-
-    return snapshot([(r["id"], r["split"], [Box(x1, y1, x2, y2, class_idx=int(c)) for c, x1, y1, x2, y2 in r["boxes"]])
-                     for r in val_records])
-
-
 def _validate(weights: Path, data_yaml: Path, names: list[str], args: dict, job_dir: Path, name: str,
               plots: bool = True) -> tuple[dict, list[dict], dict, dict]:
     from ultralytics import YOLO
@@ -417,8 +374,8 @@ def _validate(weights: Path, data_yaml: Path, names: list[str], args: dict, job_
 def run_evaluation(channel: JobChannel, payload: dict) -> str:
     """Validate a model on the manifest's (val) images; per-class metrics and plots go back to the app."""
     state = _State(epochs=1, device=resolve_device(payload.get("device")))
-    stop = _heartbeat(channel, state)
-    try:
+
+    def body():
         job_dir = Path(payload["job_dir"])
         data_yaml, written = write_dataset(job_dir, splits=("val",))
         # ultralytics wants a train entry in every data.yaml; validation only reads val.
@@ -434,11 +391,7 @@ def run_evaluation(channel: JobChannel, payload: dict) -> str:
         state.epoch = 1
         channel.log(f"mAP50-95 {overall.get('mAP50-95')}, mAP50 {overall.get('mAP50')}, P {overall.get('precision')}, "
                     f"R {overall.get('recall')}")
-        result = {"metrics": {**overall, "per_class": per_class, "speed": speed}, "plots": plots, "written": written}
-        return _finish(channel, state, "succeeded", None, result)
-    except Exception as e:  # noqa: BLE001
-        channel.log(f"failed: {type(e).__name__}: {e}")
-        return _finish(channel, state, "failed", f"{type(e).__name__}: {e}", None)
-    finally:
-        stop.set()
-        _free_gpu()
+        return "succeeded", {"metrics": {**overall, "per_class": per_class, "speed": speed}, "plots": plots,
+                             "written": written}, None
+
+    return run_attempt(channel, state, body, cleanup=free_gpu)

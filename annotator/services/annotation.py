@@ -1,0 +1,123 @@
+"""Auto-annotation jobs, the app's half: start (validate, map classes, queue), resume an interrupted run on
+the images it has not finished, and ingest the worker's result chunks (the monitor calls ``KIND``).
+
+Images a person saved or approved are never touched; re-running replaces only the machine boxes of the
+others (checked again at commit time, in the store)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from jobs.protocol import ANNOTATE, AnnotatePayload
+
+from ..store import utcnow
+from ..types import Box, Job, UserError
+from .context import AppContext, dataset_ids, model, project
+from .jobs import JobKind, enqueue, get_job
+from .models import class_mapping
+
+SCOPES = {"unreviewed": ("unreviewed",), "untouched": ("unreviewed", "rejected")}
+
+
+def start_annotation(
+    ctx: AppContext, ref, model_ref, datasets: Sequence[str] | None = None, conf: float = 0.25, iou: float = 0.7,
+    imgsz: int | None = None, max_det: int = 300, device: str | None = None, batch: int = 0,
+    scope: str = "unreviewed", overrides: dict | None = None, user: str | None = None,
+) -> Job:
+    """Queue an auto-annotation job. Images a person saved or approved are never touched; re-running
+    replaces only the machine boxes of the others."""
+    p = project(ctx, ref)
+    m = model(ctx, p, model_ref)
+    if scope not in SCOPES:
+        raise UserError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+    if not (0.0 <= float(conf) <= 1.0):
+        raise UserError(f"confidence threshold must be between 0 and 1, got {conf}")
+    if not (0.0 < float(iou) <= 1.0):
+        raise UserError(f"IoU threshold must be in (0, 1], got {iou}")
+    imgsz = int(imgsz or m.params.get("imgsz") or 640)
+    if not (32 <= imgsz <= 4096):
+        raise UserError(f"image size must be between 32 and 4096, got {imgsz}")
+    if int(max_det) < 1:
+        raise UserError(f"max detections must be at least 1, got {max_det}")
+    if int(batch) < 0:
+        raise UserError(f"batch must be 0 (auto) or a positive number, got {batch}")
+    device = (device or ctx.settings.device or "auto").strip()
+    ds_ids = dataset_ids(ctx, p, datasets)
+    mapping = class_mapping(ctx, p, m, overrides)
+    if all(v is None for v in mapping.values()):
+        raise UserError(
+            f"None of the model's classes ({', '.join(m.class_names)}) maps to a class of {p.name!r} "
+            f"({', '.join(p.class_names)}); map at least one in the class mapping table"
+        )
+    images = ctx.store.images_for_annotation(p.id, ds_ids, SCOPES[scope])
+    if not images:
+        raise UserError("No images to annotate: every image in scope has been saved or approved by a person, "
+                        "or the project has no images yet")
+    params = {
+        "model": m.name, "model_file": m.file, "datasets": list(datasets or []), "dataset_ids": ds_ids,
+        "conf": float(conf), "iou": float(iou), "imgsz": imgsz, "max_det": int(max_det), "device": device,
+        "batch": int(batch), "scope": scope,
+        "mapping": {str(k): v for k, v in mapping.items()},
+        "mapping_named": {m.class_names[k]: (p.class_names[v] if v is not None else None)
+                          for k, v in mapping.items()},
+    }
+    job_id = ctx.store.create_job(p.id, "annotate", params, len(images), model_id=m.id, user=user)
+    _enqueue(ctx, job_id, 0, p.id, params, images)
+    return ctx.store.get_job(job_id)
+
+
+def _enqueue(ctx: AppContext, job_id: int, attempt: int, project_id: int, params: dict, images) -> None:
+    payload: AnnotatePayload = {
+        "job_id": job_id, "attempt": attempt,
+        "model_path": str(ctx.settings.project_file(project_id, params["model_file"])),
+        "model_name": params["model"],
+        "images": [(i, str(ctx.settings.project_file(project_id, f))) for i, f, _, _ in images],
+        **{k: params[k] for k in ("conf", "iou", "imgsz", "max_det", "device", "batch")},
+        "mapping": {int(k): v for k, v in params["mapping"].items()},
+    }
+    task = enqueue(ctx, ANNOTATE, payload)
+    ctx.store.update_job(job_id, task_id=task.id, log=f"attempt {attempt}: queued {len(images)} image(s)")
+
+
+def resume_job(ctx: AppContext, job_id: int | str, user: str | None = None) -> Job:
+    """Run an interrupted / failed / cancelled auto-annotation again on the images it has not finished."""
+    job = get_job(ctx, job_id)
+    if job.kind != "annotate":
+        raise UserError(f"Job {job.id} is a {job.kind} job; only auto-annotation can be resumed")
+    if job.active or job.status == "succeeded":
+        raise UserError(f"Job {job.id} is {job.status}; only interrupted, failed or cancelled jobs resume")
+    params = job.params
+    images = ctx.store.images_for_annotation(
+        job.project_id, params.get("dataset_ids") or None, SCOPES[params["scope"]], exclude_job=job.id
+    )
+    attempt = job.attempt + 1
+    done_before = ctx.store.job_image_count(job.id)
+    counters = {**job.counters, "done_before": done_before, "chunks_in": 0, "logs_in": 0}
+    counters.pop("live", None)
+    ctx.store.update_job(
+        job.id, status="queued", attempt=attempt, error=None, finished_at=None, counters=counters,
+        done=done_before, total=done_before + len(images),
+        progress=done_before / max(1, done_before + len(images)),
+        log=f"resumed by {user or 'local'}: {len(images)} image(s) left, {done_before} already done",
+    )
+    if not images:
+        ctx.store.update_job(job.id, status="succeeded", finished_at=utcnow(), progress=1.0,
+                             log="nothing left to do")
+        return ctx.store.get_job(job.id)
+    _enqueue(ctx, job.id, attempt, job.project_id, params, images)
+    return ctx.store.get_job(job.id)
+
+
+def ingest_chunk(ctx: AppContext, job: Job, chunk: dict, counters: dict) -> dict:
+    """Commit one chunk of predictions with the job's counters, in one transaction."""
+    items = [(int(image_id), [Box.from_dict(b, source="model", model_id=job.model_id, job_id=job.id) for b in boxes])
+             for image_id, boxes in chunk["items"]]
+    return ctx.store.save_predictions(job.id, job.attempt, job.model_id, items, chunk.get("failed", []),
+                                      job_counters=counters)
+
+
+KIND = JobKind(
+    kind="annotate", ingest=ingest_chunk, finish=None,
+    live_keys=("stage", "ips", "eta_s", "batch", "device", "unmapped"),
+    stale_hint="Boxes of the images it finished are kept; Resume does the rest.",
+)

@@ -1,0 +1,237 @@
+"""Images: uploads (zip / folder / files into a dataset, all or nothing), listing, the gallery's thumbnails
+with boxes drawn on, the upload history, and the Demo project on an empty data folder."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Sequence
+
+from .. import ingest
+from ..names import clean_name
+from ..overlay import draw_boxes
+from ..types import IMAGE_EXTENSIONS, Dataset, DuplicateFile, ImageRecord, IngestReport, Project, UserError
+from .context import AppContext, dataset_id, project, review_state
+
+ACCEPTED_EXTENSIONS = IMAGE_EXTENSIONS  # for upload pickers
+CACHE_FILES = 5000  # gallery overlays kept; the oldest go first
+
+
+@dataclass(frozen=True)
+class ImagePage:
+    images: list[ImageRecord]
+    total: int
+    page: int
+    pages: int
+
+
+def drop_stale_staging(ctx: AppContext) -> None:
+    """Only the app writes under projects/ while it holds the store, so any staging left is a crash's."""
+    for staging in ctx.settings.projects_dir.glob("*/staging"):
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def add_images(
+    ctx: AppContext,
+    ref,
+    sources: Sequence[Path | str | tuple[Path | str, str]],
+    dataset: str | None = None,
+    user: str | None = None,
+    progress: ingest.Progress | None = None,
+) -> IngestReport:
+    """Ingest zips, folders or image files into a dataset (created if new, appended to if it exists).
+
+    Good files are added even when others are bad; duplicates and skips are reported with reasons.
+    Rows for all added images are committed in one transaction, after their files are in place.
+    ``report.image_ids`` maps each upload path to its image id (added, or the stored copy of a duplicate).
+    """
+    p = project(ctx, ref)
+    srcs = [(Path(s[0]), s[1]) if isinstance(s, tuple) else (Path(s), Path(s).name) for s in sources]
+    if not srcs:
+        raise UserError("Nothing to upload: choose a .zip, a folder, or image files")
+    for path, name in srcs:
+        if not path.exists():
+            raise UserError(f"{name}: no such file or folder")
+    dataset_name = clean_name(dataset or _default_dataset_name(srcs), "Dataset name", forbid="/\\")
+    existing = ctx.store.find_dataset(p.id, dataset_name)
+    if existing:
+        dataset_name = existing.name
+    known = ctx.store.image_shas(p.id)
+    taken = ctx.store.dataset_paths(existing.id) if existing else set()
+    staging = ctx.settings.staging_dir(p.id) / uuid.uuid4().hex
+    t0 = time.perf_counter()
+    try:
+        prep = ingest.prepare_upload(
+            srcs, staging, ingest.Limits.from_settings(ctx.settings), known, taken, progress,
+            ctx.settings.ingest_threads,
+        )
+        report = IngestReport(project=p.name, dataset=dataset_name, duplicates=prep.duplicates,
+                              skipped=prep.skipped)
+        if prep.images:
+            _commit_images(ctx, p, dataset_name, prep.images, report, [n for _, n in srcs], user, t0)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            staging.parent.rmdir()  # only when no other upload is staging
+    if report.duplicates:
+        stored = ctx.store.image_ids_by_sha(p.id, [d.sha256 for d in report.duplicates])
+        report.image_ids.update({d.name: stored[d.sha256] for d in report.duplicates if d.sha256 in stored})
+    report.seconds = time.perf_counter() - t0
+    if progress and not prep.images and not prep.duplicates and not prep.skipped:
+        progress(0, 0, "")
+    return report
+
+
+def _commit_images(ctx: AppContext, p: Project, dataset_name: str, images, report: IngestReport, names, user,
+                   t0) -> None:
+    """Move staged files into place and register them, all or nothing.
+
+    Uploads run concurrently; their commits do not. Under the lock, images that another upload
+    committed meanwhile become duplicates instead of failing the whole commit on the unique index.
+    """
+    pdir = ctx.settings.project_dir(p.id)
+    with ctx.commit_lock:
+        known = ctx.store.image_shas(p.id, only=[i.sha256 for i in images])
+        fresh = []
+        for img in images:
+            if img.sha256 in known:
+                report.duplicates.append(DuplicateFile(img.rel_path, known[img.sha256], img.sha256))
+            else:
+                fresh.append(img)
+        report.added = [i.rel_path for i in fresh]
+        report.notes = [f"{i.rel_path}: {i.note}" for i in fresh if i.note]
+        if not fresh:
+            return
+        report.seconds = time.perf_counter() - t0
+        created: list[Path] = []
+        rows = []
+        folders: set[Path] = set()
+        try:
+            for img in fresh:
+                file, thumb = ingest.stored_names(img.sha256, img.ext)
+                for src, rel in ((img.image_path, file), (img.thumb_path, thumb)):
+                    dst = pdir / rel
+                    if dst.parent not in folders:
+                        dst.parent.mkdir(parents=True, exist_ok=True)
+                        folders.add(dst.parent)
+                    if not dst.exists():
+                        created.append(dst)
+                    os.replace(src, dst)
+                rows.append({
+                    "rel_path": img.rel_path, "sha256": img.sha256, "file": file, "thumb": thumb,
+                    "width": img.width, "height": img.height, "format": img.format,
+                    "size_bytes": img.size_bytes,
+                })
+            upload = {"source": ", ".join(names)[:500], **report.as_dict()}
+            ids = ctx.store.add_images(p.id, dataset_name, rows, upload, user)
+        except BaseException:
+            for path in created:  # leave nothing half-written behind
+                path.unlink(missing_ok=True)
+            raise
+    report.image_ids.update({img.rel_path: int(i) for img, i in zip(fresh, ids)})
+
+
+def _default_dataset_name(srcs: list[tuple[Path, str]]) -> str:
+    if len(srcs) == 1 and (srcs[0][0].is_dir() or srcs[0][0].suffix.lower() == ".zip"):
+        return Path(srcs[0][1]).stem or "upload"
+    return "upload-" + datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def datasets(ctx: AppContext, ref) -> list[Dataset]:
+    return ctx.store.list_datasets(project(ctx, ref).id)
+
+
+def list_images(ctx: AppContext, ref, dataset: str | None = None, status: str | None = None, page: int = 0,
+                page_size: int = 60) -> ImagePage:
+    p = project(ctx, ref)
+    ds = dataset_id(ctx, p, dataset)
+    status = review_state(status)
+    page_size = max(1, min(int(page_size), 500))
+    total = ctx.store.count_images(p.id, ds, status)
+    pages = max(1, -(-total // page_size))
+    page = max(0, min(int(page), pages - 1))
+    images = ctx.store.list_images(p.id, ds, status, page * page_size, page_size)
+    return ImagePage(images, total, page, pages)
+
+
+def image_file(ctx: AppContext, img: ImageRecord) -> Path:
+    return ctx.settings.project_file(img.project_id, img.file)
+
+
+def thumb_file(ctx: AppContext, img: ImageRecord) -> Path:
+    return ctx.settings.project_file(img.project_id, img.thumb)
+
+
+def gallery_thumbs(ctx: AppContext, images: Sequence[ImageRecord]) -> list[tuple[Path, int]]:
+    """(thumbnail path, box count) per image; thumbnails of images with boxes get them drawn on,
+    cached under tmp/overlays by the boxes' content (so a new job result makes a new picture)."""
+    boxes = ctx.store.boxes_for_images([i.id for i in images])
+    cache = ctx.settings.overlays_dir
+    out = []
+    for img in images:
+        bs = boxes.get(img.id, [])
+        if not bs:
+            out.append((thumb_file(ctx, img), 0))
+            continue
+        key = hashlib.sha1(repr([(b.class_idx, b.xyxy) for b in bs]).encode()).hexdigest()[:16]
+        path = cache / f"{img.id}-{key}.jpg"
+        if not path.exists():
+            cache.mkdir(parents=True, exist_ok=True)
+            draw_boxes(thumb_file(ctx, img), bs, img.width, img.height, path)
+            prune_cache(cache)
+        out.append((path, len(bs)))
+    return out
+
+
+def prune_cache(cache: Path, keep: int = CACHE_FILES) -> None:
+    """Keep the ``keep`` newest .jpg files of a cache folder (gallery overlays, editor display copies)."""
+    files = list(cache.glob("*.jpg"))
+    if len(files) > keep:
+        files.sort(key=lambda f: f.stat().st_mtime)
+        for f in files[: len(files) - keep]:
+            f.unlink(missing_ok=True)
+
+
+def uploads(ctx: AppContext, ref, limit: int = 20) -> list[dict]:
+    return ctx.store.uploads(project(ctx, ref).id, limit)
+
+
+def ensure_demo(ctx: AppContext, n_images: int = 24) -> Project | None:
+    """On an empty data folder, create the Demo project: generated shape scenes and the demo model.
+
+    Runs once per data folder (a marker file remembers it), so deleting the Demo project is final.
+    """
+    from .. import demo as scenes  # the runtime half of the demo (scenes, model path)
+    from .models import add_model
+    from .projects import create_project
+
+    marker = ctx.settings.demo_marker_path
+    if marker.exists() or ctx.store.list_projects():
+        return None
+    ctx.settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=ctx.settings.tmp_dir) as tmp:
+        folder = Path(tmp) / "shapes"
+        folder.mkdir()
+        for i in range(n_images):
+            data, _ = scenes.scene_jpeg(10_000 + i)
+            sub = "street" if i % 2 else "yard"
+            (folder / sub).mkdir(exist_ok=True)
+            (folder / sub / f"scene_{i:03d}.jpg").write_bytes(data)
+        p = create_project(
+            ctx, "Demo", list(scenes.CLASSES),
+            "Generated shape scenes and a small detector trained on them: press Run on the Auto-annotate tab.",
+            user="demo",
+        )
+        add_images(ctx, p, [(folder, "shapes")], dataset="shapes", user="demo")
+    if scenes.DEMO_MODEL_PATH.is_file():
+        add_model(ctx, p, scenes.DEMO_MODEL_PATH, name="demo-shapes", user="demo", source="demo")
+    marker.write_text("created\n")
+    return ctx.store.get_project(p.id)

@@ -1,0 +1,76 @@
+"""The project's model registry: register a checked ultralytics detection .pt (uploaded, demo or trained),
+list and find models, and map a model's classes onto the project's."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from .. import checkpoints, classmap
+from ..names import clean_name
+from ..types import ModelRecord, Project, UserError
+from .context import AppContext, model, project
+
+
+def store_model_file(ctx: AppContext, p: Project, src: Path, sha256: str) -> str:
+    """Copy a checked .pt into the project's models/ folder (named by its content hash, written whole or
+    not at all); returns its project-relative path."""
+    rel = ctx.settings.model_rel(sha256)
+    dst = ctx.settings.project_file(p.id, rel)
+    if not dst.exists():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_suffix(".part")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    return rel
+
+
+def add_model(ctx: AppContext, ref, path: Path | str, name: str | None = None, user: str | None = None,
+              display_name: str | None = None, source: str = "uploaded") -> ModelRecord:
+    """Validate an ultralytics detection checkpoint and register a copy in the project's registry.
+
+    .pt files are pickles: loading one runs code. Only register weights you trust.
+    """
+    p = project(ctx, ref)
+    path = Path(path)
+    shown = display_name or path.name
+    info = checkpoints.inspect_checkpoint(path, display_name=shown)
+    name = clean_name(name or Path(shown).stem, "Model name")
+    for m in ctx.store.list_models(p.id):
+        if m.sha256 == info.sha256:
+            raise UserError(f"{shown} is already registered in {p.name!r} as model {m.name!r}")
+    rel = store_model_file(ctx, p, path, info.sha256)
+    try:
+        mid = ctx.store.add_model(
+            p.id, name, rel, info.sha256, info.size_bytes, info.class_names, source, task=info.task,
+            params=info.as_dict(), user=user,
+        )
+    except BaseException:
+        if not any(m.sha256 == info.sha256 for m in ctx.store.list_models(p.id)):
+            ctx.settings.project_file(p.id, rel).unlink(missing_ok=True)
+        raise
+    return ctx.store.get_model(mid)
+
+
+def list_models(ctx: AppContext, ref) -> list[ModelRecord]:
+    return ctx.store.list_models(project(ctx, ref).id)
+
+
+def get_model(ctx: AppContext, ref, model_ref: int | str | ModelRecord) -> ModelRecord:
+    """A registered model of the project by name or id; NotFound lists the models there are."""
+    return model(ctx, project(ctx, ref), model_ref)
+
+
+def model_file(ctx: AppContext, m: ModelRecord) -> Path:
+    return ctx.settings.project_file(m.project_id, m.file)
+
+
+def class_mapping(ctx: AppContext, ref, model_ref, overrides: dict | None = None) -> dict[int, int | None]:
+    """Model class index -> project class index (None = skip): by name, then the user's overrides."""
+    p = project(ctx, ref)
+    m = model(ctx, p, model_ref)
+    mapping = classmap.match_classes(m.class_names, p.class_names)
+    if overrides:
+        mapping = classmap.apply_overrides(mapping, overrides, p.class_names, m.class_names)
+    return mapping

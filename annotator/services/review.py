@@ -1,0 +1,226 @@
+"""Review and correction, the use cases behind the Annotate tab: load an image with its boxes and version,
+save a person's boxes (untouched stored boxes keep their provenance), approve / reject, the review queue
+and its filmstrip, copying boxes from another image, and the review statistics.
+
+A box travels as ``Box.as_dict()``: a stored box's ``id`` with unchanged class and corners IS that box
+(source, confidence, job and exact float corners kept); any other box is a person's."""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Sequence
+
+from ..classmap import label_to_class
+from ..geometry import clamp_xyxy, has_area
+from ..types import REVIEW_STATES, Box, ImageRecord, Project, UserError
+from .context import AppContext, dataset_id, image_in, project, review_state
+from .images import image_file, prune_cache
+
+DISPLAY_CACHE_FILES = 3000  # per project; the oldest display copies go first
+
+
+def load_image(ctx: AppContext, ref, image_id) -> dict:
+    """An image for the editor: where its file is, its size and review state, its version (for the
+    conflict check on save) and every box with its provenance."""
+    p = project(ctx, ref)
+    img = image_in(ctx, p, image_id)
+    st = ctx.store.editor_state(img.id)
+    return {
+        "id": img.id, "project": p.name, "file": str(image_file(ctx, img)), "rel_path": img.rel_path,
+        "dataset": img.dataset, "width": img.width, "height": img.height, "split": img.split,
+        "status": st["status"], "version": int(st["version"]),
+        "reviewed_by": st["reviewed_by"], "reviewed_at": _iso(st["reviewed_at"]),
+        "edited_by": st["edited_by"], "edited_at": _iso(st["edited_at"]),
+        "classes": p.class_names,
+        "boxes": [b.as_dict() for b in ctx.store.boxes_for_image(img.id)],
+        "display": display_image(ctx, img),
+    }
+
+
+def display_image(ctx: AppContext, img: ImageRecord) -> dict:
+    """What the editor shows: the stored file, or, for an image larger than ``editor_max_side``, a JPEG
+    copy that size (made once, kept in the project's display/ folder), with its size. Box corners are
+    scaled by display/stored size in the browser and back on save."""
+    src = image_file(ctx, img)
+    limit = int(ctx.settings.editor_max_side or 0)
+    if not limit or max(img.width, img.height) <= limit:
+        return {"file": str(src), "width": img.width, "height": img.height}
+    ratio = limit / max(img.width, img.height)
+    w, h = max(1, round(img.width * ratio)), max(1, round(img.height * ratio))
+    folder = ctx.settings.display_dir(img.project_id)
+    out = folder / f"{Path(img.file).stem}-{limit}.jpg"
+    if not out.exists():
+        from PIL import Image
+
+        from ..ingest import _pil_open
+
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{out.stem}.{uuid.uuid4().hex}.part"
+        try:
+            with _pil_open()(src) as im:
+                im.draft("RGB", (w, h))  # JPEG: decode at a DCT scale near the target, much faster
+                im.convert("RGB").resize((w, h), Image.Resampling.LANCZOS).save(tmp, "JPEG", quality=90)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+        prune_cache(folder, keep=DISPLAY_CACHE_FILES)
+    return {"file": str(out), "width": w, "height": h}
+
+
+def warm_display(ctx: AppContext, image_id: int) -> None:
+    """Make an image's display copy ahead of time (the editor's next image), ignoring any problem: the
+    real load reports it."""
+    try:
+        display_image(ctx, ctx.store.get_image(int(image_id)))
+    except Exception:  # noqa: BLE001 - a prefetch only
+        pass
+
+
+def save_image(ctx: AppContext, ref, image_id, boxes: Sequence[dict], version, user: str | None = None) -> dict:
+    """Replace an image's boxes with ``boxes`` (dicts: ``class`` name or ``class_idx``, corners, and the
+    ``id`` of a stored box it is). A box equal to the stored box of its id keeps that box's provenance;
+    any other is a person's. Corners are clamped to the image; boxes with no area are dropped and
+    reported. Fails with Conflict, writing nothing, if anyone saved the image since ``version``."""
+    p = project(ctx, ref)
+    img = image_in(ctx, p, image_id)
+    try:
+        version = int(version)
+    except (TypeError, ValueError):
+        raise UserError(f"version must be a number (from load_image), got {version!r}") from None
+    stored = {b.id: b for b in ctx.store.boxes_for_image(img.id)}
+    out: list[Box] = []
+    dropped: list[str] = []
+    kept = 0
+    for n, d in enumerate(boxes or []):
+        if not isinstance(d, dict):
+            raise UserError(f"box {n} must be an object with class and x1, y1, x2, y2; got {d!r}")
+        cls = _box_class(p, d, n)
+        try:
+            xyxy = [float(d[k]) for k in ("x1", "y1", "x2", "y2")]
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"box {n} needs numeric x1, y1, x2, y2; got {d!r}") from None
+        if not all(math.isfinite(v) for v in xyxy):
+            raise UserError(f"box {n} has corners that are not finite numbers: {xyxy}")
+        x1, y1, x2, y2 = clamp_xyxy(xyxy, img.width, img.height)
+        if not has_area((x1, y1, x2, y2)):
+            dropped.append(f"box {n} ({p.class_names[cls]}) has no area inside the {img.width}x{img.height} image")
+            continue
+        old = stored.get(d.get("id")) if d.get("id") is not None else None
+        if old is not None and old.class_idx == cls and all(
+                abs(a - b) < 1e-6 for a, b in zip((x1, y1, x2, y2), old.xyxy)):
+            out.append(old)  # untouched: provenance, confidence and exact corners kept
+            kept += 1
+            continue
+        out.append(Box(x1=x1 + 0.0, y1=y1 + 0.0, x2=x2 + 0.0, y2=y2 + 0.0, class_idx=cls, source="human",
+                       created_by=user or "local"))
+    new_version = ctx.store.save_image_boxes(img.id, out, version, user or "local")
+    return {"id": img.id, "version": new_version, "boxes": len(out), "kept": kept, "human": len(out) - kept,
+            "dropped": dropped}
+
+
+def _box_class(p: Project, d: dict, n: int) -> int:
+    if d.get("class_idx") is not None and d.get("class") is None:
+        try:
+            cls = int(d["class_idx"])
+        except (TypeError, ValueError):
+            raise UserError(f"box {n}: class_idx must be a number, got {d['class_idx']!r}") from None
+        if not 0 <= cls < len(p.class_names):
+            raise UserError(f"box {n}: class index {cls} is not in {p.name!r} (0..{len(p.class_names) - 1})")
+        return cls
+    return label_to_class(str(d.get("class") or ""), p.class_names)
+
+
+def set_review_status(ctx: AppContext, ref, image_ids, status: str, user: str | None = None,
+                      drop_machine_below: float | None = None) -> dict:
+    """approve / reject / reset (unreviewed) some images, recording who and when. Approving with
+    ``drop_machine_below`` deletes the machine boxes under that confidence first."""
+    p = project(ctx, ref)
+    status = (status or "").strip().lower()
+    if status == "reset":
+        status = "unreviewed"
+    if status not in REVIEW_STATES:
+        raise UserError(f"status must be approved, rejected or unreviewed (reset), got {status!r}")
+    ids = [image_ids] if isinstance(image_ids, (int, float, str)) else list(image_ids or [])
+    imgs = [image_in(ctx, p, i) for i in ids]
+    if not imgs:
+        raise UserError("No image given")
+    if drop_machine_below is not None and not (0.0 <= float(drop_machine_below) <= 1.0):
+        raise UserError(f"confidence threshold must be between 0 and 1, got {drop_machine_below}")
+    changed = ctx.store.set_review_status([i.id for i in imgs], status, user or "local",
+                                          drop_machine_below=drop_machine_below if status == "approved" else None)
+    return {"status": status, "images": changed, "ids": [i.id for i in imgs], "by": user or "local"}
+
+
+def review_queue_ids(ctx: AppContext, ref, status: str | None = None, dataset: str | None = None,
+                     class_name: str | None = None, no_boxes: bool = False, below_conf: float | None = None,
+                     sort: str = "upload") -> list[int]:
+    """The ordered image ids a reviewer goes through (see Store.review_queue for the filters)."""
+    p = project(ctx, ref)
+    status = review_state(status, allow_all=True)
+    ds = dataset_id(ctx, p, dataset)
+    class_idx = label_to_class(class_name, p.class_names) if class_name else None
+    if below_conf is not None and not (0.0 <= float(below_conf) <= 1.0):
+        raise UserError(f"confidence threshold must be between 0 and 1, got {below_conf}")
+    ids = ctx.store.review_queue(p.id, status=status, dataset_id=ds, class_idx=class_idx,
+                                 no_boxes=bool(no_boxes), below_conf=below_conf, sort=sort or "upload")
+    return ids.tolist()
+
+
+def review_queue(ctx: AppContext, ref, offset: int = 0, limit: int = 50, **filters) -> dict:
+    """A page of the review queue: total, and per image id, status, path, box count, lowest machine
+    confidence."""
+    ids = review_queue_ids(ctx, ref, **filters)
+    offset, limit = max(0, int(offset)), max(1, min(int(limit), 500))
+    items = ctx.store.queue_items(ids[offset:offset + limit])
+    for it in items:
+        it.pop("thumb", None)
+    return {"total": len(ids), "offset": offset, "items": items}
+
+
+def queue_thumbs(ctx: AppContext, ref, image_ids: Sequence[int]) -> list[dict]:
+    """Filmstrip entries (thumbnail path, status, box count) for the given ids, in order."""
+    p = project(ctx, ref)
+    return [{**it, "thumb": str(ctx.settings.project_file(p.id, it["thumb"]))}
+            for it in ctx.store.queue_items(image_ids)]
+
+
+def copy_boxes(ctx: AppContext, ref, from_image, to_image) -> list[dict]:
+    """The boxes of ``from_image`` as new (person's) boxes for ``to_image``, scaled by the size ratio
+    when the two differ (sequences usually share one size). Nothing is saved."""
+    p = project(ctx, ref)
+    src, dst = image_in(ctx, p, from_image), image_in(ctx, p, to_image)
+    sx, sy = dst.width / src.width, dst.height / src.height
+    return [Box(b.x1 * sx, b.y1 * sy, b.x2 * sx, b.y2 * sy, class_idx=b.class_idx).as_dict()
+            for b in ctx.store.boxes_for_image(src.id)]
+
+
+def review_stats_counts(ctx: AppContext, ref) -> dict[str, int]:
+    return ctx.store.image_status_counts(project(ctx, ref).id)
+
+
+def review_stats(ctx: AppContext, ref) -> dict:
+    """Boxes per class (split by source) over the non-rejected images, images per review state, and
+    reviews per day with a running total of approved images."""
+    p = project(ctx, ref)
+    raw = ctx.store.review_stats(p.id)
+    per_class = {n: {"human": 0, "model": 0, "import": 0} for n in p.class_names}
+    for c, source, n in raw["per_class"]:
+        if c < len(p.class_names):
+            per_class[p.class_names[c]][source] = n
+    status = {s: int(raw["status"].get(s, 0)) for s in REVIEW_STATES}
+    days, running = [], 0
+    for d, s, n in raw["per_day"]:
+        if s == "approved":
+            running += n
+        days.append({"day": d.isoformat(), "status": s, "images": n, "approved_total": running})
+    return {"project": p.name, "total": sum(status.values()), "status": status,
+            "per_class": [{"class": k, **v, "total": sum(v.values())} for k, v in per_class.items()],
+            "per_day": days}
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return ts.isoformat(timespec="seconds") if ts else None

@@ -1,0 +1,158 @@
+"""What the app and the workers share, and the ONLY module both sides of the queue import: task names, the
+payload each task gets, the manifest a training job reads, the shape of result chunks, the JobChannel
+through which one job reports, and the table where workers announce themselves. Imports nothing of ours.
+
+How a worker and the app talk about one job, through the queue's own key-value storage.
+
+Works the same on SqliteHuey and RedisHuey, so a worker on another host needs the queue and the data
+folder, never the database. Keys are per job AND per attempt, so a resumed job never mixes its results
+with a dead attempt's leftovers.
+
+    worker writes                           app reads
+    progress   (overwritten, also the heartbeat)   peek
+    chunk:<n>  (numbered 0, 1, 2 ...)              pop in order, commit to DuckDB, then the next
+    log:<n>    (numbered lines)                    pop in order, appended to the job's log
+    done       {status, error, chunks, counters, result}   peek; the job ends once every chunk is in
+    app writes: cancel                             worker peeks between batches
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, TypedDict
+
+# --- tasks and their payloads ------------------------------------------------------------------------------
+ANNOTATE = "annotate"
+TRAIN = "train"
+EVALUATE = "evaluate"
+MANIFEST = "manifest.json"  # in the job folder of a training or evaluation job
+
+
+class AnnotatePayload(TypedDict):
+    job_id: int
+    attempt: int
+    model_path: str
+    model_name: str
+    images: list  # [image id, stored file path]
+    conf: float
+    iou: float
+    imgsz: int
+    max_det: int
+    device: str
+    batch: int  # 0 = auto
+    mapping: dict  # model class index -> project class index, or None to skip
+
+
+class TrainPayload(TypedDict):
+    job_id: int
+    attempt: int
+    job_dir: str  # holds MANIFEST; the worker writes dataset/ and run/ here
+    class_names: list
+    base: dict  # {"kind": "model", "path", "name"} or {"kind": "arch", "name": "yolov8n.yaml"}
+    parent_eval: bool  # also validate the base model on the same val images
+    onnx: bool
+    parent_imgsz: int
+    train: dict  # imgsz, epochs, batch (-1 = auto), optimizer, lr0, patience, device, workers, seed
+
+
+class EvaluatePayload(TypedDict):
+    job_id: int
+    attempt: int
+    job_dir: str
+    model_path: str
+    model_name: str
+    class_names: list  # the model's
+    imgsz: int
+    device: str
+    batch: int
+
+
+class ManifestImage(TypedDict):
+    id: int
+    file_name: str  # unique within its split
+    width: int
+    height: int
+    split: str
+    source: str  # the stored image file
+    boxes: list  # Box.as_dict() of each box (class_idx in the manifest's class_names)
+
+
+class Manifest(TypedDict):
+    class_names: list
+    images: list  # ManifestImage
+    val_fingerprint: dict  # splits.fingerprint of the val images, computed by the app
+
+
+# Result chunks. annotate: {"items": [[image id, [Box.as_dict() with class_idx, corners, confidence]]],
+# "failed": [image ids that could not be read]}. train: {"items": [epoch row, or {"restart": True, "batch"}]}.
+
+
+class JobChannel:
+    def __init__(self, huey, job_id: int, attempt: int):
+        self.huey = huey
+        self.prefix = f"aa:job:{int(job_id)}:{int(attempt)}:"
+        self._chunk = 0
+        self._log = 0
+
+    def _k(self, name: str) -> str:
+        return self.prefix + name
+
+    # --- worker side ----------------------------------------------------------------------------------
+    def progress(self, **state: Any) -> None:
+        self.huey.put(self._k("progress"), {**state, "ts": time.time()})
+
+    def send_chunk(self, items: list, failed: list | None = None) -> None:
+        self.huey.put(self._k(f"chunk:{self._chunk}"), {"items": items, "failed": failed or []})
+        self._chunk += 1
+
+    def log(self, line: str) -> None:
+        self.huey.put(self._k(f"log:{self._log}"), f"{time.strftime('%H:%M:%S')} {line}")
+        self._log += 1
+
+    def finish(self, status: str, error: str | None = None, result: dict | None = None, **counters: Any) -> None:
+        """The last word of an attempt. ``result``: what the app turns into rows (e.g. a trained model)."""
+        self.huey.put(self._k("done"), {"status": status, "error": error, "chunks": self._chunk,
+                                        "logs": self._log, "counters": counters, "result": result,
+                                        "ts": time.time()})
+
+    def cancel_requested(self) -> bool:
+        return bool(self.huey.get(self._k("cancel"), peek=True))
+
+    # --- app side -------------------------------------------------------------------------------------
+    def request_cancel(self) -> None:
+        self.huey.put(self._k("cancel"), True)
+
+    def read_progress(self) -> dict | None:
+        return self.huey.get(self._k("progress"), peek=True)
+
+    def pop_chunk(self, n: int) -> dict | None:
+        return self.huey.get(self._k(f"chunk:{n}"))
+
+    def pop_log(self, n: int) -> str | None:
+        return self.huey.get(self._k(f"log:{n}"))
+
+    def read_done(self) -> dict | None:
+        return self.huey.get(self._k("done"), peek=True)
+
+    def clear(self) -> None:
+        for name in ("progress", "done", "cancel"):
+            self.huey.delete(self._k(name))
+
+
+# --- workers announce themselves ---------------------------------------------------------------------------
+WORKERS_KEY = "aa:workers"
+
+
+def announce(huey, worker_id: str, info: dict) -> None:
+    """Read-modify-write of the worker table: a lost race only drops an entry until the next beat."""
+    table = huey.get(WORKERS_KEY, peek=True) or {}
+    now = time.time()
+    table = {k: v for k, v in table.items() if now - v.get("ts", 0) < 60}
+    table[worker_id] = {**info, "ts": now}
+    huey.put(WORKERS_KEY, table)
+
+
+def live_workers(huey, max_age: float = 15.0) -> list[dict]:
+    table = huey.get(WORKERS_KEY, peek=True) or {}
+    now = time.time()
+    return [v for v in table.values() if now - v.get("ts", 0) < max_age]

@@ -1,0 +1,124 @@
+"""What every job runner shares in a worker: who this worker is, which device it uses, the heartbeat that
+keeps the app from declaring a job dead, and the one way an attempt ends (a final progress and the done
+marker, with the reason when it failed). Never opens DuckDB."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from typing import Any, Callable, Protocol
+
+from .protocol import JobChannel
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+HEARTBEAT_S = 1.0
+
+
+class RunState(Protocol):
+    """A runner's live state: ``stage`` is set to the final status at the end; ``snapshot()`` is what the
+    progress key (the heartbeat) carries."""
+
+    stage: str
+
+    def snapshot(self) -> dict: ...
+
+
+def resolve_device(device: str | int | None) -> str:
+    """'auto' -> first GPU if any, else CPU; '0', '1', 'cuda:0', 'cpu', 'mps' pass through."""
+    d = str(device if device is not None else "auto").strip().lower() or "auto"
+    if d != "auto":
+        return d
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return "0"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+    except Exception:  # noqa: BLE001 - no torch, no GPU: CPU it is
+        pass
+    return "cpu"
+
+
+def system_info(device: str = "auto") -> dict:
+    """What a person checks by hand when inference is slow: torch, CUDA, GPU, the device jobs use."""
+    info: dict[str, Any] = {"worker": WORKER_ID}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["cuda_available"] = bool(torch.cuda.is_available())
+        info["cuda_version"] = torch.version.cuda
+        gpus = []
+        if info["cuda_available"]:
+            for i in range(torch.cuda.device_count()):
+                p = torch.cuda.get_device_properties(i)
+                gpus.append({"index": i, "name": p.name, "memory_gb": round(p.total_memory / 2**30, 1)})
+        info["gpus"] = gpus
+    except Exception as e:  # noqa: BLE001
+        info["torch"] = f"not importable: {e}"
+        info["cuda_available"] = False
+        info["gpus"] = []
+    try:
+        import ultralytics
+
+        info["ultralytics"] = ultralytics.__version__
+    except Exception as e:  # noqa: BLE001
+        info["ultralytics"] = f"not importable: {e}"
+    info["device"] = resolve_device(device)
+    info["cpu_count"] = os.cpu_count()
+    return info
+
+
+def is_oom(e: BaseException) -> bool:
+    return "out of memory" in str(e).lower() or type(e).__name__ == "OutOfMemoryError"
+
+
+def free_gpu() -> None:
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def heartbeat(channel: JobChannel, state: RunState) -> threading.Event:
+    """Report ``state`` now and every HEARTBEAT_S from a thread (also while a model loads); set the
+    returned event to stop."""
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(HEARTBEAT_S):
+            channel.progress(**state.snapshot())
+
+    channel.progress(**state.snapshot())
+    threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+    return stop
+
+
+def run_attempt(channel: JobChannel, state: RunState, body: Callable[[], tuple[str, dict | None, str | None]],
+                cleanup: Callable[[], None] | None = None) -> str:
+    """One attempt of a job: heartbeat while ``body()`` works, then the final progress and the done marker.
+
+    ``body`` returns (status, result, error). Any exception ends the job as failed with its reason, never
+    silently. Returns the final status."""
+    stop = heartbeat(channel, state)
+    try:
+        status, result, error = body()
+    except Exception as e:  # noqa: BLE001 - any failure ends the job with its reason
+        channel.log(f"failed: {type(e).__name__}: {e}")
+        status, result, error = "failed", None, f"{type(e).__name__}: {e}"
+    finally:
+        stop.set()
+        if cleanup is not None:
+            cleanup()
+    state.stage = status
+    channel.progress(**state.snapshot())
+    channel.finish(status, error, result=result or {}, **state.snapshot())
+    return status

@@ -16,7 +16,7 @@ from annotator.store import BOX_KINDS, MIGRATIONS, Store, utcnow
 PKG = Path(store_pkg.__file__).parent
 SHARED = {"__init__", "schema", "rows"}  # the modules that are not query modules
 QUERY_MODULES = sorted(p.stem for p in PKG.glob("*.py") if p.stem not in SHARED)
-MECHANISM = {"open", "close", "transaction", "migrate", "schema_version"}
+MECHANISM = {"open", "close", "transaction", "migrate", "schema_version", "explain", "checkpoint"}
 
 
 def _mixins(name: str) -> list[type]:

@@ -185,3 +185,18 @@ class Store(
     def schema_version(self) -> int:
         row = self._one("SELECT coalesce(max(version), 0) FROM schema_migrations")
         return int(row[0])
+
+    # --- diagnostics -------------------------------------------------------------------------------
+    def explain(self, sql: str, params: Sequence = (), analyze: bool = False) -> str:
+        """DuckDB's plan of one read query, as text (bench/store.py shows how lookups scan). ``analyze`` runs
+        the query to report what it actually read: plain EXPLAIN shows a sequential scan even where DuckDB
+        then uses an index."""
+        if not sql.lstrip().lower().startswith(("select", "with")):
+            raise ValueError("explain() takes a read query (SELECT or WITH)")
+        prefix = "EXPLAIN ANALYZE " if analyze else "EXPLAIN "
+        return "\n".join(str(c) for row in self._all(prefix + sql, params) for c in row)
+
+    def checkpoint(self) -> None:
+        """Write the write-ahead log into the database file (its size on disk is then the data's)."""
+        with self._write_lock:  # outside transaction(): CHECKPOINT cannot run inside one
+            self._con.execute("CHECKPOINT")

@@ -34,6 +34,13 @@ class AnnotationMixin:
     def job_image_count(self, job_id: int) -> int:
         return int(self._one("SELECT count(*) FROM job_images WHERE job_id = ?", [job_id])[0])
 
+    def job_images(self, job_id: int) -> list[tuple[int, int, int, str]]:
+        """(image id, attempt, boxes, status) of every image a job has finished, by image then attempt:
+        what a resume skips."""
+        rows = self._all("SELECT image_id, attempt, boxes, status FROM job_images WHERE job_id = ? "
+                         "ORDER BY image_id, attempt", [job_id])
+        return [(int(i), int(a), int(n), s) for i, a, n, s in rows]
+
     def save_predictions(self, job_id: int, attempt: int, model_id: int | None,
                          items: Sequence[tuple[int, Sequence[Box]]], failed: Sequence[int] = (),
                          job_counters: dict | None = None) -> dict[str, int]:

@@ -7,8 +7,9 @@ Store.insert_boxes, in chunks), spread over a few projects and datasets, with on
 most rows. Then times each read the app makes, p50/p95 over --reps calls: the gallery page
 (Store.list_images and Services.list_images at the first, middle and last page), count_images with and without
 filters, image_status_counts, boxes_for_image on random images, class_box_counts, list_projects, ...
-Finally it measures boxes_for_image and a bulk insert with the ART index boxes_image, drops the index (through
-the store's private connection; bench only) and measures both again.
+Finally it measures boxes_for_image and a bulk insert with the ART index boxes_image, closes the store, drops
+the index with duckdb's own connection (bench only: the Store has no index API), reopens the store and measures
+both again; the lookup on a randomly ordered copy of boxes runs on that raw connection, the store closed.
 
 The issue's target: a gallery/listing query at 100k image rows under 50 ms. Asserts nothing; the last line is
 `RESULT {json}`.
@@ -139,12 +140,33 @@ def insert_box_stream(store, image_ids: list[int], counts: list[int], chunk: int
             "total_s": time.perf_counter() - t_all}
 
 
-def scan_type(store, image_id: int, table: str = "boxes") -> str:
-    """How DuckDB reads boxes for one image, from EXPLAIN ANALYZE (plain EXPLAIN always says Sequential Scan)."""
-    plan = store._con.execute(
-        f"EXPLAIN ANALYZE SELECT id FROM {table} WHERE image_id = ? ORDER BY id", [image_id]
-    ).fetchall()
-    text = "\n".join(str(c) for row in plan for c in row)
+LOOKUP_SQL = "SELECT id FROM {table} WHERE image_id = ? ORDER BY id"
+
+
+def store_scan_type(store, image_id: int) -> str:
+    """How the store's DuckDB reads boxes for one image, from EXPLAIN ANALYZE (Store.explain)."""
+    return scan_type(store.explain(LOOKUP_SQL.format(table="boxes"), [image_id], analyze=True))
+
+
+def raw_scan_type(con, image_id: int, table: str) -> str:
+    """The same on a raw duckdb connection."""
+    plan = con.execute("EXPLAIN ANALYZE " + LOOKUP_SQL.format(table=table), [image_id]).fetchall()
+    return scan_type("\n".join(str(c) for row in plan for c in row))
+
+
+def raw_ddl(duckdb, path: Path, sql: str) -> float:
+    """Seconds one DDL statement takes on the database file, on duckdb's own connection (the store closed)."""
+    con = duckdb.connect(str(path))
+    try:
+        t = time.perf_counter()
+        con.execute(sql)
+        return time.perf_counter() - t
+    finally:
+        con.close()
+
+
+def scan_type(text: str) -> str:
+    """Scan type and row groups read, from EXPLAIN ANALYZE text (plain EXPLAIN always says Sequential Scan)."""
     kind = "?"
     groups = ""
     for line in text.splitlines():
@@ -235,7 +257,7 @@ def main(argv=None) -> int:
             print(f"  boxes: {ins['boxes']:,} in {ins['total_s']:.1f} s (Box objects {ins['build_s']:.1f} s, "
                   f"insert_boxes {ins['insert_s']:.1f} s = {ins['boxes'] / max(ins['insert_s'], 1e-9):,.0f} rows/s)",
                   flush=True)
-            store._con.execute("CHECKPOINT")
+            store.checkpoint()
             db_mb = settings.db_path.stat().st_size / 1e6
 
             # --- queries -------------------------------------------------------------------------------
@@ -291,36 +313,39 @@ def main(argv=None) -> int:
                 results[name] = time_calls(lambda i, fn=fn: fn(), reps)
             results["boxes_for_image (random image)"] = time_calls(
                 lambda i: store.boxes_for_image(probe_ids[i % len(probe_ids)]), R)
-            plan_with = scan_type(store, probe_ids[0])
+            plan_with = store_scan_type(store, probe_ids[0])
             mean_boxes = sum(len(store.boxes_for_image(i)) for i in probe_ids[:20]) / 20
 
             # --- the boxes_image index -----------------------------------------------------------------
             extra_ids = [qrng.choice(image_ids) for _ in range(args.extra_boxes)]
-            idx_exists = bool(store._con.execute(
-                "SELECT count(*) FROM duckdb_indexes() WHERE index_name = 'boxes_image'").fetchone()[0])
             t = time.perf_counter()
             store.insert_boxes(make_boxes(extra_ids, rng, Box))
             extra_with = time.perf_counter() - t
-            t = time.perf_counter()
-            if idx_exists:
-                store._con.execute("DROP INDEX boxes_image")
-            drop_s = time.perf_counter() - t
+            # The Store has no index API: drop and re-create the index with duckdb's own connection while the
+            # store is closed, and reopen the store (from the same file) to measure it without the index.
+            store.close()
+            drop_s = raw_ddl(duckdb, settings.db_path, "DROP INDEX IF EXISTS boxes_image")
+            store = Store.open(settings.db_path)
             no_idx = time_calls(lambda i: store.boxes_for_image(probe_ids[i % len(probe_ids)]), R)
-            plan_without = scan_type(store, probe_ids[0])
+            plan_without = store_scan_type(store, probe_ids[0])
             t = time.perf_counter()
             store.insert_boxes(make_boxes(extra_ids, rng, Box))
             extra_without = time.perf_counter() - t
-            t = time.perf_counter()
-            store._con.execute("CREATE INDEX boxes_image ON boxes (image_id)")
-            create_s = time.perf_counter() - t
+            store.close()
+            create_s = raw_ddl(duckdb, settings.db_path, "CREATE INDEX boxes_image ON boxes (image_id)")
+            store = Store.open(settings.db_path)
             with_again = time_calls(lambda i: store.boxes_for_image(probe_ids[i % len(probe_ids)]), R)
-            total_boxes = store._con.execute("SELECT count(*) FROM boxes").fetchone()[0]
+        finally:
+            store.close()
 
+        # --- the raw library on its own connection, the store closed ---------------------------------------
+        con = duckdb.connect(str(settings.db_path))
+        try:
+            total_boxes = con.execute("SELECT count(*) FROM boxes").fetchone()[0]
             # Same lookup on a copy of boxes in random row order (bench-only table): what zone maps cannot
             # prune, e.g. boxes re-saved by people long after their images' inference job.
             shuffled = {}
             if args.scattered:
-                con = store._con
                 t = time.perf_counter()
                 con.execute("CREATE TABLE bench_boxes_scattered AS SELECT * FROM boxes ORDER BY hash(id)")
                 copy_s = time.perf_counter() - t
@@ -334,16 +359,16 @@ def main(argv=None) -> int:
                         cur.close()
 
                 shuffled["without"] = time_calls(lookup, R)
-                shuffled["without_plan"] = scan_type(store, probe_ids[0], "bench_boxes_scattered")
+                shuffled["without_plan"] = raw_scan_type(con, probe_ids[0], "bench_boxes_scattered")
                 t = time.perf_counter()
                 con.execute("CREATE INDEX bench_scattered_image ON bench_boxes_scattered (image_id)")
                 shuffled["create_index_s"] = time.perf_counter() - t
                 shuffled["with"] = time_calls(lookup, R)
-                shuffled["with_plan"] = scan_type(store, probe_ids[0], "bench_boxes_scattered")
+                shuffled["with_plan"] = raw_scan_type(con, probe_ids[0], "bench_boxes_scattered")
                 shuffled["copy_s"] = copy_s
                 con.execute("DROP TABLE bench_boxes_scattered")
         finally:
-            store.close()
+            con.close()
         _ = data_dir
 
     # --- report -----------------------------------------------------------------------------------------

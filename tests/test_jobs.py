@@ -96,8 +96,9 @@ def test_rerun_replaces_machine_boxes_and_never_touches_human_work(jobs_world, t
     # A person approves one image (with its machine boxes) and edits another (a human box).
     services.ctx.store.set_review_status([approved.id], "approved", "ann")
     kept_approved = [(b.id, b.xyxy) for b in services.ctx.store.boxes_for_image(approved.id)]
-    services.ctx.store.insert_boxes([(edited.id, Box(1, 1, 30, 30, class_idx=2, created_by="ann"))])
-    services.ctx.store._con.execute("UPDATE images SET edited_by = 'ann', edited_at = now() WHERE id = ?", [edited.id])
+    loaded = services.review.load_image(p, edited.id)  # the editor: keep the machine boxes, draw one more, save
+    services.review.save_image(p, edited.id, loaded["boxes"] + [{"class_idx": 2, "x1": 1, "y1": 1, "x2": 30, "y2": 30}],
+                        loaded["version"], user="ann")
     def rounded(boxes):  # batch composition moves predictions in the 5th decimal
         return sorted(tuple(round(v, 2) for v in b.xyxy) for b in boxes)
 
@@ -162,9 +163,8 @@ def test_kill_9_then_resume_finishes_without_duplicates(jobs_world, tmp_path):
     assert job.status == "succeeded", job.error
     assert job.done == 100 and job.progress == 1.0
     ids = [i.id for i in services.images.list_images(p, page_size=500).images]
-    rows = services.ctx.store._con.execute(
-        "SELECT image_id, count(*) FROM job_images WHERE job_id = ? GROUP BY image_id", [job.id]).fetchall()
-    assert sorted(r[0] for r in rows) == sorted(ids)
+    finished = {image_id for image_id, *_ in services.ctx.store.job_images(job.id)}
+    assert sorted(finished) == sorted(ids)
     for image_id in ids:  # every image annotated exactly once: no duplicate boxes
         boxes = [(b.class_idx, b.xyxy) for b in _model_boxes(services, image_id)]
         assert len(boxes) == len(set(boxes))

@@ -199,3 +199,29 @@ def test_delete_project_removes_only_its_rows(store):
     assert store.boxes_for_image(g_imgs[0]) == []
     for table, expected in (("images", 1), ("boxes", 1), ("classes", 2), ("datasets", 1), ("uploads", 1)):
         assert _count(store, table) == expected, table
+
+
+def test_explain_checkpoint_and_job_images(tmp_path):
+    """The few public windows onto the database that benchmarks and tests need instead of its connection."""
+    path = tmp_path / "meta.duckdb"
+    with Store.open(path) as s:
+        pid = s.create_project("P", ["a"])
+        ids = s.add_images(pid, "d", _rows(3), _upload(3))
+        s.insert_boxes([(ids[0], Box(0, 0, 1, 1, 0))])
+        plan = s.explain("SELECT id FROM boxes WHERE image_id = ? ORDER BY id", [ids[0]], analyze=True)
+        assert "main.boxes" in plan and "Row Groups Scanned" in plan  # what bench/store.py reads from it
+        assert "Row Groups Scanned" not in s.explain("SELECT id FROM boxes WHERE image_id = ?", [ids[0]])
+        with pytest.raises(ValueError, match="read query"):
+            s.explain("DELETE FROM boxes")
+        assert len(s.boxes_for_image(ids[0])) == 1
+
+        assert path.with_name("meta.duckdb.wal").exists()
+        s.checkpoint()
+        assert not path.with_name("meta.duckdb.wal").exists() and path.stat().st_size > 0
+
+        job = s.create_job(pid, "annotate", {}, total=3)
+        s.set_review_status([ids[2]], "approved", "ann")
+        s.save_predictions(job, 0, None, [(ids[0], [Box(0, 0, 2, 2, 0, 0.5, "model")]), (ids[2], [])],
+                           failed=[ids[1]])
+        assert s.job_images(job) == [(ids[0], 0, 1, "done"), (ids[1], 0, 0, "error"), (ids[2], 0, 0, "protected")]
+        assert s.job_image_count(job) == 3 and s.job_images(job + 1) == []

@@ -1,0 +1,72 @@
+"""Job rows: create, read, list, update (status, progress, counters, log)."""
+
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+from ..types import Job, NotFound
+from .rows import JOB_COLUMNS, job_from_row, utcnow
+
+
+class JobsMixin:
+    """Job rows.
+    Mixed into ``Store``: uses its ``_all``, ``_one``, ``_read``, ``transaction`` and ``_bulk_insert``.
+    """
+
+    def create_job(self, project_id: int | None, kind: str, params: dict, total: int, model_id: int | None = None,
+                   user: str | None = None) -> int:
+        with self.transaction() as cur:
+            ((jid,),) = cur.execute(
+                "INSERT INTO jobs (project_id, kind, params, status, total, counters, created_at, created_by, "
+                "attempt, model_id) VALUES (?, ?, ?, 'queued', ?, '{}', ?, ?, 0, ?) RETURNING id",
+                [project_id, kind, json.dumps(params), total, utcnow(), user, model_id],
+            ).fetchall()
+        return int(jid)
+
+    def get_job(self, job_id: int) -> Job:
+        row = self._one(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", [job_id])
+        if row is None:
+            raise NotFound(f"No job with id {job_id}")
+        return job_from_row(row)
+
+    def list_jobs(self, project_id: int | None = None, statuses: Sequence[str] | None = None,
+                  limit: int = 50) -> list[Job]:
+        where, params = ["true"], []
+        if project_id is not None:
+            where.append("project_id = ?")
+            params.append(project_id)
+        if statuses:
+            where.append("status IN (SELECT unnest(?::VARCHAR[]))")
+            params.append(list(statuses))
+        rows = self._all(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?", params + [limit]
+        )
+        return [job_from_row(r) for r in rows]
+
+    _JOB_FIELDS = {"status", "progress", "done", "total", "counters", "error", "worker", "task_id", "started_at",
+                   "finished_at", "heartbeat_at", "attempt", "params"}
+
+    def update_job(self, job_id: int, log: str | None = None, expect_status: Sequence[str] | None = None,
+                   **fields) -> bool:
+        """Update a job's fields (and append to its log). With ``expect_status`` only if the job is in one
+        of those states; returns whether a row changed."""
+        unknown = set(fields) - self._JOB_FIELDS
+        if unknown:
+            raise ValueError(f"unknown job fields: {sorted(unknown)}")
+        sets, params = [], []
+        for k, v in fields.items():
+            sets.append(f"{k} = ?")
+            params.append(json.dumps(v) if k in ("counters", "params") else v)
+        if log:
+            sets.append("log = right(log || ?, 200000)")
+            params.append(log if log.endswith("\n") else log + "\n")
+        if not sets:
+            return False
+        sql = f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?"
+        params.append(job_id)
+        if expect_status:
+            sql += " AND status IN (SELECT unnest(?::VARCHAR[]))"
+            params.append(list(expect_status))
+        with self.transaction() as cur:
+            return bool(cur.execute(sql + " RETURNING id", params).fetchall())

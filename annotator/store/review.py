@@ -1,0 +1,128 @@
+"""Review: review states, the editor's load/save with its version check, the review queue, stats."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..types import Box, Conflict, NotFound, UserError
+from .rows import BOX_KINDS, utcnow
+
+
+class ReviewMixin:
+    """Review states and the editor.
+    Mixed into ``Store``: uses its ``_all``, ``_one``, ``_read``, ``transaction`` and ``_bulk_insert``.
+    """
+
+    # --- review states -----------------------------------------------------------------------------
+    def set_review_status(self, image_ids: Sequence[int], status: str, user: str | None,
+                          drop_machine_below: float | None = None) -> int:
+        """Set the review state of images (who and when); returns how many changed. With
+        ``drop_machine_below``, machine boxes under that confidence are deleted in the same transaction
+        (approving with low-confidence predictions thrown away)."""
+        if status not in ("unreviewed", "approved", "rejected"):
+            raise UserError(f"review status must be unreviewed, approved or rejected, got {status!r}")
+        reset = status == "unreviewed"
+        ids = [int(i) for i in image_ids]
+        with self.transaction() as cur:
+            if drop_machine_below is not None:
+                dropped = cur.execute(
+                    "DELETE FROM boxes WHERE source = 'model' AND confidence < ? "
+                    "AND image_id IN (SELECT unnest(?::BIGINT[])) RETURNING image_id",
+                    [float(drop_machine_below), ids]).fetchall()
+                if dropped:
+                    cur.execute("UPDATE images SET version = version + 1 WHERE id IN (SELECT unnest(?::BIGINT[]))",
+                                [sorted({int(r[0]) for r in dropped})])
+            return len(cur.execute(
+                "UPDATE images SET status = ?, reviewed_by = ?, reviewed_at = ? "
+                "WHERE id IN (SELECT unnest(?::BIGINT[])) RETURNING id",
+                [status, None if reset else user, None if reset else utcnow(), ids],
+            ).fetchall())
+
+    # --- review (the editor) -----------------------------------------------------------------------
+    def editor_state(self, image_id: int) -> dict:
+        """What the editor needs besides the image row: version and who last saved / reviewed it, when."""
+        row = self._one("SELECT version, edited_by, edited_at, reviewed_by, reviewed_at, status FROM images "
+                        "WHERE id = ?", [image_id])
+        if row is None:
+            raise NotFound(f"image {image_id} does not exist")
+        return dict(zip(("version", "edited_by", "edited_at", "reviewed_by", "reviewed_at", "status"), row))
+
+    def save_image_boxes(self, image_id: int, boxes: Sequence[Box], expected_version: int, user: str | None) -> int:
+        """Replace ALL boxes of one image with ``boxes`` (as given: provenance included), if the image is still
+        at ``expected_version``; returns the new version. A newer save by anyone (a person in another tab, a
+        job, an import) raises Conflict naming who and when, and nothing is written."""
+        now = utcnow()
+        with self.transaction() as cur:
+            row = cur.execute("SELECT version, edited_by, edited_at FROM images WHERE id = ?", [image_id]).fetchone()
+            if row is None:
+                raise NotFound(f"image {image_id} does not exist")
+            version, by, at = row
+            if int(version) != int(expected_version):
+                who = f"by {by} at {at:%H:%M:%S}" if by and at else "by an auto-annotation job or an import"
+                raise Conflict(
+                    f"Image {image_id} was changed {who} after you opened it (version {version}, yours "
+                    f"{expected_version}). Your boxes were NOT saved and are still in the editor: reload the "
+                    "image to see the other change, then redo yours.")
+            cur.execute("DELETE FROM boxes WHERE image_id = ?", [image_id])
+            self._bulk_insert(cur, "boxes", BOX_KINDS, [
+                (image_id, b.class_idx, b.x1, b.y1, b.x2, b.y2, b.confidence, b.source, b.model_id, b.job_id,
+                 b.created_by, b.created_at or now) for b in boxes])
+            cur.execute("UPDATE images SET version = version + 1, edited_by = ?, edited_at = ? WHERE id = ?",
+                        [user, now, image_id])
+        return int(version) + 1
+
+    SORTS = ("upload", "uncertain")
+
+    def review_queue(self, project_id: int, *, status: str | None = None, dataset_id: int | None = None,
+                     class_idx: int | None = None, no_boxes: bool = False, below_conf: float | None = None,
+                     sort: str = "upload"):
+        """The ids of the images a reviewer goes through, in order (a numpy int64 array).
+
+        Filters combine with AND: review status, dataset, "has a box of class", "has no box at all",
+        "has a machine box below this confidence". ``sort="uncertain"``: the image whose least confident
+        machine box is lowest first; images without machine boxes last; then upload order."""
+        if sort not in self.SORTS:
+            raise UserError(f"sort must be one of {', '.join(self.SORTS)}, got {sort!r}")
+        where, params = self._image_filter(project_id, dataset_id, status)
+        if class_idx is not None:
+            where += " AND i.id IN (SELECT image_id FROM boxes WHERE class_idx = ?)"
+            params.append(int(class_idx))
+        if no_boxes:
+            where += " AND i.id NOT IN (SELECT image_id FROM boxes)"
+        if below_conf is not None:
+            where += " AND i.id IN (SELECT image_id FROM boxes WHERE source = 'model' AND confidence < ?)"
+            params.append(float(below_conf))
+        if sort == "uncertain":
+            sql = (f"SELECT i.id FROM images i LEFT JOIN (SELECT image_id, min(confidence) AS c FROM boxes "
+                   f"WHERE source = 'model' GROUP BY image_id) m ON m.image_id = i.id WHERE {where} "
+                   "ORDER BY m.c ASC NULLS LAST, i.id")
+        else:
+            sql = f"SELECT i.id FROM images i WHERE {where} ORDER BY i.id"
+        with self._read() as cur:
+            return cur.execute(sql, params).fetchnumpy()["id"]
+
+    def queue_items(self, image_ids: Sequence[int]) -> list[dict]:
+        """Filmstrip rows for some images, in the order given: id, thumb, status, rel_path, boxes, lowest
+        machine confidence."""
+        ids = [int(i) for i in image_ids]
+        if not ids:
+            return []
+        rows = self._all(
+            "SELECT i.id, i.thumb, i.status, i.rel_path, count(b.id), min(b.confidence) FILTER (WHERE b.source = 'model') "
+            "FROM images i LEFT JOIN boxes b ON b.image_id = i.id WHERE i.id IN (SELECT unnest(?::BIGINT[])) "
+            "GROUP BY ALL", [ids])
+        by_id = {int(r[0]): {"id": int(r[0]), "thumb": r[1], "status": r[2], "rel_path": r[3], "boxes": int(r[4]),
+                             "min_conf": r[5]} for r in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def review_stats(self, project_id: int) -> dict:
+        """Boxes per class and source, images per review state, and reviews per day (for the plots)."""
+        per_class = self._all(
+            "SELECT b.class_idx, b.source, count(*) FROM boxes b JOIN images i ON i.id = b.image_id "
+            "WHERE i.project_id = ? AND i.status <> 'rejected' GROUP BY ALL ORDER BY ALL", [project_id])
+        per_day = self._all(
+            "SELECT CAST(reviewed_at AS DATE), status, count(*) FROM images WHERE project_id = ? "
+            "AND reviewed_at IS NOT NULL GROUP BY ALL ORDER BY ALL", [project_id])
+        return {"per_class": [(int(c), s, int(n)) for c, s, n in per_class],
+                "status": self.image_status_counts(project_id),
+                "per_day": [(d, s, int(n)) for d, s, n in per_day]}

@@ -1,0 +1,209 @@
+"""The schema as data: numbered migrations of DDL statements, applied in order by ``Store.migrate``.
+
+Imports nothing of ours (nor duckdb): the tables are plain SQL text.
+"""
+
+from __future__ import annotations
+
+# Each migration is (version, description, statements). Never edit a released one; append a new one.
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "initial schema",
+        [
+            "CREATE SEQUENCE project_ids START 1",
+            """CREATE TABLE projects (
+                id INTEGER PRIMARY KEY DEFAULT nextval('project_ids'),
+                name VARCHAR NOT NULL,
+                description VARCHAR NOT NULL DEFAULT '',
+                created_at TIMESTAMP NOT NULL,
+                created_by VARCHAR
+            )""",
+            # No key constraint: reorder/delete rewrite idx in place, which DuckDB's unique indexes
+            # can reject mid-statement. Uniqueness of (project_id, idx) and of names is kept by the
+            # store's class methods, all of which run inside one transaction.
+            """CREATE TABLE classes (
+                project_id INTEGER NOT NULL,
+                idx INTEGER NOT NULL,
+                name VARCHAR NOT NULL
+            )""",
+            "CREATE SEQUENCE dataset_ids START 1",
+            """CREATE TABLE datasets (
+                id INTEGER PRIMARY KEY DEFAULT nextval('dataset_ids'),
+                project_id INTEGER NOT NULL,
+                name VARCHAR NOT NULL,
+                created_at TIMESTAMP NOT NULL,
+                created_by VARCHAR
+            )""",
+            "CREATE SEQUENCE image_ids START 1",
+            """CREATE TABLE images (
+                id BIGINT PRIMARY KEY DEFAULT nextval('image_ids'),
+                project_id INTEGER NOT NULL,
+                dataset_id INTEGER NOT NULL,
+                rel_path VARCHAR NOT NULL,
+                sha256 VARCHAR NOT NULL,
+                file VARCHAR NOT NULL,
+                thumb VARCHAR NOT NULL,
+                width INTEGER NOT NULL,
+                height INTEGER NOT NULL,
+                format VARCHAR NOT NULL,
+                size_bytes BIGINT NOT NULL,
+                split VARCHAR CHECK (split IN ('train', 'val', 'test')),
+                status VARCHAR NOT NULL DEFAULT 'unreviewed'
+                    CHECK (status IN ('unreviewed', 'approved', 'rejected')),
+                reviewed_by VARCHAR,
+                reviewed_at TIMESTAMP,
+                version INTEGER NOT NULL DEFAULT 0,
+                created_at TIMESTAMP NOT NULL,
+                created_by VARCHAR
+            )""",
+            "CREATE UNIQUE INDEX images_project_sha ON images (project_id, sha256)",
+            "CREATE SEQUENCE box_ids START 1",
+            """CREATE TABLE boxes (
+                id BIGINT PRIMARY KEY DEFAULT nextval('box_ids'),
+                image_id BIGINT NOT NULL,
+                class_idx INTEGER NOT NULL,
+                x1 DOUBLE NOT NULL,
+                y1 DOUBLE NOT NULL,
+                x2 DOUBLE NOT NULL,
+                y2 DOUBLE NOT NULL,
+                confidence DOUBLE,
+                source VARCHAR NOT NULL CHECK (source IN ('human', 'model', 'import')),
+                model_id INTEGER,
+                job_id INTEGER,
+                created_by VARCHAR,
+                created_at TIMESTAMP NOT NULL
+            )""",
+            # Point lookups of one image's boxes (the editor) at 1M boxes: see bench/store.py.
+            "CREATE INDEX boxes_image ON boxes (image_id)",
+            "CREATE SEQUENCE model_ids START 1",
+            """CREATE TABLE models (
+                id INTEGER PRIMARY KEY DEFAULT nextval('model_ids'),
+                project_id INTEGER NOT NULL,
+                name VARCHAR NOT NULL,
+                file VARCHAR NOT NULL,
+                sha256 VARCHAR NOT NULL,
+                size_bytes BIGINT NOT NULL,
+                task VARCHAR NOT NULL DEFAULT 'detect',
+                class_names JSON NOT NULL,
+                source VARCHAR NOT NULL CHECK (source IN ('uploaded', 'trained', 'demo')),
+                parent_id INTEGER,
+                job_id INTEGER,
+                params JSON,
+                metrics JSON,
+                created_at TIMESTAMP NOT NULL,
+                created_by VARCHAR
+            )""",
+            "CREATE SEQUENCE job_ids START 1",
+            """CREATE TABLE jobs (
+                id INTEGER PRIMARY KEY DEFAULT nextval('job_ids'),
+                project_id INTEGER,
+                kind VARCHAR NOT NULL,
+                params JSON NOT NULL,
+                status VARCHAR NOT NULL CHECK (status IN
+                    ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted')),
+                progress DOUBLE NOT NULL DEFAULT 0,
+                done BIGINT NOT NULL DEFAULT 0,
+                total BIGINT,
+                counters JSON,
+                error VARCHAR,
+                log VARCHAR NOT NULL DEFAULT '',
+                worker VARCHAR,
+                task_id VARCHAR,
+                created_at TIMESTAMP NOT NULL,
+                created_by VARCHAR,
+                started_at TIMESTAMP,
+                finished_at TIMESTAMP,
+                heartbeat_at TIMESTAMP
+            )""",
+            "CREATE SEQUENCE upload_ids START 1",
+            """CREATE TABLE uploads (
+                id INTEGER PRIMARY KEY DEFAULT nextval('upload_ids'),
+                project_id INTEGER NOT NULL,
+                dataset_id INTEGER NOT NULL,
+                source VARCHAR NOT NULL,
+                added INTEGER NOT NULL,
+                duplicates INTEGER NOT NULL,
+                skipped INTEGER NOT NULL,
+                report JSON NOT NULL,
+                created_at TIMESTAMP NOT NULL,
+                created_by VARCHAR
+            )""",
+        ],
+    ),
+]
+
+MIGRATIONS.append((
+    2,
+    "jobs: attempts, per-image completion; images: human edit marker",
+    [
+        # Set when a person saves an image's boxes: with status 'approved' it makes the image untouchable
+        # by jobs ("human work is sacred").
+        "ALTER TABLE images ADD COLUMN edited_by VARCHAR",
+        "ALTER TABLE images ADD COLUMN edited_at TIMESTAMP",
+        "ALTER TABLE jobs ADD COLUMN attempt INTEGER DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN model_id INTEGER",
+        # One row per image a job has finished (with or without boxes): what a resume skips.
+        """CREATE TABLE job_images (
+            job_id INTEGER NOT NULL,
+            image_id BIGINT NOT NULL,
+            attempt INTEGER NOT NULL,
+            boxes INTEGER NOT NULL,
+            status VARCHAR NOT NULL  -- 'done', 'protected' (a person got there first), 'error'
+        )""",
+    ],
+))
+
+MIGRATIONS.append((
+    3,
+    "exports: a history of what was exported, with its options and counts",
+    [
+        "CREATE SEQUENCE export_ids START 1",
+        """CREATE TABLE exports (
+            id INTEGER PRIMARY KEY DEFAULT nextval('export_ids'),
+            project_id INTEGER NOT NULL,
+            format VARCHAR NOT NULL,
+            options JSON NOT NULL,
+            summary JSON NOT NULL,
+            file VARCHAR NOT NULL,
+            size_bytes BIGINT NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            created_by VARCHAR
+        )""",
+    ],
+))
+
+MIGRATIONS.append((
+    4,
+    "training: per-project split ratios, the images each training job used, model evaluations",
+    [
+        # The split manager's settings: ratios (fractions summing to 1) and the seed of the hash order.
+        """CREATE TABLE split_config (
+            project_id INTEGER PRIMARY KEY,
+            train DOUBLE NOT NULL,
+            val DOUBLE NOT NULL,
+            test DOUBLE NOT NULL,
+            seed INTEGER NOT NULL,
+            updated_at TIMESTAMP NOT NULL,
+            updated_by VARCHAR
+        )""",
+        # The exact training data of a job (with the box-set hash in the model's params): reproducible.
+        """CREATE TABLE training_images (
+            job_id INTEGER NOT NULL,
+            image_id BIGINT NOT NULL,
+            split VARCHAR NOT NULL
+        )""",
+        "CREATE SEQUENCE evaluation_ids START 1",
+        # A model's metrics on a project's approved val images at one moment (snapshot says which data).
+        """CREATE TABLE evaluations (
+            id INTEGER PRIMARY KEY DEFAULT nextval('evaluation_ids'),
+            project_id INTEGER NOT NULL,
+            model_id INTEGER NOT NULL,
+            job_id INTEGER,
+            metrics JSON NOT NULL,
+            snapshot JSON NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            created_by VARCHAR
+        )""",
+    ],
+))

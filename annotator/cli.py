@@ -352,7 +352,7 @@ def cmd_annotate(args, settings: Settings) -> int:
                               f"python -m annotator jobs status {job['id']}")
             return 0
         job = _follow(args, b, job, _job_line)  # progress to stderr: stdout stays machine-readable
-    c = job["counters"]
+    c = job["result"]
     _print(args, job, f"Job {job['id']} {job['status']}: {c.get('boxes', 0)} box(es) on {c.get('images', 0)} image(s), "
                       f"{c.get('protected', 0)} left alone (saved/approved by a person), {c.get('errors', 0)} unreadable"
                       + (f"\nerror: {job['error']}" if job.get("error") else ""))
@@ -451,11 +451,10 @@ def _follow(args, b, job: dict, line) -> dict:
 
 
 def _train_line(j: dict) -> str:
-    epochs = j["counters"].get("epochs") or []
-    last = epochs[-1] if epochs else {}
+    live = j.get("live") or {}
     eta = f", ETA {j['eta_s']:.0f} s" if j.get("eta_s") and j["status"] == "running" else ""
-    score = f", mAP50-95 {last.get('mAP50-95')}, mAP50 {last.get('mAP50')}" if last else ""
-    return f"job {j['id']} {j['status']}: epoch {len(epochs)}/{j['total']}{score}{eta}"
+    score = f", mAP50-95 {live.get('mAP50-95')}, mAP50 {live.get('mAP50')}" if live.get("mAP50") is not None else ""
+    return f"job {j['id']} {j['status']}: epoch {j['done']}/{j['total']}{score}{eta}"
 
 
 def _metrics_line(met: dict) -> str:
@@ -474,11 +473,10 @@ def cmd_train(args, settings: Settings) -> int:
                               f"python -m annotator jobs status {job['id']}")
             return 0
         job = _follow(args, b, job, _train_line)
-    c = job["counters"]
-    result = c.get("result") or {}
+    result = job["result"]
     human = f"Job {job['id']} {job['status']}"
-    if c.get("model"):
-        human += f": registered model {c['model']!r} ({_metrics_line(result.get('metrics') or {})})"
+    if result.get("model"):
+        human += f": registered model {result['model']!r} ({_metrics_line(result.get('metrics') or {})})"
         if result.get("speed"):
             sp = result["speed"]
             human += f"\n  speed on {sp.get('device')}: {sp.get('preprocess')} / {sp.get('inference')} / " \
@@ -500,7 +498,7 @@ def cmd_evaluate(args, settings: Settings) -> int:
                               f"python -m annotator jobs status {job['id']}")
             return 0
         job = _follow(args, b, job, lambda j: f"job {j['id']} {j['status']}")
-    met = (job["counters"].get("result") or {}).get("metrics") or {}
+    met = job["result"].get("metrics") or {}
     human = f"Job {job['id']} {job['status']}: {args.model} on the approved val split: {_metrics_line(met)}"
     human += "".join(f"\n  {r['class']:<20} mAP50-95 {r.get('mAP50-95')}  mAP50 {r.get('mAP50')}"
                      for r in met.get("per_class", []))

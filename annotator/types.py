@@ -243,6 +243,11 @@ class ModelRecord:
 
 @dataclass(frozen=True)
 class Job:
+    """A background job's row. ``result``: what it produced (an auto-annotation's tallies images, boxes,
+    protected, errors; a training's or an evaluation's metrics, plots, speed, and the model it registered).
+    ``live``: the worker's last progress report. ``chunks_in``/``logs_in``/``chunks_lost``: how far the app has
+    consumed the job's channel in this attempt; ``done_before``: images earlier attempts finished."""
+
     id: int
     project_id: int | None
     kind: str
@@ -251,7 +256,7 @@ class Job:
     progress: float = 0.0
     done: int = 0
     total: int | None = None
-    counters: dict = field(default_factory=dict)
+    result: dict = field(default_factory=dict)
     error: str | None = None
     log: str = ""
     worker: str | None = None
@@ -263,18 +268,23 @@ class Job:
     heartbeat_at: datetime | None = None
     attempt: int = 0
     model_id: int | None = None
+    live: dict = field(default_factory=dict)
+    chunks_in: int = 0
+    logs_in: int = 0
+    chunks_lost: int = 0
+    done_before: int = 0
 
     @property
     def active(self) -> bool:
         return self.status in ACTIVE_JOB_STATES
 
     def as_dict(self) -> dict:
-        live = self.counters.get("live", {}) if isinstance(self.counters, dict) else {}
+        live = self.live or {}
         return {
             "id": self.id, "project_id": self.project_id, "kind": self.kind, "status": self.status,
             "progress": round(self.progress, 4), "done": self.done, "total": self.total,
             "images_per_s": live.get("ips"), "eta_s": live.get("eta_s"), "stage": live.get("stage"),
-            "counters": {k: v for k, v in self.counters.items() if k not in ("live",)},
+            "live": dict(live), "result": dict(self.result or {}), "chunks_lost": self.chunks_lost,
             "error": self.error, "worker": self.worker, "attempt": self.attempt, "model_id": self.model_id,
             "params": self.params, "log": self.log,
             **{k: (v.isoformat(timespec="seconds") if v else None) for k, v in (

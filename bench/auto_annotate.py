@@ -193,7 +193,7 @@ def run_job(services, project, model, n: int, opts: dict, batch: int, timeout: f
         if worker_done or time.perf_counter() - last_db >= 1.0:  # also notices a job the monitor ended
             last_db = time.perf_counter()
             job = services.jobs.get_job(job.id)
-            if job.status == "succeeded" and int(job.counters.get("images", 0)) >= n:
+            if job.status == "succeeded" and int(job.result.get("images", 0)) >= n:
                 break
             if job.status in ("failed", "cancelled", "interrupted"):
                 break
@@ -211,10 +211,10 @@ def run_job(services, project, model, n: int, opts: dict, batch: int, timeout: f
         "status": job.status,
         "error": job.error,
         "seconds": seconds,
-        "images": int(job.counters.get("images", 0)),
-        "boxes": int(job.counters.get("boxes", 0)),
+        "images": int(job.result.get("images", 0)),
+        "boxes": int(job.result.get("boxes", 0)),
         "worker_ips": d.get("images_per_s"),
-        "batch": (job.counters.get("live") or {}).get("batch"),
+        "batch": job.live.get("batch"),
         # where the wall time went, from the job's own timestamps (worker clock = our clock: same host)
         "pickup_s": None if started is None else started - t_wall,
         "worker_s": None if started is None or finished is None else finished - started,

@@ -91,9 +91,9 @@ def run_ours(services, p, args, rep: int) -> tuple[float, dict, dict]:
     seconds = time.perf_counter() - t
     if job.status != "succeeded":
         raise SystemExit(f"our job {job.id} {job.status}: {job.error}\n{job.log[-3000:]}")
-    m = services.models.get_model(p, job.counters["model_id"])
+    m = services.models.get_model(p, job.result["model_id"])
     return seconds, {"mAP50-95": round(m.metrics["mAP50-95"], 4), "mAP50": round(m.metrics["mAP50"], 4)}, \
-        job.counters["result"].get("timings", {})
+        job.result.get("timings", {})
 
 
 def main() -> int:

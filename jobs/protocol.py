@@ -12,7 +12,7 @@ with a dead attempt's leftovers.
     progress   (overwritten, also the heartbeat)   peek
     chunk:<n>  (numbered 0, 1, 2 ...)              pop in order, commit to DuckDB, then the next
     log:<n>    (numbered lines)                    pop in order, appended to the job's log
-    done       {status, error, chunks, counters, result}   peek; the job ends once every chunk is in
+    done       {status, error, chunks, logs, state, result}   peek; the job ends once every chunk is in
     app writes: cancel                             worker peeks between batches
 """
 
@@ -109,10 +109,11 @@ class JobChannel:
         self.huey.put(self._k(f"log:{self._log}"), f"{time.strftime('%H:%M:%S')} {line}")
         self._log += 1
 
-    def finish(self, status: str, error: str | None = None, result: dict | None = None, **counters: Any) -> None:
-        """The last word of an attempt. ``result``: what the app turns into rows (e.g. a trained model)."""
+    def finish(self, status: str, error: str | None = None, result: dict | None = None, **state: Any) -> None:
+        """The last word of an attempt. ``result``: what the app turns into rows (e.g. a trained model);
+        ``state``: the runner's final progress snapshot."""
         self.huey.put(self._k("done"), {"status": status, "error": error, "chunks": self._chunk,
-                                        "logs": self._log, "counters": counters, "result": result,
+                                        "logs": self._log, "state": state, "result": result,
                                         "ts": time.time()})
 
     def cancel_requested(self) -> bool:

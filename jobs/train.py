@@ -54,6 +54,7 @@ class _State:
     cancelled: bool = False
     loop_over: bool = False
     last_cancel_check: float = 0.0
+    scores: dict = field(default_factory=dict)  # mAP50 and mAP50-95 of the last finished epoch
 
     def snapshot(self) -> dict:
         frac = 0.0
@@ -69,7 +70,7 @@ class _State:
         return {"stage": self.stage, "done": self.epoch, "total": self.epochs, "epoch": self.epoch,
                 "epochs": self.epochs, "batch_i": self.batch_i, "batches": self.batches, "batch": self.batch,
                 "device": self.device, "fraction": round(frac, 4), "eta_s": None if eta is None else round(eta, 1),
-                "worker": WORKER_ID}
+                "worker": WORKER_ID, **self.scores}
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -237,6 +238,7 @@ def _callbacks(channel: JobChannel, state: _State) -> dict[str, Callable]:
         row["seconds"] = round(took, 2)
         state.epoch_times.append(took)
         state.epoch = row["epoch"]
+        state.scores = {"mAP50": row.get("mAP50"), "mAP50-95": row.get("mAP50-95")}
         state.batch_i = 0
         state.stage = "training"
         channel.send_chunk([row])

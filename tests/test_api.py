@@ -119,7 +119,7 @@ def test_fresh_app_opens_the_demo_and_auto_annotates_it(tmp_path):
             time.sleep(0.5)
             job = client.predict(job["id"], api_name="/job_status")
         assert job["status"] == "succeeded", job
-        assert job["counters"]["images"] == 24 and job["counters"]["boxes"] >= 24
+        assert job["result"]["images"] == 24 and job["result"]["boxes"] >= 24
         with pytest.raises(AppError, match="already succeeded"):
             client.predict(job["id"], api_name="/cancel_job")
         info = client.predict(api_name="/system_info")

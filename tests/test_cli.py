@@ -113,7 +113,7 @@ def test_while_the_app_runs_the_cli_goes_through_its_api(tmp_path, photos):
         assert job["status"] == "succeeded" and job["done"] == 2 and "succeeded: 2/2" in done.stderr
         assert job["params"]["mapping_named"] == {"circle": "a", "square": "b", "triangle": None}
         stats = json.loads(run_cli(data, "review-stats", "Live", "--json").stdout)  # the API's review_stats
-        assert stats["total"] == 2 and sum(r["model"] for r in stats["per_class"]) == job["counters"]["boxes"]
+        assert stats["total"] == 2 and sum(r["model"] for r in stats["per_class"]) == job["result"]["boxes"]
     finally:
         app.terminate()
         app.wait(timeout=30)
@@ -164,7 +164,7 @@ def test_models_and_annotate_wait_without_the_app(tmp_path):
     assert "job 1 succeeded: 5/5 images" in done.stderr
     assert "Job 1 succeeded:" in done.stdout and "on 5 image(s)" in done.stdout
     status = json.loads(run_cli(data, "jobs", "status", "1", "--json").stdout)
-    assert status["status"] == "succeeded" and status["counters"]["boxes"] > 0
+    assert status["status"] == "succeeded" and status["result"]["boxes"] > 0
 
     bad = tmp_path / "notes.pt"
     bad.write_text("not a model")

@@ -95,7 +95,7 @@ def test_cuda_oom_halves_the_batch_and_retries(tmp_path):
         got = [Box.from_dict(b) for b in boxes]  # the wire form of a machine box
         assert [(b.class_idx, *b.xyxy, b.confidence, b.source) for b in got] == [
             (0, 10.0, 10.0, 50.0, 40.0, 0.9, "model"), (1, 0.0, 5.0, 30.0, 48.0, 0.8, "model")]
-    assert done["status"] == "succeeded" and done["counters"]["unmapped"] == 9 and done["counters"]["batch"] == 2
+    assert done["status"] == "succeeded" and done["state"]["unmapped"] == 9 and done["state"]["batch"] == 2
 
 
 def test_oom_at_batch_one_fails_the_job_with_the_reason(tmp_path):
@@ -115,7 +115,7 @@ def test_unreadable_images_are_counted_not_fatal(tmp_path):
     assert run_annotation(JobChannel(huey, 7, 0), payload, model_loader=lambda p: FakeModel(9)) == "succeeded"
     chunks, logs, done = _drain(huey)
     assert [f for c in chunks for f in c["failed"]] == [99]
-    assert done["counters"]["failed"] == 1 and any("image 99: could not be read" in line for line in logs)
+    assert done["state"]["failed"] == 1 and any("image 99: could not be read" in line for line in logs)
 
 
 def test_cancel_flag_stops_between_batches(tmp_path):

@@ -65,7 +65,7 @@ def test_auto_annotation_finds_the_shapes(jobs_world, tmp_path):
     assert job.params["mapping_named"] == {"circle": "circle", "square": "square", "triangle": "triangle"}
     job = _wait(services, job.id, lambda j: not j.active)
     assert job.status == "succeeded", job.error
-    assert job.progress == 1.0 and job.done == 12 and job.counters["images"] == 12
+    assert job.progress == 1.0 and job.done == 12 and job.result["images"] == 12
     assert "done: 12 image(s)" in job.log
 
     found = total = 0
@@ -125,7 +125,7 @@ def test_a_person_approving_during_the_job_wins(jobs_world, tmp_path):
     job = services.annotation.start_annotation(p, "demo-shapes")
     services.ctx.store.set_review_status([images[0].id], "approved", "ann")  # before any result arrives
     job = _wait(services, job.id, lambda j: not j.active)
-    assert job.counters["protected"] == 1 and job.counters["images"] == 2
+    assert job.result["protected"] == 1 and job.result["images"] == 2
     assert _model_boxes(services, images[0].id) == []
 
 
@@ -133,7 +133,7 @@ def test_cancel_a_running_job(jobs_world, tmp_path):
     services, _ = jobs_world
     p, _ = _scenes(services, tmp_path, 100)
     job = services.annotation.start_annotation(p, "demo-shapes", imgsz=640)
-    _wait(services, job.id, lambda j: j.status == "running" and j.counters.get("images", 0) >= 2)
+    _wait(services, job.id, lambda j: j.status == "running" and j.result.get("images", 0) >= 2)
     services.jobs.cancel_job(job.id)
     job = _wait(services, job.id, lambda j: not j.active)
     assert job.status == "cancelled"
@@ -147,7 +147,7 @@ def test_kill_9_then_resume_finishes_without_duplicates(jobs_world, tmp_path):
     services, monitor = jobs_world
     p, _ = _scenes(services, tmp_path, 100)
     job = services.annotation.start_annotation(p, "demo-shapes", imgsz=640)
-    _wait(services, job.id, lambda j: j.counters.get("images", 0) >= 4)
+    _wait(services, job.id, lambda j: j.result.get("images", 0) >= 4)
     os.kill(monitor.worker.pid, signal.SIGKILL)
     killed_at = time.time()
     job = _wait(services, job.id, lambda j: j.status == "interrupted", timeout=30)

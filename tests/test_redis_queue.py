@@ -60,7 +60,7 @@ def test_auto_annotation_through_redis(redis_url, tmp_path):
             time.sleep(0.2)
         job = services.jobs.get_job(job.id)
         assert job.status == "succeeded", job.error
-        assert job.counters["images"] == 4 and job.counters["boxes"] > 0
+        assert job.result["images"] == 4 and job.result["boxes"] > 0
         assert [w["worker"] for w in services.jobs.live_workers()]  # the worker announced itself in redis
         assert not (settings.data_dir / "queue.db").exists()  # nothing went through SQLite
     finally:

@@ -34,6 +34,41 @@ def _count(store, table):
     return store._one(f"SELECT count(*) FROM {table}")[0]
 
 
+def test_job_counters_migrate_to_columns_result_and_epochs(tmp_path):
+    """A data folder from before migration 5 keeps its jobs: the counters JSON becomes the cursor columns,
+    the live and result JSON, and one job_epochs row per epoch."""
+    import json
+
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description VARCHAR, "
+                "applied_at TIMESTAMP)")
+    for version, description, statements in MIGRATIONS[:4]:
+        for sql in statements:
+            con.execute(sql)
+        con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, description])
+    annotate = {"chunks_in": 3, "logs_in": 7, "chunks_lost": 1, "done_before": 5, "images": 12, "boxes": 40,
+                "protected": 2, "errors": 1, "live": {"stage": "succeeded", "ips": 4.5}}
+    train = {"chunks_in": 2, "logs_in": 9, "epochs": [{"epoch": 1, "mAP50": 0.1}, {"epoch": 2, "mAP50": 0.4}],
+             "result": {"best": "run/weights/best.pt", "metrics": {"mAP50": 0.4}}, "model_id": 3, "model": "m-ft2",
+             "snapshot": {"images": 9}, "live": {"stage": "succeeded"}}
+    for jid, kind, counters in ((1, "annotate", annotate), (2, "train", train)):
+        con.execute("INSERT INTO jobs (id, kind, params, status, counters, created_at) "
+                    "VALUES (?, ?, '{}', 'succeeded', ?, now())", [jid, kind, json.dumps(counters)])
+    con.close()
+    with Store.open(path) as s:
+        assert s.schema_version() == MIGRATIONS[-1][0]
+        a, t = s.get_job(1), s.get_job(2)
+        assert (a.chunks_in, a.logs_in, a.chunks_lost, a.done_before) == (3, 7, 1, 5)
+        assert a.result == {"images": 12, "boxes": 40, "protected": 2, "errors": 1}
+        assert a.live == {"stage": "succeeded", "ips": 4.5}
+        assert t.result == {"best": "run/weights/best.pt", "metrics": {"mAP50": 0.4}, "model_id": 3, "model": "m-ft2"}
+        assert s.job_epochs(2) == [{"epoch": 1, "mAP50": 0.1}, {"epoch": 2, "mAP50": 0.4}] and s.job_epochs(1) == []
+        assert "counters" not in a.as_dict() and a.as_dict()["result"]["boxes"] == 40
+
+
 def test_migrations_applied_on_open_and_idempotent(tmp_path):
     path = tmp_path / "sub" / "meta.duckdb"
     latest = MIGRATIONS[-1][0]

@@ -68,12 +68,12 @@ def test_fine_tune_registers_a_loadable_model_with_lineage_then_evaluate_and_rea
     job = _wait(services, job.id, lambda j: not j.active)
     assert job.status == "succeeded", (job.error, job.log[-2000:])
     assert job.progress == 1.0 and job.done == 2
-    epochs = job.counters["epochs"]
+    epochs = services.training.training_view(job.id)["epochs"]  # the job_epochs rows, in order
     assert [e["epoch"] for e in epochs] == [1, 2]
     assert all(e["train/box_loss"] > 0 and 0 <= e["mAP50-95"] <= 1 for e in epochs)
     assert "epoch 2/2" in job.log and "speed on cpu" in job.log
 
-    m = services.models.get_model(p, job.counters["model_id"])
+    m = services.models.get_model(p, job.result["model_id"])
     parent = services.models.get_model(p, "demo-shapes")
     assert (m.source, m.parent_id, m.job_id, m.name) == ("trained", parent.id, job.id, f"demo-shapes-ft{job.id}")
     assert m.class_names == tuple(demo.CLASSES) and m.params["imgsz"] == IMGSZ
@@ -104,7 +104,7 @@ def test_fine_tune_registers_a_loadable_model_with_lineage_then_evaluate_and_rea
     ev = _wait(services, services.training.start_evaluation(p, "demo-shapes", imgsz=IMGSZ).id, lambda j: not j.active)
     assert ev.status == "succeeded", ev.error
     row = {r["name"]: r for r in services.training.compare_models(p)["models"]}["demo-shapes"]
-    assert row["on_current_val"] and row["mAP50"] == ev.counters["result"]["metrics"]["mAP50"]
+    assert row["on_current_val"] and row["mAP50"] == ev.result["metrics"]["mAP50"]
 
     # One click: re-annotate the not-yet-approved images with the new model.
     ann = services.annotation.start_annotation(p, m.name)
@@ -119,11 +119,11 @@ def test_cancel_mid_training_keeps_a_usable_best_pt(world, tmp_path):
     services.splits.configure_splits(p, 75, 25, 0)
     job = services.training.start_training(p, base="yolov8n.yaml", epochs=40, imgsz=IMGSZ, batch=4, onnx_check=False,
                                name="cut-short")
-    _wait(services, job.id, lambda j: len(j.counters.get("epochs", [])) >= 1)
+    _wait(services, job.id, lambda j: len(services.ctx.store.job_epochs(j.id)) >= 1)
     services.jobs.cancel_job(job.id)
     job = _wait(services, job.id, lambda j: not j.active)
     assert job.status == "cancelled", job.error
-    finished = len(job.counters["epochs"])
+    finished = len(services.ctx.store.job_epochs(job.id))
     assert 1 <= finished < 40 and "cancel requested" in job.log
     m = services.models.get_model(p, "cut-short")
     assert m.parent_id is None and m.metrics["cancelled"] and m.metrics["epochs_done"] == finished
@@ -226,7 +226,7 @@ def test_cli_train_and_evaluate_wait(tmp_path):
     done = run_cli(data, "train", "Shapes", "--base", "yolov8n.yaml", "--epochs", "1", "--imgsz", str(IMGSZ),
                    "--batch", "4", "--device", "cpu", "--no-onnx", "--name", "cli-model", "--wait", "--json")
     job = json.loads(done.stdout)
-    assert job["status"] == "succeeded" and job["counters"]["model"] == "cli-model"
+    assert job["status"] == "succeeded" and job["result"]["model"] == "cli-model"
     assert "epoch 1/1" in done.stderr
     ev = run_cli(data, "evaluate", "Shapes", "--model", "cli-model", "--wait")
     assert "on the approved val split: mAP50-95" in ev.stdout and "circle" in ev.stdout

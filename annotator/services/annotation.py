@@ -92,11 +92,9 @@ def resume_job(ctx: AppContext, job_id: int | str, user: str | None = None) -> J
     )
     attempt = job.attempt + 1
     done_before = ctx.store.job_image_count(job.id)
-    counters = {**job.counters, "done_before": done_before, "chunks_in": 0, "logs_in": 0}
-    counters.pop("live", None)
     ctx.store.update_job(
-        job.id, status="queued", attempt=attempt, error=None, finished_at=None, counters=counters,
-        done=done_before, total=done_before + len(images),
+        job.id, status="queued", attempt=attempt, error=None, finished_at=None, chunks_in=0, logs_in=0, live={},
+        done_before=done_before, done=done_before, total=done_before + len(images),
         progress=done_before / max(1, done_before + len(images)),
         log=f"resumed by {user or 'local'}: {len(images)} image(s) left, {done_before} already done",
     )
@@ -108,12 +106,11 @@ def resume_job(ctx: AppContext, job_id: int | str, user: str | None = None) -> J
     return ctx.store.get_job(job.id)
 
 
-def ingest_chunk(ctx: AppContext, job: Job, chunk: dict, counters: dict) -> dict:
-    """Commit one chunk of predictions with the job's counters, in one transaction."""
+def ingest_chunk(ctx: AppContext, job: Job, chunk: dict, cursor: dict) -> None:
+    """Commit one chunk of predictions with the job's tallies and channel cursor, in one transaction."""
     items = [(int(image_id), [Box.from_dict(b, source="model", model_id=job.model_id, job_id=job.id) for b in boxes])
              for image_id, boxes in chunk["items"]]
-    return ctx.store.save_predictions(job.id, job.attempt, job.model_id, items, chunk.get("failed", []),
-                                      job_counters=counters)
+    ctx.store.save_predictions(job.id, job.attempt, job.model_id, items, chunk.get("failed", []), cursor=cursor)
 
 
 KIND = JobKind(

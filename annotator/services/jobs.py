@@ -19,9 +19,10 @@ class JobKind:
     """The app-side half of one kind of job, as the monitor needs it."""
 
     kind: str
-    # (ctx, job, chunk, counters) -> counters: commit one result chunk with the job's bookkeeping
-    ingest: Callable[[AppContext, Job, dict, dict], dict]
-    # (ctx, job, done marker) -> what the job's counters gain (registering what the worker produced), or None
+    # (ctx, job, chunk, cursor): commit one result chunk together with the channel cursor (chunks_in,
+    # chunks_lost) that follows it, in one transaction
+    ingest: Callable[[AppContext, Job, dict, dict], None]
+    # (ctx, job, done marker) -> what the job's result gains (registering what the worker produced), or None
     finish: Callable[[AppContext, Job, dict], dict] | None
     live_keys: tuple[str, ...]  # the progress fields shown while it runs
     stale_hint: str  # what a person can do when its worker died

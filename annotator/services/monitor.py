@@ -1,7 +1,7 @@
 """The app's side of background jobs: a thread that turns what workers report into DuckDB rows.
 
 Only the app opens DuckDB, so workers report through the queue (jobs/protocol.py) and this monitor:
-- pops result chunks in order and commits each with the job's counters in ONE transaction (a crash
+- pops result chunks in order and commits each with the job's tallies and channel cursor in ONE transaction (a crash
   loses at most the chunk in hand; a lost chunk is detected and counted, never waited for forever),
 - moves jobs queued -> running -> succeeded | failed | cancelled, and marks a running job
   ``interrupted`` when its worker has been silent for ``settings.stale_after_s`` (kill -9, crash,
@@ -87,37 +87,34 @@ class JobMonitor:
                                   error=f"unknown job kind {job.kind!r}: no handler in this app version")
             return
         ch = JobChannel(self.ctx.queue, job.id, job.attempt)
-        counters = dict(job.counters)
-        n = int(counters.get("chunks_in", 0))
+        n, lost = job.chunks_in, job.chunks_lost
         done = ch.read_done()
         while True:
             chunk = ch.pop_chunk(n)
             if chunk is None:
                 if done is not None and n < int(done.get("chunks", 0)):
-                    counters["chunks_lost"] = counters.get("chunks_lost", 0) + 1  # popped, then the app died
-                    n += 1
-                    counters["chunks_in"] = n
+                    n, lost = n + 1, lost + 1  # popped, then the app died before committing it
                     continue
                 break
             n += 1
-            counters = kind.ingest(self.ctx, job, chunk, {**counters, "chunks_in": n})
-        logs = int(counters.get("logs_in", 0))
+            kind.ingest(self.ctx, job, chunk, {"chunks_in": n, "chunks_lost": lost})  # commits the cursor too
+        logs = job.logs_in
         lines = []
         while (line := ch.pop_log(logs)) is not None:
             lines.append(line)
             logs += 1
-        counters["logs_in"] = logs
 
         progress = ch.read_progress()
         now = time.time()
-        fields: dict = {"counters": counters}
+        fields: dict = {"chunks_in": n, "chunks_lost": lost, "logs_in": logs}
+        live = dict(job.live or {})
         if progress:
-            finished = int(progress.get("done", 0)) + int(counters.get("done_before", 0))  # earlier attempts
+            finished = int(progress.get("done", 0)) + job.done_before  # earlier attempts
             fraction = progress.get("fraction")  # training: epochs and the batches of the current one
             fields.update(heartbeat_at=_ts(progress["ts"]), worker=progress.get("worker"), done=finished,
                           progress=float(fraction) if fraction is not None else
                           ((finished / job.total) if job.total else 0.0))
-            counters["live"] = {k: progress.get(k) for k in kind.live_keys}
+            live = {k: progress.get(k) for k in kind.live_keys}
             if job.status == "queued":
                 fields.update(status="running", started_at=job.started_at or _ts(progress["ts"]))
         if done is not None and n >= int(done.get("chunks", 0)) and logs >= int(done.get("logs", 0)):
@@ -125,14 +122,16 @@ class JobMonitor:
             error = done.get("error")
             if kind.finish is not None:  # the app registers what the worker produced
                 try:
-                    counters.update(kind.finish(self.ctx, job, done))
+                    gained = kind.finish(self.ctx, job, done)
+                    if gained:
+                        fields["result"] = {**self.store.get_job(job.id).result, **gained}
                 except Exception as e:  # noqa: BLE001 - the job fails with the reason, the monitor goes on
                     log.exception("registering the result of job %s failed", job.id)
                     status, error = "failed", f"the run ended but its result could not be registered: {e}"
             fields.update(status=status, error=error, finished_at=_ts(done["ts"]))
             if status == "succeeded":
                 fields["progress"] = 1.0
-            counters["live"] = {**counters.get("live", {}), "stage": status, "eta_s": None}
+            live = {**live, "stage": status, "eta_s": None}
             self._first_seen.pop(job.id, None)
         elif job.status == "running" or (progress and job.status == "queued"):
             last = progress["ts"] if progress else self._first_seen.setdefault(job.id, now)
@@ -144,8 +143,9 @@ class JobMonitor:
                     error=(f"worker {who} stopped responding {silent:.0f} s ago (killed, crashed or restarted). "
                            + kind.stale_hint),
                 )
-                counters["live"] = {**counters.get("live", {}), "stage": "interrupted", "eta_s": None}
+                live = {**live, "stage": "interrupted", "eta_s": None}
                 self._first_seen.pop(job.id, None)
+        fields["live"] = live
         if lines:
             self.store.update_job(job.id, log="\n".join(lines))
         # Write the row only when something happened: a tick with no news costs no transaction.

@@ -238,22 +238,21 @@ def start_evaluation(ctx: AppContext, ref, model_ref, device: str | None = None,
 
 
 # --- the app side of a finished job (called by the JobMonitor) ----------------------------------------------
-def ingest_epochs(ctx: AppContext, job: Job, chunk: dict, counters: dict) -> dict:
+def ingest_epochs(ctx: AppContext, job: Job, chunk: dict, cursor: dict) -> None:
     """One row per finished epoch (the curves); a restart (the OOM fallback) starts the curves over."""
-    epochs = list(counters.get("epochs", []))
-    for row in chunk.get("items", []):
-        epochs = [] if row.get("restart") else epochs + [row]
-    counters = {**counters, "epochs": epochs}
-    ctx.store.update_job(job.id, counters=counters)
-    return counters
+    rows = list(chunk.get("items", []))
+    restarts = [k for k, row in enumerate(rows) if row.get("restart")]
+    if restarts:
+        rows = rows[restarts[-1] + 1:]
+    ctx.store.save_epochs(job.id, [r for r in rows if "epoch" in r], cursor["chunks_in"], restart=bool(restarts))
 
 
 def finish_training(ctx: AppContext, job: Job, done: dict) -> dict:
     """Register the trained model (once: idempotent) and its evaluations (and the base model's on the same
-    val images). Returns what the job's counters gain."""
+    val images). Returns the job's result: the worker's, with the registered model's id and name."""
     result = done.get("result") or {}
     if not result.get("best"):
-        return {"result": result} if result else {}
+        return result
     m = ctx.store.model_for_job(job.id) or _register(ctx, job, result)
     val_snap = result.get("val_snapshot") or {}
     if result.get("metrics"):
@@ -261,7 +260,7 @@ def finish_training(ctx: AppContext, job: Job, done: dict) -> dict:
     parent = result.get("parent_metrics")
     if parent and job.model_id is not None:
         ctx.store.add_evaluation(job.project_id, job.model_id, job.id, parent, val_snap, job.created_by)
-    return {"result": result, "model_id": m.id, "model": m.name, "snapshot": job.params.get("snapshot", {})}
+    return {**result, "model_id": m.id, "model": m.name}
 
 
 def finish_evaluation(ctx: AppContext, job: Job, done: dict) -> dict:
@@ -276,7 +275,7 @@ def finish_evaluation(ctx: AppContext, job: Job, done: dict) -> dict:
     if job.params.get("unmatched_classes"):
         metrics["not_evaluated"] = job.params["unmatched_classes"]
     ctx.store.add_evaluation(job.project_id, job.model_id, job.id, metrics, job.params["snapshot"], job.created_by)
-    return {"result": {**result, "metrics": metrics}}
+    return {**result, "metrics": metrics}
 
 
 def _register(ctx: AppContext, job: Job, result: dict) -> ModelRecord:
@@ -306,7 +305,7 @@ def _register(ctx: AppContext, job: Job, result: dict) -> ModelRecord:
 
 TRAIN_KIND = JobKind(
     kind="train", ingest=ingest_epochs, finish=finish_training,
-    live_keys=("stage", "eta_s", "batch", "device", "epoch", "epochs", "batch_i", "batches"),
+    live_keys=("stage", "eta_s", "batch", "device", "epoch", "epochs", "batch_i", "batches", "mAP50", "mAP50-95"),
     stale_hint="Weights saved up to its last finished epoch stay in the job folder (run/weights); start the "
                "training again.",
 )
@@ -357,9 +356,8 @@ def training_view(ctx: AppContext, job_id: int) -> dict:
     job = get_job(ctx, job_id)
     if job.kind not in ("train", "evaluate"):
         raise UserError(f"Job {job.id} is a {job.kind} job, not a training or an evaluation")
-    c = job.counters
-    result = c.get("result") or {}
+    result = job.result
     jdir = ctx.settings.job_dir(job.id)
     plots = {k: str(jdir / v) for k, v in (result.get("plots") or {}).items() if (jdir / v).is_file()}
-    return {"job": job.as_dict(), "epochs": c.get("epochs", []), "live": c.get("live", {}),
-            "result": result, "plots": plots, "model_id": c.get("model_id"), "model": c.get("model")}
+    return {"job": job.as_dict(), "epochs": ctx.store.job_epochs(job.id), "live": job.live, "result": result,
+            "plots": plots, "model_id": result.get("model_id"), "model": result.get("model")}

@@ -43,11 +43,13 @@ class AnnotationMixin:
 
     def save_predictions(self, job_id: int, attempt: int, model_id: int | None,
                          items: Sequence[tuple[int, Sequence[Box]]], failed: Sequence[int] = (),
-                         job_counters: dict | None = None) -> dict[str, int]:
+                         cursor: dict | None = None) -> dict[str, int]:
         """Replace the machine boxes of each image with a job's predictions, in ONE transaction.
 
         Images a person has saved or approved (checked here, at commit time) are left alone and counted as
-        protected; human and imported boxes are never touched. Every image is recorded in job_images.
+        protected; human and imported boxes are never touched. Every image is recorded in job_images. With
+        ``cursor`` (chunks_in, chunks_lost: the monitor's place in the job's channel), the job's tallies (its
+        result) and cursor commit with its boxes, or not at all; returns the job's tallies then.
         """
         counts = {"images": 0, "boxes": 0, "protected": 0, "errors": len(failed)}
         ids = [int(i) for i, _ in items]
@@ -83,10 +85,12 @@ class AnnotationMixin:
                 done, returning="image_id",
             )
             counts.update(images=len(writable), boxes=len(rows), protected=len(protected))
-            if job_counters is not None:  # the job's bookkeeping commits with its boxes, or not at all
-                merged = dict(job_counters)
+            if cursor is not None:  # the job's bookkeeping commits with its boxes, or not at all
+                (raw,) = cur.execute("SELECT result FROM jobs WHERE id = ?", [job_id]).fetchone()
+                merged = json.loads(raw or "{}")
                 for k, v in counts.items():
                     merged[k] = merged.get(k, 0) + v
-                cur.execute("UPDATE jobs SET counters = ? WHERE id = ?", [json.dumps(merged), job_id])
+                cur.execute("UPDATE jobs SET result = ?, chunks_in = ?, chunks_lost = ? WHERE id = ?",
+                            [json.dumps(merged), int(cursor["chunks_in"]), int(cursor.get("chunks_lost", 0)), job_id])
                 counts = merged
         return counts

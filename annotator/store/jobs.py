@@ -1,4 +1,4 @@
-"""Job rows: create, read, list, update (status, progress, counters, log)."""
+"""Job rows: create, read, list, update (status, progress, cursors, live state, result, log); epochs."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class JobsMixin:
                    user: str | None = None) -> int:
         with self.transaction() as cur:
             ((jid,),) = cur.execute(
-                "INSERT INTO jobs (project_id, kind, params, status, total, counters, created_at, created_by, "
+                "INSERT INTO jobs (project_id, kind, params, status, total, result, created_at, created_by, "
                 "attempt, model_id) VALUES (?, ?, ?, 'queued', ?, '{}', ?, ?, 0, ?) RETURNING id",
                 [project_id, kind, json.dumps(params), total, utcnow(), user, model_id],
             ).fetchall()
@@ -44,8 +44,10 @@ class JobsMixin:
         )
         return [job_from_row(r) for r in rows]
 
-    _JOB_FIELDS = {"status", "progress", "done", "total", "counters", "error", "worker", "task_id", "started_at",
-                   "finished_at", "heartbeat_at", "attempt", "params"}
+    _JOB_FIELDS = {"status", "progress", "done", "total", "result", "live", "error", "worker", "task_id",
+                   "started_at", "finished_at", "heartbeat_at", "attempt", "params", "chunks_in", "logs_in",
+                   "chunks_lost", "done_before"}
+    _JSON_FIELDS = ("params", "result", "live")
 
     def update_job(self, job_id: int, log: str | None = None, expect_status: Sequence[str] | None = None,
                    **fields) -> bool:
@@ -57,7 +59,7 @@ class JobsMixin:
         sets, params = [], []
         for k, v in fields.items():
             sets.append(f"{k} = ?")
-            params.append(json.dumps(v) if k in ("counters", "params") else v)
+            params.append(json.dumps(v) if k in self._JSON_FIELDS and v is not None else v)
         if log:
             sets.append("log = right(log || ?, 200000)")
             params.append(log if log.endswith("\n") else log + "\n")
@@ -70,3 +72,18 @@ class JobsMixin:
             params.append(list(expect_status))
         with self.transaction() as cur:
             return bool(cur.execute(sql + " RETURNING id", params).fetchall())
+
+    def save_epochs(self, job_id: int, rows: Sequence[dict], chunks_in: int, restart: bool = False) -> None:
+        """Add finished epochs of a training job (``restart``: the run started over, its earlier epochs go)
+        and the channel cursor they came with, in one transaction."""
+        with self.transaction() as cur:
+            if restart:
+                cur.execute("DELETE FROM job_epochs WHERE job_id = ?", [job_id])
+            for row in rows:
+                cur.execute("INSERT INTO job_epochs VALUES (?, ?, ?)", [job_id, int(row["epoch"]), json.dumps(row)])
+            cur.execute("UPDATE jobs SET chunks_in = ? WHERE id = ?", [int(chunks_in), job_id])
+
+    def job_epochs(self, job_id: int) -> list[dict]:
+        """The finished epochs of a training job, in order (its curves)."""
+        return [json.loads(m) for (m,) in self._all(
+            "SELECT metrics FROM job_epochs WHERE job_id = ? ORDER BY epoch", [job_id])]

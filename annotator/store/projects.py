@@ -78,6 +78,8 @@ class ProjectsMixin:
             cur.execute("DELETE FROM job_images WHERE job_id IN (SELECT id FROM jobs WHERE project_id = ?)", [project_id])
             cur.execute("DELETE FROM training_images WHERE job_id IN (SELECT id FROM jobs WHERE project_id = ?)",
                         [project_id])
+            cur.execute("DELETE FROM job_epochs WHERE job_id IN (SELECT id FROM jobs WHERE project_id = ?)",
+                        [project_id])
             for table in ("images", "classes", "datasets", "uploads", "models", "jobs", "exports", "split_config",
                           "evaluations"):
                 cur.execute(f"DELETE FROM {table} WHERE project_id = ?", [project_id])

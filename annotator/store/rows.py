@@ -10,8 +10,9 @@ from datetime import datetime, timezone
 from ..types import ImageRecord, Job, ModelRecord
 
 JOB_COLUMNS = (
-    "id, project_id, kind, params, status, progress, done, total, counters, error, log, worker, task_id, "
-    "created_at, created_by, started_at, finished_at, heartbeat_at, attempt, model_id"
+    "id, project_id, kind, params, status, progress, done, total, result, error, log, worker, task_id, "
+    "created_at, created_by, started_at, finished_at, heartbeat_at, attempt, model_id, live, chunks_in, logs_in, "
+    "chunks_lost, done_before"
 )
 MODEL_COLUMNS = (
     "id, project_id, name, file, sha256, size_bytes, task, class_names, source, parent_id, job_id, params, "
@@ -45,9 +46,11 @@ def image_from_row(r: tuple) -> ImageRecord:
 def job_from_row(r: tuple) -> Job:
     return Job(
         id=int(r[0]), project_id=r[1], kind=r[2], params=json.loads(r[3] or "{}"), status=r[4],
-        progress=float(r[5] or 0), done=int(r[6] or 0), total=r[7], counters=json.loads(r[8] or "{}"),
+        progress=float(r[5] or 0), done=int(r[6] or 0), total=r[7], result=json.loads(r[8] or "{}"),
         error=r[9], log=r[10] or "", worker=r[11], task_id=r[12], created_at=r[13], created_by=r[14],
         started_at=r[15], finished_at=r[16], heartbeat_at=r[17], attempt=int(r[18] or 0), model_id=r[19],
+        live=json.loads(r[20] or "{}"), chunks_in=int(r[21]), logs_in=int(r[22]), chunks_lost=int(r[23]),
+        done_before=int(r[24]),
     )
 
 

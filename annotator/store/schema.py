@@ -207,3 +207,44 @@ MIGRATIONS.append((
         )""",
     ],
 ))
+
+MIGRATIONS.append((
+    5,
+    "jobs: protocol cursors as columns, live telemetry and the result as JSON of their own, epochs as rows",
+    [
+        # What the monitor has consumed of a job's channel (per attempt) and what earlier attempts finished.
+        "ALTER TABLE jobs ADD COLUMN chunks_in INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN logs_in INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN chunks_lost INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN done_before BIGINT NOT NULL DEFAULT 0",
+        # The worker's last progress report (stage, images/s, ETA, batch, device, epoch ...): shown, not kept.
+        "ALTER TABLE jobs ADD COLUMN live JSON",
+        # What the job produced: an auto-annotation's tallies (images, boxes, protected, errors); a training's
+        # or an evaluation's result (metrics, plots, speed ...) with the registered model's id and name.
+        "ALTER TABLE jobs ADD COLUMN result JSON",
+        """UPDATE jobs SET
+            chunks_in = coalesce(CAST(json_extract_string(counters, '$.chunks_in') AS INTEGER), 0),
+            logs_in = coalesce(CAST(json_extract_string(counters, '$.logs_in') AS INTEGER), 0),
+            chunks_lost = coalesce(CAST(json_extract_string(counters, '$.chunks_lost') AS INTEGER), 0),
+            done_before = coalesce(CAST(json_extract_string(counters, '$.done_before') AS BIGINT), 0),
+            live = json_extract(counters, '$.live'),
+            result = CASE WHEN kind = 'annotate' THEN json_object(
+                    'images', coalesce(CAST(json_extract_string(counters, '$.images') AS BIGINT), 0),
+                    'boxes', coalesce(CAST(json_extract_string(counters, '$.boxes') AS BIGINT), 0),
+                    'protected', coalesce(CAST(json_extract_string(counters, '$.protected') AS BIGINT), 0),
+                    'errors', coalesce(CAST(json_extract_string(counters, '$.errors') AS BIGINT), 0))
+                ELSE json_merge_patch(coalesce(json_extract(counters, '$.result'), '{}'), json_object(
+                    'model_id', json_extract(counters, '$.model_id'),
+                    'model', json_extract_string(counters, '$.model'))) END""",
+        # One row per finished epoch of a training job: the curves.
+        """CREATE TABLE job_epochs (
+            job_id INTEGER NOT NULL,
+            epoch INTEGER NOT NULL,
+            metrics JSON NOT NULL
+        )""",
+        """INSERT INTO job_epochs SELECT id, CAST(json_extract_string(e, '$.epoch') AS INTEGER), e FROM
+            (SELECT id, unnest(json_extract(counters, '$.epochs[*]')) AS e FROM jobs
+             WHERE json_extract(counters, '$.epochs') IS NOT NULL)""",
+        "ALTER TABLE jobs DROP COLUMN counters",
+    ],
+))

@@ -33,7 +33,7 @@ def jobs_html(jobs: list[dict], names: dict[int, str]) -> str:
         colour = STATUS_COLOURS.get(j["status"], "#6b7280")
         ips = f"{j['images_per_s']:.1f} img/s" if j.get("images_per_s") else ""
         eta = f"ETA {_duration(j['eta_s'])}" if j.get("eta_s") and j["status"] == "running" else ""
-        c = j.get("counters", {})
+        c = j.get("result") or {}
         saved = f"{c.get('boxes', 0)} boxes on {c.get('images', 0)} images" if c.get("images") is not None else ""
         if c.get("protected"):
             saved += f", {c['protected']} left alone (a person got there first)"

@@ -21,9 +21,11 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install -r requirements.txt
 
-COPY app.py ./
+COPY app.py pyproject.toml README.md ./
 COPY annotator ./annotator
 COPY jobs ./jobs
+# The package itself (the `annotator` command); its dependencies are already installed above.
+RUN pip install --no-deps .
 
 RUN useradd --create-home --uid 1000 annotator \
  && mkdir -p /app/data \

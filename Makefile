@@ -28,8 +28,10 @@ install-dev: $(VENV)/.installed-dev
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: requirements.txt | $(PY)
+# The app itself goes in editable (the `annotator` command; code changes need no reinstall).
+$(VENV)/.installed: requirements.txt pyproject.toml | $(PY)
 	$(PIP) -r requirements.txt
+	$(PIP) --no-deps -e .
 	@touch $@
 
 $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed

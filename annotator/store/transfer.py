@@ -97,14 +97,18 @@ class TransferMixin:
                             [writable])
                 cur.execute("UPDATE images SET version = version + 1 WHERE id IN (SELECT unnest(?::BIGINT[]))",
                             [writable])
-            rows = []
+            rows, splits = [], {}
             for image_id, boxes, split in items:
                 if image_id in protected:
                     continue
                 rows += [(image_id, b.class_idx, b.x1, b.y1, b.x2, b.y2, None, "import", None, None, user, now)
                          for b in boxes]
                 if split:
-                    cur.execute("UPDATE images SET split = ? WHERE id = ? AND split IS NULL", [split, image_id])
+                    splits[int(image_id)] = split
+            if splits:  # one statement for every image whose source says its split
+                cur.execute("UPDATE images SET split = u.split FROM (SELECT unnest(?::BIGINT[]) AS id, "
+                            "unnest(?::VARCHAR[]) AS split) u WHERE images.id = u.id AND images.split IS NULL",
+                            [list(splits), list(splits.values())])
             self._bulk_insert(
                 cur, "boxes",
                 BOX_KINDS,

@@ -209,7 +209,7 @@ def ensure_demo(ctx: AppContext, n_images: int = 24) -> Project | None:
 
     Runs once per data folder (a marker file remembers it), so deleting the Demo project is final.
     """
-    from .. import demo as scenes  # the runtime half of the demo (scenes, model path)
+    from ..demo import scenes  # the runtime half of the demo (scenes, model path)
     from .models import add_model
     from .projects import create_project
 

@@ -256,7 +256,7 @@ class LabelRecord:
 
     image: str
     split: str | None  # "train" | "val" | "test" | None when the layout doesn't say
-    boxes: tuple[tuple[str, float, float, float, float], ...]  # (class name, x1, y1, x2, y2) absolute pixels
+    boxes: tuple[Box, ...]  # absolute pixels; class_idx indexes ReadResult.class_names; source "import"
     width: int | None = None  # from the source when it says (COCO) or from image_size (YOLO, labelled images)
     height: int | None = None
 

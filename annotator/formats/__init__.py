@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from annotator.geometry import clamp_xyxy_array
-from annotator.types import IMAGE_EXTENSIONS, SPLITS, Box
+from annotator.types import SPLITS, Box
 
 @dataclass(frozen=True)
 class ExportImage:
@@ -245,7 +245,6 @@ def validate_images(images: Sequence[ExportImage], class_names: Sequence[str], *
 
 # ---- readers (import) -------------------------------------------------------------------------------------
 
-IMAGE_EXTS = tuple(sorted(IMAGE_EXTENSIONS))
 SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 

@@ -15,11 +15,11 @@ import yaml
 
 import numpy as np
 
-from annotator.formats import (IMAGE_EXTS, BoxTable, DirSink, ExportImage, ExportSummary, LabelRecord, PlacedBoxes,
+from annotator.formats import (BoxTable, DirSink, ExportImage, ExportSummary, LabelRecord, PlacedBoxes,
                                ReadResult, ZipSink, as_sink, is_junk, place_boxes, sort_images, split_of,
                                stem, validate_images)
 from annotator.geometry import clamp_xyxy, yolo_to_xyxy
-from annotator.types import SPLITS, Box
+from annotator.types import IMAGE_EXTENSIONS, SPLITS, Box
 
 
 def _unit(v: float) -> float:
@@ -253,7 +253,7 @@ def read_yolo(root: Path, image_size: Callable[[Path], tuple[int, int] | None]) 
         if is_junk(rel) or not path.is_file():
             continue
         ext = rel.suffix.lower()
-        if ext in IMAGE_EXTS and "labels" not in rel.parts[:-1]:
+        if ext in IMAGE_EXTENSIONS and "labels" not in rel.parts[:-1]:
             images.setdefault((rel.parent.as_posix(), rel.stem.lower()), []).append(rel)
         elif ext == ".txt" and len(rel.parts) > 1:
             labels.append(rel)  # root-level .txt (classes.txt, README*.txt) are never labels

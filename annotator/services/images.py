@@ -18,10 +18,9 @@ from typing import Sequence
 from .. import ingest
 from ..names import clean_name
 from ..overlay import draw_boxes
-from ..types import IMAGE_EXTENSIONS, Dataset, DuplicateFile, ImageRecord, IngestReport, Project, UserError
+from ..types import Dataset, DuplicateFile, ImageRecord, IngestReport, Project, UserError
 from .context import AppContext, dataset_id, project, review_state
 
-ACCEPTED_EXTENSIONS = IMAGE_EXTENSIONS  # for upload pickers
 CACHE_FILES = 5000  # gallery overlays kept; the oldest go first
 
 

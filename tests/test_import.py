@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from annotator.geometry import area_xyxy, clamp_xyxy
-from annotator.types import UserError
+from annotator.types import REVIEW_STATES, UserError
 
 from . import imagegen
 from .test_export import world  # noqa: F401 - the fixture: a labelled, partly approved project
@@ -20,7 +20,7 @@ def _by_sha_and_class(services, project) -> dict[str, list[tuple]]:
     """stored file's sha256 -> sorted (class name, rounded xyxy) of its boxes, comparable across projects."""
     p = services.projects.get_project(project)
     out = {}
-    images, _ = services.ctx.store.export_rows(p.id, None, ("approved", "unreviewed", "rejected"))
+    images, _ = services.ctx.store.export_rows(p.id, None, REVIEW_STATES)
     boxes = services.ctx.store.boxes_for_images([i.id for i in images])
     for img in images:  # normalized as every export writes them: clamped to the image, zero-area dropped
         norm = [(p.class_names[b.class_idx], clamp_xyxy(b.xyxy, img.width, img.height)) for b in boxes[img.id]]

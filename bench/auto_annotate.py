@@ -40,10 +40,7 @@ def _write_scenes(args: tuple[str, list[int]]) -> int:
     from annotator.demo import scenes
 
     folder, seeds = args
-    for s in seeds:
-        data, _ = scenes.scene_jpeg(s)
-        (Path(folder) / f"scene_{s:07d}.jpg").write_bytes(data)
-    return len(seeds)
+    return len(scenes.write_scenes(Path(folder), seeds))
 
 
 def write_scenes(folder: Path, n: int, first_seed: int, workers: int) -> float:

@@ -38,14 +38,7 @@ def write_scenes(folder: Path, n: int) -> dict[str, list]:
     """scene_<i>.jpg files in ``folder``; returns file name -> its boxes (annotator.types.Box)."""
     from annotator.demo import scenes
 
-    folder.mkdir(parents=True, exist_ok=True)
-    truth = {}
-    for i in range(n):
-        data, boxes = scenes.scene_jpeg(FIRST_SEED + i)
-        name = f"scene_{i:04d}.jpg"
-        (folder / name).write_bytes(data)
-        truth[name] = boxes
-    return truth
+    return scenes.write_scenes(folder, range(FIRST_SEED, FIRST_SEED + n), name="scene_{i:04d}.jpg")
 
 
 def split_of(name: str) -> str:

@@ -100,6 +100,14 @@ def test_scene_shapes_are_separate_and_their_boxes_exact():
         assert blobs == sorted(tuple(int(v) for v in b.xyxy) for b in boxes), seed
 
 
+def test_write_scenes_names_files_by_position_or_seed(tmp_path):
+    truth = scenes.write_scenes(tmp_path / "a", [5, 9], 320, 240, name="s{i}_{seed}.jpg")
+    assert list(truth) == ["s0_5.jpg", "s1_9.jpg"]
+    assert (tmp_path / "a" / "s1_9.jpg").read_bytes() == scenes.scene_jpeg(9, 320, 240)[0]
+    assert truth["s1_9.jpg"] == scenes.scene(9, 320, 240)[1]
+    assert list(scenes.write_scenes(tmp_path / "b", [12])) == ["scene_0000012.jpg"]
+
+
 def test_write_yolo_dataset(tmp_path):
     yaml_path = build.write_yolo_dataset(tmp_path / "ds", n_train=3, n_val=2, seed=10)
     root = (tmp_path / "ds").resolve()

@@ -35,13 +35,7 @@ def jobs_world(tmp_path):
 
 def _scenes(services: Services, tmp_path: Path, n: int, first_seed: int = 50_000, dataset: str = "scenes"):
     folder = tmp_path / f"{dataset}-src"
-    folder.mkdir()
-    truth = {}
-    for i in range(n):
-        data, boxes = scenes.scene_jpeg(first_seed + i)
-        name = f"scene_{i:03d}.jpg"
-        (folder / name).write_bytes(data)
-        truth[name] = boxes
+    truth = scenes.write_scenes(folder, range(first_seed, first_seed + n), name="scene_{i:03d}.jpg")
     p = services.projects.get_project("Shapes") if services.ctx.store.find_project("Shapes") else services.projects.create_project(
         "Shapes", list(scenes.CLASSES))
     services.images.add_images(p, [(folder, dataset)], dataset=dataset)

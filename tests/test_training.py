@@ -23,12 +23,7 @@ IMGSZ = 64
 def _scenes(services: Services, tmp_path: Path, n: int, approve: int | None = None, first_seed: int = 60_000):
     """A 'Shapes' project with n scenes (256x192) whose true boxes are stored; the first ``approve`` approved."""
     folder = tmp_path / f"scenes-{first_seed}"
-    folder.mkdir()
-    truth = {}
-    for i in range(n):
-        data, boxes = scenes.scene_jpeg(first_seed + i, 256, 192)
-        (folder / f"scene_{i:03d}.jpg").write_bytes(data)
-        truth[f"scene_{i:03d}.jpg"] = boxes
+    truth = scenes.write_scenes(folder, range(first_seed, first_seed + n), 256, 192, name="scene_{i:03d}.jpg")
     p = services.ctx.store.find_project("Shapes") or services.projects.create_project("Shapes", list(scenes.CLASSES))
     services.images.add_images(p, [(folder, "scenes")], dataset="scenes")
     images = [i for i in services.images.list_images(p, page_size=500).images if i.rel_path in truth]

@@ -45,7 +45,7 @@ from ..formats.yolo import boxes_to_lines, write_yolo
 from ..geometry import iou_xyxy
 from ..settings import Settings
 from ..types import Box
-from .scenes import CHECK_SEED, CLASSES, DEFAULT_IMGSZ, DEMO_MODEL_PATH, scene_jpeg
+from .scenes import CHECK_SEED, CLASSES, DEFAULT_IMGSZ, DEMO_MODEL_PATH, scene_jpeg, write_scenes
 
 
 # --- dataset ---------------------------------------------------------------------------------------------
@@ -63,14 +63,11 @@ def write_yolo_dataset(
     root.mkdir(parents=True, exist_ok=True)
     splits = {"train": range(seed, seed + n_train), "val": range(seed + n_train, seed + n_train + n_val)}
     with tempfile.TemporaryDirectory(prefix=".scenes-", dir=root) as tmp:  # moved into images/<split>/
-        records = []
+        records: list[ExportImage] = []
         for split, seeds in splits.items():
-            for s in seeds:
-                data, boxes = scene_jpeg(s, width, height, quality)
-                source = Path(tmp) / f"scene_{s:07d}.jpg"
-                source.write_bytes(data)
-                records.append(ExportImage(id=s, file_name=source.name, width=width, height=height, split=split,
-                                           boxes=tuple(boxes), source=source))
+            for name, boxes in write_scenes(Path(tmp), seeds, width, height, quality).items():
+                records.append(ExportImage(id=len(records), file_name=name, width=width, height=height, split=split,
+                                           boxes=tuple(boxes), source=Path(tmp) / name))
         summary = write_yolo(root, records, CLASSES, copy=shutil.move)
     if summary.dropped:  # scene boxes lie inside their image: never expected
         raise RuntimeError(f"the YOLO writer dropped scene boxes: {summary.dropped[:3]}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -149,3 +150,18 @@ def scene_jpeg(seed: int, width: int = 640, height: int = 480, quality: int = 90
     out = io.BytesIO()
     image.save(out, "JPEG", quality=int(quality))
     return out.getvalue(), boxes
+
+
+def write_scenes(folder: Path, seeds: Iterable[int], width: int = 640, height: int = 480, quality: int = 90,
+                 name: str = "scene_{seed:07d}.jpg") -> dict[str, list[Box]]:
+    """``scene_jpeg()`` of each seed written into ``folder`` (created), the file named by
+    ``name.format(i=position, seed=seed)``; returns file name -> that scene's boxes."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    truth = {}
+    for i, seed in enumerate(seeds):
+        data, boxes = scene_jpeg(seed, width, height, quality)
+        file_name = name.format(i=i, seed=seed)
+        (folder / file_name).write_bytes(data)
+        truth[file_name] = boxes
+    return truth

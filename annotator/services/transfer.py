@@ -19,7 +19,7 @@ from ..names import slug, unique_export_names
 from ..types import IMAGE_EXTENSIONS, LABEL_EXTENSIONS, Box, UserError
 from . import snapshot
 from .context import AppContext, dataset_ids, project
-from .images import add_images
+from .images import add_images, named_sources
 from .splits import planned_splits
 
 FORMATS = ("yolo", "coco")
@@ -119,12 +119,7 @@ def exports(ctx: AppContext, ref, limit: int = 20) -> list[dict]:
 @contextlib.contextmanager
 def _label_root(ctx: AppContext, sources):
     """Zips are extracted (safely) into a temp folder; a single folder is used as it is."""
-    srcs = [(Path(s[0]), s[1]) if isinstance(s, tuple) else (Path(s), Path(s).name) for s in sources]
-    if not srcs:
-        raise UserError("Nothing to import: choose a .zip or a folder with images and labels")
-    for path, name in srcs:
-        if not path.exists():
-            raise UserError(f"{name}: no such file or folder")
+    srcs = named_sources(sources, "Nothing to import: choose a .zip or a folder with images and labels")
     if len(srcs) == 1 and srcs[0][0].is_dir():
         yield srcs[0][0], srcs[0][1], []
         return

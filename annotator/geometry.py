@@ -67,3 +67,11 @@ def iou_xyxy(a: XYXY, b: XYXY) -> float:
     inter = area_xyxy((ix1, iy1, ix2, iy2))
     union = area_xyxy(a) + area_xyxy(b) - inter
     return inter / union if union > 0 else 0.0
+
+
+def overlap_of_smaller_xyxy(a: XYXY, b: XYXY) -> float:
+    """Intersection over the smaller box's area (1.0 when one box lies inside the other): how much of the
+    smaller box the other covers. Not IoU: a small box inside a large one scores 1.0 here."""
+    inter = area_xyxy((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
+    smaller = min(area_xyxy(a), area_xyxy(b))
+    return inter / smaller if smaller > 0 else 0.0

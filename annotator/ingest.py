@@ -249,7 +249,7 @@ class _Entry:
 
 def _member_reason(info: zipfile.ZipInfo, limits: Limits, used: int) -> str | None:
     """Why a zip member must not be extracted (link, encrypted, too big, zip bomb, over the upload's
-    total of which ``used`` bytes are taken), or None. Shared by uploads and label imports."""
+    total of which ``used`` bytes are taken), or None."""
     if stat.S_ISLNK(info.external_attr >> 16):
         return "symbolic link in archive, not followed"
     if info.flag_bits & 0x1:
@@ -266,9 +266,24 @@ def _member_reason(info: zipfile.ZipInfo, limits: Limits, used: int) -> str | No
     return None
 
 
-def _iter_zip(
-    path: Path, name: str, prefix: str, limits: Limits, skipped: list[SkippedFile], budget: list[int], stack: ExitStack
-) -> Iterator[_Entry]:
+@dataclass(frozen=True)
+class _Member:
+    """A zip member that passed every safety check."""
+
+    zf: zipfile.ZipFile
+    info: zipfile.ZipInfo
+    rel: str  # its name as a safe relative posix path
+    display: str  # "archive.zip:member name", for reports
+
+
+def _walk_zip(
+    path: Path, name: str, limits: Limits, skipped: list[SkippedFile], budget: list[int], stack: ExitStack,
+    name_reason: Callable[[str, zipfile.ZipInfo], str | None],
+) -> Iterator[_Member]:
+    """THE zip-safety walk, for uploads and label imports alike: open the archive (kept open on ``stack``)
+    and yield the members that are safe to read. Every other member is added to ``skipped`` with its reason:
+    zip-slip names, the caller's ``name_reason(rel, info)`` (which files it wants), links, encryption,
+    per-file size, compression ratio and the upload's total (``budget[0]`` bytes taken, counted up here)."""
     try:
         zf = stack.enter_context(zipfile.ZipFile(path))
         members = zf.infolist()
@@ -284,23 +299,42 @@ def _iter_zip(
         except ValueError as e:
             skipped.append(SkippedFile(display, str(e)))
             continue
-        reason = skip_reason_for_name(rel)
-        if reason is None and info.file_size == 0:
-            reason = "empty file (0 bytes)"
-        reason = reason or _member_reason(info, limits, budget[0])
+        reason = name_reason(rel, info) or _member_reason(info, limits, budget[0])
         if reason:
             skipped.append(SkippedFile(display, reason))
             continue
         budget[0] += info.file_size
+        yield _Member(zf, info, rel, display)
 
-        def read(info=info) -> bytes:
-            with zf.open(info) as f:
+
+def _upload_name_reason(rel: str, info: zipfile.ZipInfo) -> str | None:
+    """Uploads take non-empty image files."""
+    reason = skip_reason_for_name(rel)
+    if reason is None and info.file_size == 0:
+        reason = "empty file (0 bytes)"
+    return reason
+
+
+def _import_name_reason(rel: str, info: zipfile.ZipInfo) -> str | None:
+    """Label imports take images and label files (an empty label file is a negative)."""
+    if posixpath.splitext(rel)[1].lower() not in LABEL_EXTENSIONS:
+        return skip_reason_for_name(rel)
+    return "hidden file or folder" if any(x.startswith(".") or x == "__MACOSX" for x in rel.split("/")) else None
+
+
+def _iter_zip(
+    path: Path, name: str, prefix: str, limits: Limits, skipped: list[SkippedFile], budget: list[int], stack: ExitStack
+) -> Iterator[_Entry]:
+    for m in _walk_zip(path, name, limits, skipped, budget, stack, _upload_name_reason):
+
+        def read(m=m) -> bytes:
+            with m.zf.open(m.info) as f:
                 data = f.read(limits.max_file_bytes + 1)
-            if len(data) != info.file_size:
+            if len(data) != m.info.file_size:
                 raise BadImage("zip member size does not match its header (corrupt or tampered archive)")
             return data
 
-        yield _Entry(prefix + rel, display, info.file_size, read)
+        yield _Entry(prefix + m.rel, m.display, m.info.file_size, read)
 
 
 def _file_entry(path: Path, rel: str, limits: Limits, skipped: list[SkippedFile], budget: list[int]) -> _Entry | None:
@@ -463,37 +497,16 @@ def extract_archive(path: Path, name: str, dest: Path, limits: Limits) -> list[S
     are skipped with a reason; per-file, total and ratio limits apply. Returns what was skipped.
     """
     skipped: list[SkippedFile] = []
-    total = 0
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
-        return [SkippedFile(name, f"not a readable zip archive ({e})")]
-    with zf:
-        for info in zf.infolist():
-            if info.is_dir():
-                continue
-            display = f"{name}:{info.filename}"
-            try:
-                rel = safe_relpath(info.filename)
-            except ValueError as e:
-                skipped.append(SkippedFile(display, str(e)))
-                continue
-            ext = posixpath.splitext(rel)[1].lower()
-            reason = skip_reason_for_name(rel) if ext not in LABEL_EXTENSIONS else (
-                "hidden file or folder" if any(x.startswith(".") or x == "__MACOSX" for x in rel.split("/")) else None)
-            reason = reason or _member_reason(info, limits, total)
-            if reason:
-                skipped.append(SkippedFile(display, reason))
-                continue
-            total += info.file_size
-            target = dest / rel
+    with ExitStack() as stack:
+        for m in _walk_zip(path, name, limits, skipped, [0], stack, _import_name_reason):
+            target = dest / m.rel
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                with zf.open(info) as src, open(target, "wb") as out:
+                with m.zf.open(m.info) as src, open(target, "wb") as out:
                     shutil.copyfileobj(src, out, 1 << 20)
             except (zipfile.BadZipFile, OSError, EOFError) as e:
                 target.unlink(missing_ok=True)
-                skipped.append(SkippedFile(display, f"corrupt zip member ({e})"))
+                skipped.append(SkippedFile(m.display, f"corrupt zip member ({e})"))
     return skipped
 
 

@@ -2,7 +2,7 @@
 
     python bench/auto_annotate.py [--n 200] [--model PATH] [--device cpu] [--reps 2]
 
-Writes N deterministic demo scenes (annotator.demo.scene_jpeg, 640x480) into one folder, then, in the same
+Writes N deterministic demo scenes (annotator.demo.scenes.scene_jpeg, 640x480) into one folder, then, in the same
 run and at the same settings (the model's training imgsz unless --imgsz, conf 0.25, iou 0.7, max_det 300):
 
   raw   YOLO(model).predict(source=FOLDER, batch=b, stream=True, verbose=False), consuming the generator,
@@ -37,13 +37,10 @@ FIRST_SEED = 3_000_000  # far from the demo model's training seeds and from chec
 
 # --- images ------------------------------------------------------------------------------------------------
 def _write_scenes(args: tuple[str, list[int]]) -> int:
-    from annotator import demo
+    from annotator.demo import scenes
 
     folder, seeds = args
-    for s in seeds:
-        data, _ = demo.scene_jpeg(s)
-        (Path(folder) / f"scene_{s:07d}.jpg").write_bytes(data)
-    return len(seeds)
+    return len(scenes.write_scenes(Path(folder), seeds))
 
 
 def write_scenes(folder: Path, n: int, first_seed: int, workers: int) -> float:
@@ -279,14 +276,14 @@ def main(argv=None) -> int:
     with temp_workdir("annotator-bench-annotate-", keep=args.keep, parent=args.tmp) as work:
         data_dir = set_data_dir(work / "data")  # before importing annotator
         use_repo_package()
-        from annotator import demo
+        from annotator.demo import scenes
         from annotator.launch import start_jobs
         from annotator.services import Services
         from annotator.settings import Settings
 
         settings = Settings.from_env()
         settings.prepare()  # offline-safe ultralytics, config under the temp data folder
-        model_path = Path(args.model or demo.DEMO_MODEL_PATH).resolve()
+        model_path = Path(args.model or scenes.DEMO_MODEL_PATH).resolve()
         if not model_path.is_file():
             print(f"error: no model at {model_path} (pass --model PATH)", file=sys.stderr)
             return 2
@@ -299,7 +296,7 @@ def main(argv=None) -> int:
         services = Services.open(settings)
         monitor = None
         try:
-            project = services.projects.create_project("bench", list(demo.CLASSES))
+            project = services.projects.create_project("bench", list(scenes.CLASSES))
             t = time.perf_counter()
             report = services.images.add_images(project, [folder], dataset="scenes")
             add_s = time.perf_counter() - t

@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     with temp_workdir("annotator-bench-editor-", keep=args.keep, parent=args.tmp) as work:
         set_data_dir(work / "data")
         use_repo_package()
-        from annotator.demo import scene_jpeg
+        from annotator.demo.scenes import scene_jpeg
         from annotator.launch import start
         from annotator.settings import Settings
         from annotator.types import Box

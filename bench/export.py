@@ -2,7 +2,7 @@
 
     python bench/export.py [--images 10000] [--boxes 100000] [--reps 2]
 
-Builds one project through Services: --real (20) generated demo scenes (annotator.demo.scene_jpeg) are
+Builds one project through Services: --real (20) generated demo scenes (annotator.demo.scenes.scene_jpeg) are
 uploaded with Services.add_images; the other image ROWS come from Store.add_images and point at those same
 stored files (distinct sha256 and rel_path, reused file/thumb), so the export reads --images real files
 without generating them. --boxes human boxes go in through Store.insert_boxes, and every image is approved
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
         use_repo_package()
         import annotator.formats.coco as coco_mod
         import annotator.formats.yolo as yolo_mod
-        from annotator.demo import scene_jpeg
+        from annotator.demo.scenes import scene_jpeg
         from annotator.services import Services
         from annotator.settings import Settings
         from annotator.store import Store

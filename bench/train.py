@@ -2,12 +2,13 @@
 
     python bench/train.py [--n 100] [--epochs 10] [--imgsz 160] [--batch 16] [--device cpu] [--reps 1]
 
-Writes N deterministic demo scenes (annotator.demo.scene_jpeg, 640x480) with their exact boxes, split
+Writes N deterministic demo scenes (annotator.demo.scenes.scene_jpeg, 640x480) with their exact boxes, split
 80/20 by index, then, in the same run, with the same base (the demo model annotator/assets/demo_shapes.pt),
 epochs, imgsz, batch, device, seed and ultralytics defaults (plots on):
 
-  raw   a YOLO dataset written by hand (images/, labels/, data.yaml) and YOLO(base).train(...), timed
-        from the train call to its return (ultralytics' final validation of best.pt included)
+  raw   a plain YOLO dataset (images/, labels/, data.yaml, written before timing by annotator.formats.yolo's
+        writer) and YOLO(base).train(...), timed from the train call to its return (ultralytics' final
+        validation of best.pt included)
   ours  the same images ingested into a project with the same boxes (approved) and the same splits, a
         JobMonitor with its local worker (warmed up by an evaluation job before timing), then
         Services.train_model(...) until the job has succeeded AND the model is registered in DuckDB.
@@ -34,35 +35,25 @@ FIRST_SEED = 4_000_000  # far from the demo model's training seeds and from chec
 
 
 def write_scenes(folder: Path, n: int) -> dict[str, list]:
-    from annotator import demo
+    """scene_<i>.jpg files in ``folder``; returns file name -> its boxes (annotator.types.Box)."""
+    from annotator.demo import scenes
 
-    folder.mkdir(parents=True, exist_ok=True)
-    truth = {}
-    for i in range(n):
-        data, boxes = demo.scene_jpeg(FIRST_SEED + i)
-        name = f"scene_{i:04d}.jpg"
-        (folder / name).write_bytes(data)
-        truth[name] = boxes
-    return truth
+    return scenes.write_scenes(folder, range(FIRST_SEED, FIRST_SEED + n), name="scene_{i:04d}.jpg")
 
 
 def split_of(name: str) -> str:
     return "val" if int(name[6:10]) % 5 == 4 else "train"  # 80/20 by index
 
 
-def raw_dataset(root: Path, scenes: Path, truth: dict) -> Path:
-    """The dataset a person writes by hand for ultralytics."""
-    from annotator import demo
+def raw_dataset(root: Path, folder: Path, truth: dict) -> Path:
+    """The plain YOLO dataset ultralytics trains on (the scenes copied, their labels, data.yaml)."""
+    from annotator.demo import scenes
+    from annotator.formats import ExportImage
+    from annotator.formats.yolo import write_yolo
 
-    for name, boxes in truth.items():
-        split = split_of(name)
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
-        (root / "images" / split / name).write_bytes((scenes / name).read_bytes())
-        lines = demo.yolo_label_lines(boxes, 640, 480)
-        (root / "labels" / split / name.replace(".jpg", ".txt")).write_text("".join(f"{x}\n" for x in lines))
-    names = "".join(f"  {i}: {c}\n" for i, c in enumerate(demo.CLASSES))
-    (root / "data.yaml").write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n{names}")
+    records = [ExportImage(id=i, file_name=name, width=640, height=480, split=split_of(name), boxes=tuple(boxes),
+                           source=folder / name) for i, (name, boxes) in enumerate(sorted(truth.items()))]
+    write_yolo(root, records, scenes.CLASSES)
     return root / "data.yaml"
 
 
@@ -110,26 +101,24 @@ def main() -> int:
     with temp_workdir("bench-train-", keep=args.keep) as work:
         set_data_dir(work / "data")
         use_repo_package()
-        from annotator import demo
+        from annotator.demo import scenes
         from annotator.launch import start_jobs
         from annotator.services import Services
         from annotator.settings import Settings
-        from annotator.types import Box
 
         settings = Settings.from_env()
         services = Services.open(settings)  # prepare(): offline ultralytics, config in the data folder
         truth = write_scenes(work / "scenes", args.n)
         data_yaml = raw_dataset(work / "raw-dataset", work / "scenes", truth)
 
-        p = services.projects.create_project("Bench", list(demo.CLASSES))
+        p = services.projects.create_project("Bench", list(scenes.CLASSES))
         services.images.add_images(p, [(work / "scenes", "scenes")], dataset="scenes")
         images = services.images.list_images(p, page_size=500).images
-        services.ctx.store.insert_boxes([(im.id, Box(x1, y1, x2, y2, class_idx=c)) for im in images
-                                     for c, x1, y1, x2, y2 in truth[im.rel_path]])
+        services.ctx.store.insert_boxes([(im.id, b) for im in images for b in truth[im.rel_path]])
         services.ctx.store.set_review_status([i.id for i in images], "approved", "bench")
         for split in ("train", "val"):
             services.splits.set_split(p, split, image_ids=[i.id for i in images if split_of(i.rel_path) == split])
-        services.models.add_model(p, demo.DEMO_MODEL_PATH, name="demo-shapes")
+        services.models.add_model(p, scenes.DEMO_MODEL_PATH, name="demo-shapes")
 
         monitor = start_jobs(services, local_worker=True, interval=0.2)
         try:
@@ -140,7 +129,7 @@ def main() -> int:
             print(f"worker start + warm-up evaluation: {time.perf_counter() - t:.1f} s (not timed)")
             raw_runs, ours_runs = [], []
             for rep in range(args.reps):
-                raw_runs.append(run_raw(data_yaml, work / "raw-runs", demo.DEMO_MODEL_PATH, args))
+                raw_runs.append(run_raw(data_yaml, work / "raw-runs", scenes.DEMO_MODEL_PATH, args))
                 print(f"rep {rep}: raw {raw_runs[-1][0]:.1f} s", flush=True)
                 ours_runs.append(run_ours(services, p, args, rep))
                 print(f"rep {rep}: ours {ours_runs[-1][0]:.1f} s {ours_runs[-1][2]}", flush=True)

@@ -12,7 +12,7 @@ from gradio_client.exceptions import AppError
 from annotator.launch import start
 from annotator.settings import Settings
 
-from annotator import demo
+from annotator.demo import scenes
 
 from .imagegen import jpeg_bytes
 from .support import free_port
@@ -109,7 +109,7 @@ def test_fresh_app_opens_the_demo_and_auto_annotates_it(tmp_path):
         (demo_project,) = client.predict(api_name="/list_projects")
         assert demo_project["name"] == "Demo" and demo_project["images"] == 24
         models = client.predict("Demo", api_name="/list_models")
-        assert [m["name"] for m in models] == ["demo-shapes"] and models[0]["classes"] == list(demo.CLASSES)
+        assert [m["name"] for m in models] == ["demo-shapes"] and models[0]["classes"] == list(scenes.CLASSES)
         mapping = client.predict("Demo", "demo-shapes", api_name="/class_mapping")
         job = client.predict("Demo", "demo-shapes", [], 0.25, 0.7, 0, 300, "cpu", 0, "unreviewed", mapping,
                              api_name="/auto_annotate")

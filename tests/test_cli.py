@@ -103,9 +103,9 @@ def test_while_the_app_runs_the_cli_goes_through_its_api(tmp_path, photos):
         assert again.returncode == 2 and "already exists" in again.stderr and "&#x27;" not in again.stderr
 
         # Models and auto-annotation through the app's API: its worker runs the job, the CLI follows it.
-        from annotator import demo
+        from annotator.demo import scenes
 
-        run_cli(data, "models", "add", "Live", str(demo.DEMO_MODEL_PATH), "--name", "demo")
+        run_cli(data, "models", "add", "Live", str(scenes.DEMO_MODEL_PATH), "--name", "demo")
         assert "demo" in run_cli(data, "models", "list", "Live").stdout
         done = run_cli(data, "annotate", "Live", "--model", "demo", "--map", "circle=a", "--map", "square=b",
                        "--map", "triangle=skip", "--wait", "--json")
@@ -145,16 +145,16 @@ def test_a_foreign_lock_holder_is_named(tmp_path):
 
 def test_models_and_annotate_wait_without_the_app(tmp_path):
     """No app running: the CLI owns the store, starts its own worker and prints progress until done."""
-    from annotator import demo
+    from annotator.demo import scenes
 
     data = tmp_path / "data"
     folder = tmp_path / "scenes"
     folder.mkdir()
     for i in range(5):
-        (folder / f"s{i}.jpg").write_bytes(demo.scene_jpeg(80_000 + i)[0])
+        (folder / f"s{i}.jpg").write_bytes(scenes.scene_jpeg(80_000 + i)[0])
     run_cli(data, "project", "create", "Shapes", "--classes", "circle,square,triangle")
     run_cli(data, "ingest", "Shapes", str(folder))
-    added = json.loads(run_cli(data, "models", "add", "Shapes", str(demo.DEMO_MODEL_PATH), "--name", "demo",
+    added = json.loads(run_cli(data, "models", "add", "Shapes", str(scenes.DEMO_MODEL_PATH), "--name", "demo",
                                "--json").stdout)
     assert added["classes"] == ["circle", "square", "triangle"] and added["source"] == "uploaded"
     listed = run_cli(data, "models", "list", "Shapes").stdout

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from annotator import demo
+from annotator.demo import scenes
 from annotator.types import Box, UserError
 
 from . import imagegen
 
 # Class order differs from alphabetical order on purpose: exports must keep the project's order.
 CLASSES = ["triangle", "circle", "square"]
-DEMO_TO_PROJECT = {0: 1, 1: 2, 2: 0}  # demo.CLASSES (circle, square, triangle) -> CLASSES
+DEMO_TO_PROJECT = {0: 1, 1: 2, 2: 0}  # scenes.CLASSES (circle, square, triangle) -> CLASSES
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def world(services, tmp_path):
         folder = src / ("north" if i % 2 else "south")
         folder.mkdir(parents=True, exist_ok=True)
         # the same base name in two folders: export names must stay unique per split
-        (folder / f"frame_{i // 2}.jpg").write_bytes(demo.scene_jpeg(90_000 + i)[0])
+        (folder / f"frame_{i // 2}.jpg").write_bytes(scenes.scene_jpeg(90_000 + i)[0])
     (src / "rotated.jpg").write_bytes(imagegen.jpeg_bytes(200, 100, seed=4, orientation=6))  # stored 100x200
     (src / "negative.png").write_bytes(imagegen.image_bytes("PNG", 64, 48, seed=5))
     services.images.add_images(p, [(src, "cams")], dataset="cams")
@@ -34,8 +34,8 @@ def world(services, tmp_path):
     rows = []
     for i in range(8):
         img = images[f"{'north' if i % 2 else 'south'}/frame_{i // 2}.jpg"]
-        for c, x1, y1, x2, y2 in demo.scene(90_000 + i)[1]:
-            rows.append((img.id, Box(x1, y1, x2, y2, class_idx=DEMO_TO_PROJECT[c], source="human")))
+        for b in scenes.scene(90_000 + i)[1]:
+            rows.append((img.id, Box(*b.xyxy, class_idx=DEMO_TO_PROJECT[b.class_idx], source="human")))
     rot = images["rotated.jpg"]
     assert (rot.width, rot.height) == (100, 200)
     rows.append((rot.id, Box(80, 150, 140, 260, class_idx=0, source="human")))  # crosses the border: clamped
@@ -152,7 +152,7 @@ def test_cli_export_writes_the_zip_where_asked(tmp_path):
     data = tmp_path / "data"
     src = tmp_path / "one"
     src.mkdir()
-    (src / "a.jpg").write_bytes(demo.scene_jpeg(5)[0])
+    (src / "a.jpg").write_bytes(scenes.scene_jpeg(5)[0])
     run_cli(data, "project", "create", "C", "--classes", "circle,square,triangle")
     run_cli(data, "ingest", "C", str(src))
     refused = run_cli(data, "export", "C", "--format", "yolo", check=False)

@@ -35,7 +35,14 @@ def by_image(result: ReadResult) -> dict[str, LabelRecord]:
     return {r.image: r for r in result.records}
 
 
-def assert_boxes(got, want, tol=1e-3):
+def named(res: ReadResult, boxes) -> list[tuple]:
+    """A record's boxes as (class name, x1, y1, x2, y2): class_idx indexes the result's class_names."""
+    assert all(isinstance(b, Box) and b.source == "import" and b.confidence is None for b in boxes), boxes
+    return [(res.class_names[b.class_idx], *b.xyxy) for b in boxes]
+
+
+def assert_boxes(res: ReadResult, rec: LabelRecord, want, tol=1e-3):
+    got = named(res, rec.boxes)
     assert len(got) == len(want), (got, want)
     for g, w in zip(got, want):
         assert g[0] == w[0]
@@ -62,10 +69,10 @@ def test_ultralytics_layout_with_splits_dict_names_and_negatives(tmp_path):
     assert {k: r.split for k, r in recs.items()} == {
         "images/test/c.webp": "test", "images/train/a.jpg": "train", "images/train/neg.PNG": "train",
         "images/val/b.png": "val"}
-    assert_boxes(recs["images/train/a.jpg"].boxes, [("Mango", 50, 25, 150, 75), ("zebra", 0, 0, 100, 100)])
+    assert_boxes(res, recs["images/train/a.jpg"], [("Mango", 50, 25, 150, 75), ("zebra", 0, 0, 100, 100)])
     assert (recs["images/train/a.jpg"].width, recs["images/train/a.jpg"].height) == (200, 100)
     assert recs["images/train/neg.PNG"].boxes == () and recs["images/val/b.png"].boxes == ()
-    assert_boxes(recs["images/test/c.webp"].boxes, [("apple", 0, 0, 80, 60)])
+    assert_boxes(res, recs["images/test/c.webp"], [("apple", 0, 0, 80, 60)])
 
 
 def test_roboflow_layout_one_folder_down_list_names(tmp_path):
@@ -85,7 +92,7 @@ def test_roboflow_layout_one_folder_down_list_names(tmp_path):
     recs = by_image(res)
     assert {k: r.split for k, r in recs.items()} == {
         p + "train/images/a.jpg": "train", p + "valid/images/b.jpeg": "val", p + "test/images/c.jpg": "test"}
-    assert_boxes(recs[p + "train/images/a.jpg"].boxes, [("ant", 40, 20, 60, 30)])
+    assert_boxes(res, recs[p + "train/images/a.jpg"], [("ant", 40, 20, 60, 30)])
     assert recs[p + "test/images/c.jpg"].boxes == ()
 
 
@@ -96,12 +103,12 @@ def test_flat_layout_classes_txt_and_no_names(tmp_path):
     res = yolo.read_yolo(tmp_path, pil_size)
     assert res.problems == [] and res.class_names == CLASSES
     assert res.records[0].split is None
-    assert_boxes(res.records[0].boxes, [("Mango", 25, 25, 75, 75)])
+    assert_boxes(res, res.records[0], [("Mango", 25, 25, 75, 75)])
 
     (tmp_path / "classes.txt").unlink()
     res = yolo.read_yolo(tmp_path, pil_size)
     assert res.problems == [] and res.class_names == ["0", "1", "2"]
-    assert res.records[0].boxes[0][0] == "2"
+    assert named(res, res.records[0].boxes)[0][0] == "2"
 
 
 def test_exif_rotated_image_uses_the_callers_size(tmp_path):
@@ -111,7 +118,7 @@ def test_exif_rotated_image_uses_the_callers_size(tmp_path):
     assert res.problems == []
     rec = res.records[0]
     assert (rec.width, rec.height) == (100, 200)
-    assert_boxes(rec.boxes, [("0", 0, 0, 100, 200)])
+    assert_boxes(res, rec, [("0", 0, 0, 100, 200)])
 
 
 def test_bad_rows_are_reported_with_file_and_line_and_the_rest_is_kept(tmp_path):
@@ -143,7 +150,7 @@ def test_bad_rows_are_reported_with_file_and_line_and_the_rest_is_kept(tmp_path)
     assert len(probs) == 8
     recs = by_image(res)
     assert sorted(recs) == ["images/train/x.jpg"]  # u.jpg's labels are unknown: not passed off as a negative
-    assert_boxes(recs["images/train/x.jpg"].boxes, [("a", 40, 40, 60, 60), ("b", 90, 40, 100, 60),
+    assert_boxes(res, recs["images/train/x.jpg"], [("a", 40, 40, 60, 60), ("b", 90, 40, 100, 60),
                                                     ("b", 40, 40, 60, 60)])
 
 
@@ -163,7 +170,7 @@ def test_bad_data_yaml_is_a_problem_and_indices_are_used(tmp_path):
     put(tmp_path, "labels/a.txt", "1 0.5 0.5 1 1\n")
     res = yolo.read_yolo(tmp_path, pil_size)
     assert [f for f, _ in res.problems] == ["data.yaml"] and "invalid YAML" in res.problems[0][1]
-    assert res.class_names == ["0", "1"] and res.records[0].boxes[0][0] == "1"
+    assert res.class_names == ["0", "1"] and named(res, res.records[0].boxes)[0][0] == "1"
 
 
 # ---- round trips through the writers ----------------------------------------------------------------------
@@ -200,7 +207,7 @@ def test_yolo_round_trip(tmp_path):
         split, boxes = want[Path(rec.image).name]
         assert rec.image == f"images/{split}/{Path(rec.image).name}" and rec.split == split
         w, h = next((im.width, im.height) for im in images if im.file_name == Path(rec.image).name)
-        assert_boxes(rec.boxes, boxes, tol=1e-6 * max(w, h) + 1e-9)  # six decimals
+        assert_boxes(res, rec, boxes, tol=1e-6 * max(w, h) + 1e-9)  # six decimals
 
 
 @pytest.mark.parametrize("per_split", [False, True])
@@ -221,7 +228,7 @@ def test_coco_round_trip(tmp_path, per_split):
             assert rec.split == (split if per_split else None)
             im = next(i for i in images if i.file_name == rec.image)
             assert (rec.width, rec.height) == (im.width, im.height)
-            assert_boxes(rec.boxes, boxes)
+            assert_boxes(res, rec, boxes)
             seen[rec.image] = rec
     assert sorted(seen) == sorted(want)
 
@@ -249,7 +256,7 @@ def test_coco_sparse_category_ids_any_base(tmp_path, ids):
     assert res.class_names == CLASSES  # category id order
     recs = by_image(res)
     assert sorted(recs) == ["a.jpg", "sub/neg.jpg"] and all(r.split == "train" for r in res.records)
-    assert_boxes(recs["a.jpg"].boxes, [("Mango", 10, 20, 40, 60), ("zebra", 90, 70, 100, 80)])  # iscrowd kept
+    assert_boxes(res, recs["a.jpg"], [("Mango", 10, 20, 40, 60), ("zebra", 90, 70, 100, 80)])  # iscrowd kept
     assert recs["sub/neg.jpg"].boxes == () and (recs["sub/neg.jpg"].width, recs["sub/neg.jpg"].height) == (50, 50)
     reasons = [r for f, r in res.problems]
     assert all(f == "_annotations.coco.json" for f, _ in res.problems)

@@ -4,6 +4,7 @@ from annotator.geometry import (
     area_xyxy,
     clamp_xyxy,
     iou_xyxy,
+    overlap_of_smaller_xyxy,
     xywh_to_xyxy,
     xyxy_to_xywh,
     xyxy_to_yolo,
@@ -83,6 +84,20 @@ def test_clamp(box, expected):
 def test_iou(a, b, expected):
     assert iou_xyxy(a, b) == pytest.approx(expected)
     assert iou_xyxy(b, a) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "a,b,expected",
+    [
+        ((0, 0, 10, 10), (2, 2, 4, 4), 1.0),  # contained: all of the smaller box is covered (IoU 0.04)
+        ((0, 0, 10, 10), (5, 0, 25, 10), 0.5),
+        ((0, 0, 10, 10), (10, 0, 20, 10), 0.0),  # touching edges
+        ((0, 0, 0, 0), (0, 0, 10, 10), 0.0),  # an empty box: no division by zero
+    ],
+)
+def test_overlap_of_smaller(a, b, expected):
+    assert overlap_of_smaller_xyxy(a, b) == pytest.approx(expected)
+    assert overlap_of_smaller_xyxy(b, a) == pytest.approx(expected)
 
 
 def test_area():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from annotator.geometry import area_xyxy, clamp_xyxy
-from annotator.types import UserError
+from annotator.types import REVIEW_STATES, UserError
 
 from . import imagegen
 from .test_export import world  # noqa: F401 - the fixture: a labelled, partly approved project
@@ -20,7 +20,7 @@ def _by_sha_and_class(services, project) -> dict[str, list[tuple]]:
     """stored file's sha256 -> sorted (class name, rounded xyxy) of its boxes, comparable across projects."""
     p = services.projects.get_project(project)
     out = {}
-    images, _ = services.ctx.store.export_rows(p.id, None, ("approved", "unreviewed", "rejected"))
+    images, _ = services.ctx.store.export_rows(p.id, None, REVIEW_STATES)
     boxes = services.ctx.store.boxes_for_images([i.id for i in images])
     for img in images:  # normalized as every export writes them: clamped to the image, zero-area dropped
         norm = [(p.class_names[b.class_idx], clamp_xyxy(b.xyxy, img.width, img.height)) for b in boxes[img.id]]
@@ -142,6 +142,37 @@ def test_coco_refusals(services, project, tmp_path):
         zf.writestr("annotations.json", json.dumps(doc))
     r = services.transfer.import_labels(project, [labels_only], "coco")
     assert r["boxes"] == 1 and r["per_class"] == {"square": 1} and r["images_added"] == 0
+
+
+def test_coco_files_with_different_category_orders_merge_by_name(services, project, tmp_path):
+    """Each JSON numbers its own categories: a box's class is remapped onto the merged class list."""
+    archive = tmp_path / "coco.zip"
+    anns = {  # split -> (categories, [(category id, bbox)])
+        "train": ([{"id": 1, "name": "square"}, {"id": 2, "name": "circle"}],
+                  [(1, [0, 0, 10, 10]), (2, [5, 5, 10, 10])]),
+        "val": ([{"id": 1, "name": "circle"}, {"id": 2, "name": "hexagon"}, {"id": 3, "name": "square"}],
+                [(1, [0, 0, 20, 20]), (2, [1, 1, 5, 5]), (3, [2, 2, 8, 8])]),
+    }
+    with zipfile.ZipFile(archive, "w") as zf:
+        for k, (split, (cats, boxes)) in enumerate(anns.items()):
+            zf.writestr(f"images/{split}/{split}.jpg", imagegen.jpeg_bytes(64, 48, seed=20 + k))
+            doc = {"images": [{"id": 1, "file_name": f"{split}.jpg", "width": 64, "height": 48}],
+                   "annotations": [{"id": i + 1, "image_id": 1, "category_id": c, "bbox": b}
+                                   for i, (c, b) in enumerate(boxes)],
+                   "categories": cats}
+            zf.writestr(f"annotations/instances_{split}.json", json.dumps(doc))
+    analysis = services.transfer.analyze_labels(project, [archive], "coco")
+    assert [(c["source"], c["boxes"], c["project"]) for c in analysis["classes"]] == [
+        ("square", 2, "square"), ("circle", 2, "circle"), ("hexagon", 1, None)]
+    r = services.transfer.import_labels(project, [archive], "coco")
+    assert r["per_class"] == {"square": 2, "circle": 2} and r["dropped_by_class"] == {"hexagon": 1}
+    p = services.projects.get_project(project.name)
+    stored = {i.rel_path: sorted((p.class_names[b.class_idx], b.xyxy) for b in services.ctx.store.boxes_for_image(i.id))
+              for i in services.images.list_images(project).images}
+    assert stored == {
+        "images/train/train.jpg": [("circle", (5.0, 5.0, 15.0, 15.0)), ("square", (0.0, 0.0, 10.0, 10.0))],
+        "images/val/val.jpg": [("circle", (0.0, 0.0, 20.0, 20.0)), ("square", (2.0, 2.0, 10.0, 10.0))],
+    }
 
 
 def test_cli_import(tmp_path):

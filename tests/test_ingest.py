@@ -543,3 +543,39 @@ def test_garbage_is_skipped_after_ultralytics_patched_pil(services, project, tmp
     assert report.added == ["good.jpg"]
     assert [(s.name, s.reason) for s in report.skipped] == [
         ("bad.jpg", "not a readable image (unknown format or damaged header)")]
+
+
+def test_extract_archive_applies_the_upload_safety_rules_and_keeps_label_files(tmp_path):
+    """Label imports extract through the same zip walk as uploads: images and label files (an empty label
+    file is a negative, kept) land; zip-slip, links, hidden files, other files and zip bombs do not."""
+    z = imagegen.zip_bomb(tmp_path / "in" / "labelled.zip", size=4 << 20, name="labels/bomb.txt")
+    img = imagegen.jpeg_bytes(40, 30, seed=71)
+    with zipfile.ZipFile(z, "a") as zf:
+        zf.writestr("images/a.jpg", img)
+        zf.writestr("labels/a.txt", "0 0.5 0.5 0.2 0.2\n")
+        zf.writestr("labels/neg.txt", "")
+        zf.writestr("data.yaml", "names: [a]\n")
+        zf.writestr("../escape.txt", "0 0.5 0.5 0.1 0.1\n")
+        zf.writestr("labels/.hidden.txt", "x")
+        zf.writestr("__MACOSX/labels/._a.txt", "x")
+        zf.writestr("notes.md", "not a label")
+        link = zipfile.ZipInfo("labels/link.txt")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(link, "/etc/passwd")
+    dest = tmp_path / "out"
+    skipped = {s.name: s.reason for s in ingest.extract_archive(z, "labelled.zip", dest, Limits())}
+    assert _files_under(dest) == ["data.yaml", "images/a.jpg", "labels/a.txt", "labels/neg.txt"]
+    assert (dest / "images" / "a.jpg").read_bytes() == img and (dest / "labels" / "neg.txt").read_bytes() == b""
+    assert set(skipped) == {f"labelled.zip:{n}" for n in ("labels/bomb.txt", "../escape.txt", "labels/.hidden.txt",
+                                                          "__MACOSX/labels/._a.txt", "notes.md", "labels/link.txt")}
+    assert "compression ratio" in skipped["labelled.zip:labels/bomb.txt"]
+    assert "zip-slip" in skipped["labelled.zip:../escape.txt"]
+    assert skipped["labelled.zip:labels/.hidden.txt"] == skipped["labelled.zip:__MACOSX/labels/._a.txt"] == (
+        "hidden file or folder")
+    assert "not an image file" in skipped["labelled.zip:notes.md"]
+    assert "symbolic link" in skipped["labelled.zip:labels/link.txt"]
+    assert list(tmp_path.rglob("escape.txt")) == []
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip")
+    (only,) = ingest.extract_archive(bad, "bad.zip", dest, Limits())
+    assert only.name == "bad.zip" and "not a readable zip archive" in only.reason

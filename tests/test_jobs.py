@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from annotator import demo
+from annotator.demo import scenes
+from annotator.geometry import iou_xyxy
 from annotator.launch import start_jobs
 from annotator.services import Services
 from annotator.settings import Settings
@@ -22,7 +23,7 @@ from annotator.types import Box, UserError
 
 from .support import wait_for_job, worker_world
 
-MODEL = Path(os.environ.get("ANNOTATOR_TEST_MODEL") or demo.DEMO_MODEL_PATH)
+MODEL = Path(os.environ.get("ANNOTATOR_TEST_MODEL") or scenes.DEMO_MODEL_PATH)
 
 
 @pytest.fixture
@@ -34,15 +35,9 @@ def jobs_world(tmp_path):
 
 def _scenes(services: Services, tmp_path: Path, n: int, first_seed: int = 50_000, dataset: str = "scenes"):
     folder = tmp_path / f"{dataset}-src"
-    folder.mkdir()
-    truth = {}
-    for i in range(n):
-        data, boxes = demo.scene_jpeg(first_seed + i)
-        name = f"scene_{i:03d}.jpg"
-        (folder / name).write_bytes(data)
-        truth[name] = boxes
+    truth = scenes.write_scenes(folder, range(first_seed, first_seed + n), name="scene_{i:03d}.jpg")
     p = services.projects.get_project("Shapes") if services.ctx.store.find_project("Shapes") else services.projects.create_project(
-        "Shapes", list(demo.CLASSES))
+        "Shapes", list(scenes.CLASSES))
     services.images.add_images(p, [(folder, dataset)], dataset=dataset)
     if not services.models.list_models(p):
         services.models.add_model(p, MODEL, name="demo-shapes")
@@ -72,18 +67,10 @@ def test_auto_annotation_finds_the_shapes(jobs_world, tmp_path):
     for img in services.images.list_images(p).images:
         boxes = _model_boxes(services, img.id)
         assert all(b.job_id == job.id and b.model_id == job.model_id and 0 < b.confidence <= 1 for b in boxes)
-        for cls, *xyxy in truth[img.rel_path]:  # demo boxes: (class, x1, y1, x2, y2)
+        for t in truth[img.rel_path]:
             total += 1
-            found += any(b.class_idx == cls and _iou(b.xyxy, xyxy) >= 0.5 for b in boxes)
+            found += any(b.class_idx == t.class_idx and iou_xyxy(b.xyxy, t.xyxy) >= 0.5 for b in boxes)
     assert total > 12 and found / total >= 0.85, f"recall {found}/{total}"
-
-
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union else 0.0
 
 
 def test_rerun_replaces_machine_boxes_and_never_touches_human_work(jobs_world, tmp_path):
@@ -195,7 +182,7 @@ def test_orphaned_running_job_is_reconciled(tmp_path, kind, params, hint):
 
 def test_queued_job_cancels_without_a_worker(tmp_path, services, project):
     src = tmp_path / "one.jpg"
-    src.write_bytes(demo.scene_jpeg(1)[0])
+    src.write_bytes(scenes.scene_jpeg(1)[0])
     services.images.add_images(project, [src])
     services.models.add_model(project, MODEL, name="m")
     job = services.annotation.start_annotation(project, "m")
@@ -218,7 +205,7 @@ def test_refusals_name_the_problem(services, project, tmp_path):
     other = services.projects.create_project("Other", ["dog", "cat"])
     services.models.add_model(other, MODEL, name="m")
     src = tmp_path / "x.jpg"
-    src.write_bytes(demo.scene_jpeg(2)[0])
+    src.write_bytes(scenes.scene_jpeg(2)[0])
     services.images.add_images(other, [src])
     with pytest.raises(UserError, match="None of the model's classes"):
         services.annotation.start_annotation(other, "m")
@@ -237,7 +224,7 @@ def test_demo_project_is_created_once(settings):
     services = Services.open(settings)
     try:
         p = services.images.ensure_demo(n_images=6)
-        assert p is not None and p.class_names == list(demo.CLASSES)
+        assert p is not None and p.class_names == list(scenes.CLASSES)
         assert services.images.list_images(p).total == 6
         assert [m.name for m in services.models.list_models(p)] == ["demo-shapes"]
         assert services.images.ensure_demo() is None  # not twice

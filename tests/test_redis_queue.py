@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from annotator import demo
+from annotator.demo import scenes
 from annotator.launch import start_jobs
 from annotator.services import Services
 from annotator.settings import Settings
@@ -50,10 +50,10 @@ def test_auto_annotation_through_redis(redis_url, tmp_path):
         folder = tmp_path / "scenes"
         folder.mkdir()
         for i in range(4):
-            (folder / f"{i}.jpg").write_bytes(demo.scene_jpeg(70_000 + i)[0])
-        p = services.projects.create_project("R", list(demo.CLASSES))
+            (folder / f"{i}.jpg").write_bytes(scenes.scene_jpeg(70_000 + i)[0])
+        p = services.projects.create_project("R", list(scenes.CLASSES))
         services.images.add_images(p, [folder])
-        services.models.add_model(p, demo.DEMO_MODEL_PATH, name="demo")
+        services.models.add_model(p, scenes.DEMO_MODEL_PATH, name="demo")
         job = services.annotation.start_annotation(p, "demo")
         deadline = time.time() + 120
         while services.jobs.get_job(job.id).active and time.time() < deadline:

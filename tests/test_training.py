@@ -4,14 +4,16 @@ app-side monitor, 1-2 epochs at imgsz 64. Also cancel mid-training, the CUDA out
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from annotator import checkpoints, demo
+from annotator import checkpoints
+from annotator.demo import scenes
 from annotator.services import Services
 from annotator.settings import Settings
-from annotator.types import Box, UserError
+from annotator.types import UserError
 
 from .support import wait_for_job, worker_world
 
@@ -21,21 +23,16 @@ IMGSZ = 64
 def _scenes(services: Services, tmp_path: Path, n: int, approve: int | None = None, first_seed: int = 60_000):
     """A 'Shapes' project with n scenes (256x192) whose true boxes are stored; the first ``approve`` approved."""
     folder = tmp_path / f"scenes-{first_seed}"
-    folder.mkdir()
-    truth = {}
-    for i in range(n):
-        data, boxes = demo.scene_jpeg(first_seed + i, 256, 192)
-        (folder / f"scene_{i:03d}.jpg").write_bytes(data)
-        truth[f"scene_{i:03d}.jpg"] = boxes
-    p = services.ctx.store.find_project("Shapes") or services.projects.create_project("Shapes", list(demo.CLASSES))
+    truth = scenes.write_scenes(folder, range(first_seed, first_seed + n), 256, 192, name="scene_{i:03d}.jpg")
+    p = services.ctx.store.find_project("Shapes") or services.projects.create_project("Shapes", list(scenes.CLASSES))
     services.images.add_images(p, [(folder, "scenes")], dataset="scenes")
     images = [i for i in services.images.list_images(p, page_size=500).images if i.rel_path in truth]
-    services.ctx.store.insert_boxes([(im.id, Box(x1, y1, x2, y2, class_idx=c, created_by="ann"))
-                                 for im in images for c, x1, y1, x2, y2 in truth[im.rel_path]])
+    services.ctx.store.insert_boxes([(im.id, dataclasses.replace(b, created_by="ann"))
+                                 for im in images for b in truth[im.rel_path]])
     chosen = images if approve is None else images[:approve]
     services.ctx.store.set_review_status([i.id for i in chosen], "approved", "ann")
     if not services.models.list_models(p):
-        services.models.add_model(p, demo.DEMO_MODEL_PATH, name="demo-shapes")
+        services.models.add_model(p, scenes.DEMO_MODEL_PATH, name="demo-shapes")
     return p, images
 
 
@@ -76,18 +73,18 @@ def test_fine_tune_registers_a_loadable_model_with_lineage_then_evaluate_and_rea
     m = services.models.get_model(p, job.result["model_id"])
     parent = services.models.get_model(p, "demo-shapes")
     assert (m.source, m.parent_id, m.job_id, m.name) == ("trained", parent.id, job.id, f"demo-shapes-ft{job.id}")
-    assert m.class_names == tuple(demo.CLASSES) and m.params["imgsz"] == IMGSZ
+    assert m.class_names == tuple(scenes.CLASSES) and m.params["imgsz"] == IMGSZ
     assert m.params["snapshot"]["box_hash"] == snap["box_hash"]
     assert m.params["train"]["epochs"] == 2 and m.params["train"]["base"] == "demo-shapes"
     trained_on = services.ctx.store.training_images(job.id)
     assert sorted(i for i, _ in trained_on) == sorted(i.id for i in images[:20])  # the exact data, reproducible
     assert 0 <= m.metrics["mAP50-95"] <= m.metrics["mAP50"] <= 1
-    assert {r["class"] for r in m.metrics["per_class"]} <= set(demo.CLASSES) and m.metrics["per_class"]
+    assert {r["class"] for r in m.metrics["per_class"]} <= set(scenes.CLASSES) and m.metrics["per_class"]
     assert m.metrics["speed"]["inference"] > 0 and m.metrics["speed"]["images"] >= 1
     assert m.metrics["onnx"]["ok"] is False and "not requested" in m.metrics["onnx"]["detail"]
     weights = services.models.model_file(m)
-    assert weights.is_file() and checkpoints.inspect_checkpoint(weights).class_names == tuple(demo.CLASSES)
-    assert _loads(weights) == list(demo.CLASSES)
+    assert weights.is_file() and checkpoints.inspect_checkpoint(weights).class_names == tuple(scenes.CLASSES)
+    assert _loads(weights) == list(scenes.CLASSES)
     view = services.training.training_view(job.id)
     assert Path(view["plots"]["confusion_matrix"]).is_file() and Path(view["plots"]["pr_curve"]).is_file()
     jdir = services.settings.job_dir(job.id)
@@ -127,7 +124,7 @@ def test_cancel_mid_training_keeps_a_usable_best_pt(world, tmp_path):
     assert 1 <= finished < 40 and "cancel requested" in job.log
     m = services.models.get_model(p, "cut-short")
     assert m.parent_id is None and m.metrics["cancelled"] and m.metrics["epochs_done"] == finished
-    assert _loads(services.models.model_file(m)) == list(demo.CLASSES)
+    assert _loads(services.models.model_file(m)) == list(scenes.CLASSES)
     assert (services.settings.job_dir(job.id) / "run" / "weights" / "best.pt").is_file()
 
 
@@ -238,11 +235,11 @@ def test_onnx_export_check_exports_a_valid_model_or_says_why(tmp_path, monkeypat
 
     import onnx
 
-    from annotator import demo
+    from annotator.demo import scenes
     from jobs.train import onnx_check
 
     weights = tmp_path / "best.pt"
-    weights.write_bytes(demo.DEMO_MODEL_PATH.read_bytes())
+    weights.write_bytes(scenes.DEMO_MODEL_PATH.read_bytes())
     res = onnx_check(weights, 64, tmp_path)
     assert res["ok"] is True and res["file"] == "best.onnx", res
     onnx.checker.check_model(str(tmp_path / "best.onnx"))

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from annotator.geometry import clamp_xyxy_array
-from annotator.types import IMAGE_EXTENSIONS, SPLITS, Box
+from annotator.types import SPLITS, Box
 
 @dataclass(frozen=True)
 class ExportImage:
@@ -245,7 +245,6 @@ def validate_images(images: Sequence[ExportImage], class_names: Sequence[str], *
 
 # ---- readers (import) -------------------------------------------------------------------------------------
 
-IMAGE_EXTS = tuple(sorted(IMAGE_EXTENSIONS))
 SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 
@@ -256,7 +255,7 @@ class LabelRecord:
 
     image: str
     split: str | None  # "train" | "val" | "test" | None when the layout doesn't say
-    boxes: tuple[tuple[str, float, float, float, float], ...]  # (class name, x1, y1, x2, y2) absolute pixels
+    boxes: tuple[Box, ...]  # absolute pixels; class_idx indexes ReadResult.class_names; source "import"
     width: int | None = None  # from the source when it says (COCO) or from image_size (YOLO, labelled images)
     height: int | None = None
 

@@ -18,7 +18,7 @@ import numpy as np
 from annotator.formats import (BoxTable, DirSink, ExportImage, ExportSummary, LabelRecord, ReadResult, ZipSink,
                                as_sink, is_junk, place_boxes, sort_images, split_of, validate_images)
 from annotator.geometry import area_xyxy, clamp_xyxy, xywh_to_xyxy
-from annotator.types import SPLITS
+from annotator.types import SPLITS, Box
 
 INFO = {"description": "Auto Annotator export", "version": "1.0"}
 
@@ -139,7 +139,7 @@ def _num(v) -> bool:
 
 def from_coco(data, name: str, split: str | None) -> ReadResult:
     """Pure: a loaded COCO dict -> ReadResult. Classes are the categories in category-id order (ids of any
-    base, sparse or not); Roboflow's unused placeholder category (supercategory "none", parent of the others)
+    base, sparse or not; a box's class index is its category's place in that order); Roboflow's unused placeholder category (supercategory "none", parent of the others)
     is left out. ``iscrowd`` boxes are kept like any other. Boxes are clamped to the image when its size is
     known. Every bad image/annotation is a problem naming ``name`` and its id; the rest is kept."""
     result = ReadResult()
@@ -167,6 +167,7 @@ def from_coco(data, name: str, split: str | None) -> ReadResult:
                 and any(isinstance(o, dict) and o.get("supercategory") == c.get("name") for o in cats)):
             del cat_names[c["id"]]
     result.class_names = [cat_names[i] for i in sorted(cat_names)]
+    class_idx = {cat: i for i, cat in enumerate(sorted(cat_names))}  # category id -> index into class_names
     if len(set(result.class_names)) != len(result.class_names):
         problems.append((name, f"category names are not unique: {result.class_names}"))
 
@@ -182,7 +183,7 @@ def from_coco(data, name: str, split: str | None) -> ReadResult:
             continue
         images[im["id"]] = im
         order.append(im["id"])
-    boxes: dict[int, list[tuple[str, float, float, float, float]]] = {i: [] for i in order}
+    boxes: dict[int, list[Box]] = {i: [] for i in order}
     for a in anns:
         if not isinstance(a, dict):
             problems.append((name, f"annotation {a!r:.120} is not an object"))
@@ -211,7 +212,7 @@ def from_coco(data, name: str, split: str | None) -> ReadResult:
             if area_xyxy(xyxy) <= 0.0:
                 problems.append((name, f"{where}: bbox lies outside the {iw}x{ih} image: {bbox}"))
                 continue
-        boxes[im["id"]].append((cat_names[a["category_id"]], *(v + 0.0 for v in xyxy)))
+        boxes[im["id"]].append(Box(*(v + 0.0 for v in xyxy), class_idx=class_idx[a["category_id"]], source="import"))
     for i in order:
         im = images[i]
         w, h = im.get("width"), im.get("height")

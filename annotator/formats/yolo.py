@@ -15,11 +15,11 @@ import yaml
 
 import numpy as np
 
-from annotator.formats import (IMAGE_EXTS, BoxTable, DirSink, ExportImage, ExportSummary, LabelRecord, PlacedBoxes,
+from annotator.formats import (BoxTable, DirSink, ExportImage, ExportSummary, LabelRecord, PlacedBoxes,
                                ReadResult, ZipSink, as_sink, is_junk, place_boxes, sort_images, split_of,
                                stem, validate_images)
 from annotator.geometry import clamp_xyxy, yolo_to_xyxy
-from annotator.types import SPLITS, Box
+from annotator.types import IMAGE_EXTENSIONS, SPLITS, Box
 
 
 def _unit(v: float) -> float:
@@ -185,10 +185,10 @@ def _swap(rel: PurePosixPath, old: str, new: str) -> PurePosixPath:
 
 
 def parse_label_lines(text: str, width: int, height: int, class_names: Sequence[str] | None,
-                      ) -> tuple[list[tuple[int, float, float, float, float]], list[str]]:
-    """Pure: YOLO label text -> ([(class index, x1, y1, x2, y2) absolute], reasons "line N: ...").
+                      ) -> tuple[list[Box], list[str]]:
+    """Pure: YOLO label text -> (absolute boxes, source "import"; reasons "line N: ...").
     ``class_names`` None means the names are unknown (no range check)."""
-    boxes: list[tuple[int, float, float, float, float]] = []
+    boxes: list[Box] = []
     reasons: list[str] = []
     for n, line in enumerate(text.splitlines(), start=1):
         cols = line.split()
@@ -224,7 +224,7 @@ def parse_label_lines(text: str, width: int, height: int, class_names: Sequence[
         if x2 - x1 <= 0.0 or y2 - y1 <= 0.0:
             reasons.append(f"line {n}: zero-size box: {' '.join(cols[1:])}")
             continue
-        boxes.append((cls, x1 + 0.0, y1 + 0.0, x2 + 0.0, y2 + 0.0))
+        boxes.append(Box(x1 + 0.0, y1 + 0.0, x2 + 0.0, y2 + 0.0, class_idx=cls, source="import"))
     return boxes, reasons
 
 
@@ -253,12 +253,12 @@ def read_yolo(root: Path, image_size: Callable[[Path], tuple[int, int] | None]) 
         if is_junk(rel) or not path.is_file():
             continue
         ext = rel.suffix.lower()
-        if ext in IMAGE_EXTS and "labels" not in rel.parts[:-1]:
+        if ext in IMAGE_EXTENSIONS and "labels" not in rel.parts[:-1]:
             images.setdefault((rel.parent.as_posix(), rel.stem.lower()), []).append(rel)
         elif ext == ".txt" and len(rel.parts) > 1:
             labels.append(rel)  # root-level .txt (classes.txt, README*.txt) are never labels
 
-    parsed: dict[PurePosixPath, list[tuple[int, float, float, float, float]]] = {}
+    parsed: dict[PurePosixPath, list[Box]] = {}
     sizes: dict[PurePosixPath, tuple[int, int]] = {}
     failed: set[PurePosixPath] = set()
     max_cls = -1
@@ -302,7 +302,7 @@ def read_yolo(root: Path, image_size: Callable[[Path], tuple[int, int] | None]) 
             result.problems.extend((lab_name, r) for r in reasons)
             parsed[im] = boxes
             sizes[im] = (w, h)
-            max_cls = max([max_cls, *(b[0] for b in boxes)])
+            max_cls = max([max_cls, *(b.class_idx for b in boxes)])
 
     result.class_names = names if names is not None else [str(i) for i in range(max_cls + 1)]
     for group in images.values():
@@ -312,7 +312,7 @@ def read_yolo(root: Path, image_size: Callable[[Path], tuple[int, int] | None]) 
             wh = sizes.get(im)
             result.records.append(LabelRecord(
                 image=prefix + im.as_posix(), split=_layout_split(im),
-                boxes=tuple((result.class_names[c], x1, y1, x2, y2) for c, x1, y1, x2, y2 in parsed.get(im, [])),
+                boxes=tuple(parsed.get(im, ())),
                 width=wh[0] if wh else None, height=wh[1] if wh else None))
     result.records.sort(key=lambda r: r.image)
     return result

@@ -18,10 +18,9 @@ from typing import Sequence
 from .. import ingest
 from ..names import clean_name
 from ..overlay import draw_boxes
-from ..types import IMAGE_EXTENSIONS, Dataset, DuplicateFile, ImageRecord, IngestReport, Project, UserError
+from ..types import Dataset, DuplicateFile, ImageRecord, IngestReport, Project, UserError
 from .context import AppContext, dataset_id, project, review_state
 
-ACCEPTED_EXTENSIONS = IMAGE_EXTENSIONS  # for upload pickers
 CACHE_FILES = 5000  # gallery overlays kept; the oldest go first
 
 
@@ -39,6 +38,18 @@ def drop_stale_staging(ctx: AppContext) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def named_sources(sources, nothing: str) -> list[tuple[Path, str]]:
+    """Uploaded or imported sources -> (path, display name): a path is named by its file name, a
+    ``(path, name)`` pair keeps its name. UserError ``nothing`` when there are none, or naming a missing one."""
+    srcs = [(Path(s[0]), s[1]) if isinstance(s, tuple) else (Path(s), Path(s).name) for s in sources]
+    if not srcs:
+        raise UserError(nothing)
+    for path, name in srcs:
+        if not path.exists():
+            raise UserError(f"{name}: no such file or folder")
+    return srcs
+
+
 def add_images(
     ctx: AppContext,
     ref,
@@ -54,12 +65,7 @@ def add_images(
     ``report.image_ids`` maps each upload path to its image id (added, or the stored copy of a duplicate).
     """
     p = project(ctx, ref)
-    srcs = [(Path(s[0]), s[1]) if isinstance(s, tuple) else (Path(s), Path(s).name) for s in sources]
-    if not srcs:
-        raise UserError("Nothing to upload: choose a .zip, a folder, or image files")
-    for path, name in srcs:
-        if not path.exists():
-            raise UserError(f"{name}: no such file or folder")
+    srcs = named_sources(sources, "Nothing to upload: choose a .zip, a folder, or image files")
     dataset_name = clean_name(dataset or _default_dataset_name(srcs), "Dataset name", forbid="/\\")
     existing = ctx.store.find_dataset(p.id, dataset_name)
     if existing:
@@ -209,7 +215,7 @@ def ensure_demo(ctx: AppContext, n_images: int = 24) -> Project | None:
 
     Runs once per data folder (a marker file remembers it), so deleting the Demo project is final.
     """
-    from .. import demo as scenes  # the runtime half of the demo (scenes, model path)
+    from ..demo import scenes  # the runtime half of the demo (scenes, model path)
     from .models import add_model
     from .projects import create_project
 

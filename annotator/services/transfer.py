@@ -19,7 +19,7 @@ from ..names import slug, unique_export_names
 from ..types import IMAGE_EXTENSIONS, LABEL_EXTENSIONS, Box, UserError
 from . import snapshot
 from .context import AppContext, dataset_ids, project
-from .images import add_images
+from .images import add_images, named_sources
 from .splits import planned_splits
 
 FORMATS = ("yolo", "coco")
@@ -119,12 +119,7 @@ def exports(ctx: AppContext, ref, limit: int = 20) -> list[dict]:
 @contextlib.contextmanager
 def _label_root(ctx: AppContext, sources):
     """Zips are extracted (safely) into a temp folder; a single folder is used as it is."""
-    srcs = [(Path(s[0]), s[1]) if isinstance(s, tuple) else (Path(s), Path(s).name) for s in sources]
-    if not srcs:
-        raise UserError("Nothing to import: choose a .zip or a folder with images and labels")
-    for path, name in srcs:
-        if not path.exists():
-            raise UserError(f"{name}: no such file or folder")
+    srcs = named_sources(sources, "Nothing to import: choose a .zip or a folder with images and labels")
     if len(srcs) == 1 and srcs[0][0].is_dir():
         yield srcs[0][0], srcs[0][1], []
         return
@@ -160,6 +155,10 @@ def _read_labels(root: Path, fmt: str, image_size=ingest.exif_size):
     merged = ReadResult()
     for f in files:
         r = read_coco(f)
+        for n in r.class_names:  # classes merge by name: this file's class index -> the merged one
+            if n not in merged.class_names:
+                merged.class_names.append(n)
+        to_merged = [merged.class_names.index(n) for n in r.class_names]
         for rec in r.records:  # file_name is relative to the JSON's folder, or an images/ folder beside it
             folders = [f.parent, f.parent / "images", f.parent.parent / "images"]
             if rec.split:
@@ -168,11 +167,9 @@ def _read_labels(root: Path, fmt: str, image_size=ingest.exif_size):
             found = next((c for c in (d / rec.image for d in folders)
                           if c.resolve().is_relative_to(inside) and c.is_file()), None)  # never outside
             image = found.relative_to(root).as_posix() if found else rec.image
-            merged.records.append(dataclasses.replace(rec, image=image))
+            boxes = tuple(dataclasses.replace(b, class_idx=to_merged[b.class_idx]) for b in rec.boxes)
+            merged.records.append(dataclasses.replace(rec, image=image, boxes=boxes))
         merged.problems += r.problems
-        for n in r.class_names:
-            if n not in merged.class_names:
-                merged.class_names.append(n)
     return merged
 
 
@@ -189,12 +186,12 @@ def analyze_labels(ctx: AppContext, ref, sources, fmt: str) -> dict:
     with _label_root(ctx, sources) as (root, _, skipped):
         result = _read_labels(root, fmt)
     mapping = classmap.match_classes(result.class_names, p.class_names)
-    counts: dict[str, int] = {}
+    counts: dict[int, int] = {}
     for rec in result.records:
         for b in rec.boxes:
-            counts[b[0]] = counts.get(b[0], 0) + 1
+            counts[b.class_idx] = counts.get(b.class_idx, 0) + 1
     return {
-        "classes": [{"source": n, "boxes": counts.get(n, 0),
+        "classes": [{"source": n, "boxes": counts.get(i, 0),
                      "project": p.class_names[mapping[i]] if mapping.get(i) is not None else None}
                     for i, n in enumerate(result.class_names)],
         "images": len(result.records), "problems": [{"file": f, "reason": r} for f, r in result.problems],
@@ -247,7 +244,6 @@ def import_labels(
             added_classes = unmatched
             p = ctx.store.get_project(p.id)
             idx = _class_targets(ctx, p, result.class_names, mapping)
-        by_name = {n: idx.get(i) for i, n in enumerate(result.class_names)}
         # COCO may label images already in the project: found by file name when not in the import.
         named = [rec for rec in result.records if not (root / rec.image).is_file()]
         by_base = ctx.store.image_ids_by_basename(p.id) if named else {}
@@ -280,12 +276,13 @@ def import_labels(
                                                               f"the stored one is {img.width}x{img.height}"})
                 continue
             boxes = []
-            for name, x1, y1, x2, y2 in rec.boxes:
-                target = by_name.get(name)
+            for b in rec.boxes:
+                target = idx.get(b.class_idx)
                 if target is None:
+                    name = result.class_names[b.class_idx]
                     dropped[name] = dropped.get(name, 0) + 1
                     continue
-                xyxy = clamp_xyxy((x1, y1, x2, y2), img.width, img.height)
+                xyxy = clamp_xyxy(b.xyxy, img.width, img.height)
                 if not has_area(xyxy):
                     problems.append({"file": rec.image, "reason": "a box lies outside the image; dropped"})
                     continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..types import Box, Conflict, NotFound, UserError
+from ..types import REVIEW_STATES, Box, Conflict, NotFound, UserError
 from .rows import BOX_KINDS, utcnow
 
 
@@ -19,8 +19,9 @@ class ReviewMixin:
         """Set the review state of images (who and when); returns how many changed. With
         ``drop_machine_below``, machine boxes under that confidence are deleted in the same transaction
         (approving with low-confidence predictions thrown away)."""
-        if status not in ("unreviewed", "approved", "rejected"):
-            raise UserError(f"review status must be unreviewed, approved or rejected, got {status!r}")
+        if status not in REVIEW_STATES:
+            raise UserError(f"review status must be {', '.join(REVIEW_STATES[:-1])} or {REVIEW_STATES[-1]}, "
+                            f"got {status!r}")
         reset = status == "unreviewed"
         ids = [int(i) for i in image_ids]
         with self.transaction() as cur:

@@ -1,0 +1,5 @@
+"""``python -m annotator.demo ...``: the model-building tool (see build.py)."""
+
+from .build import main
+
+raise SystemExit(main())

@@ -8,14 +8,14 @@ from __future__ import annotations
 import gradio as gr
 
 from ..services import Services
-from .annotate import build_annotate_tab
 from .common import UIContext
-from .export import build_export_tab
-from .jobs import build_jobs_panel
-from .projects import build_projects_tab, make_handlers as project_handlers, render_picker
-from .review import CSS as REVIEW_CSS, HEAD, build_review_tab
-from .train import build_train_tab
-from .upload import build_upload_tab
+from .jobs_panel import build_jobs_panel
+from .tab_annotate import CSS as EDITOR_CSS, HEAD, build_annotate_tab
+from .tab_autoannotate import build_autoannotate_tab
+from .tab_export import build_export_tab
+from .tab_projects import build_projects_tab, make_handlers as project_handlers, render_picker
+from .tab_train import build_train_tab
+from .tab_upload import build_upload_tab
 
 TITLE = "Auto Annotator"
 CSS = """
@@ -23,7 +23,7 @@ CSS = """
 #aa-header h1 { margin: 0; }
 .aa-jobs { width: 100%; font-size: 0.9em; }
 .aa-jobs td, .aa-jobs th { padding: 4px 8px; text-align: left; vertical-align: top; }
-""" + REVIEW_CSS
+""" + EDITOR_CSS
 
 
 def build_app(services: Services) -> gr.Blocks:
@@ -55,10 +55,10 @@ def build_app(services: Services) -> gr.Blocks:
                 build_projects_tab(ctx)
             with gr.Tab("Upload", id="upload"):
                 build_upload_tab(ctx)
-            with gr.Tab("Auto-annotate", id="annotate"):
-                queued = build_annotate_tab(ctx)
-            with gr.Tab("Annotate", id="review"):
-                build_review_tab(ctx)
+            with gr.Tab("Auto-annotate", id="autoannotate"):
+                queued = build_autoannotate_tab(ctx)
+            with gr.Tab("Annotate", id="annotate"):
+                build_annotate_tab(ctx)
             with gr.Tab("Train", id="train"):
                 train_events = build_train_tab(ctx)
             with gr.Tab("Export", id="export"):

@@ -120,7 +120,7 @@ def system_markdown(info: dict) -> str:
 
 
 # --- wiring ------------------------------------------------------------------------------------------
-def build_annotate_tab(ctx: UIContext):
+def build_autoannotate_tab(ctx: UIContext):
     """Returns the event of a successful Run, for the app to chain a Jobs-panel refresh onto."""
     h = make_handlers(ctx.services)
     project = ctx.project

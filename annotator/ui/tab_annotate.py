@@ -423,7 +423,7 @@ def progress_frame(stats: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["day", "status", "images"])
 
 
-def build_review_tab(ctx: UIContext) -> None:
+def build_annotate_tab(ctx: UIContext) -> None:
     services = ctx.services
     h = make_handlers(services)
     ed = Editor(services)

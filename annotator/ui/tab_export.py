@@ -1,43 +1,29 @@
-"""Export tab: YOLO or COCO zip of the project's labels (and images), with a summary and a history."""
+"""Export tab: YOLO or COCO zip of the project's labels (and images), with a summary and a history.
+
+The export is the public API's ``export_dataset`` (``ui/api.py``); every event here is private.
+"""
 
 from __future__ import annotations
 
 import gradio as gr
 
 from ..services import Services
-from .common import UIContext, table, user_errors, username
+from .api import reporting
+from .common import UIContext, table, user_errors
 
 HISTORY_HEADERS = ["when", "format", "images", "boxes", "negatives", "options", "file", "by"]
 
 
-def make_handlers(services: Services):
-    @user_errors
-    def export_dataset(project: str, fmt: str, datasets: list, approved_only: bool, include_images: bool,
-                       val_ratio: float, per_split: bool, with_scores: bool, request: gr.Request = None,
-                       progress=gr.Progress()):
-        def tick(done: int, total: int, name: str) -> None:
-            progress((done, total), desc=f"Copying {name}", unit="images")
-
-        result = services.transfer.export_dataset(
-            project, fmt, datasets=[d for d in (datasets or []) if d], approved_only=bool(approved_only),
-            include_images=bool(include_images), val_ratio=float(val_ratio or 0), per_split=bool(per_split),
-            with_scores=bool(with_scores), user=username(request), progress=tick,
-        )
-        return result, result["file"]
-
-    @user_errors
-    def history(project: str):
-        if not project:
-            return table([], HISTORY_HEADERS)
-        rows = []
-        for e in services.transfer.exports(project):
-            s, o = e["summary"], e["options"]
-            opts = ", ".join(k for k in ("approved_only", "include_images", "per_split", "with_scores") if o.get(k))
-            rows.append([e["created_at"].isoformat(timespec="seconds").replace("T", " "), e["format"], s["images"],
-                         s["boxes"], s["negatives"], opts, e["file"], e["created_by"] or ""])
-        return table(rows, HISTORY_HEADERS)
-
-    return {"export_dataset": export_dataset, "history": history}
+def history(services: Services, project: str):
+    if not project:
+        return table([], HISTORY_HEADERS)
+    rows = []
+    for e in services.transfer.exports(project):
+        s, o = e["summary"], e["options"]
+        opts = ", ".join(k for k in ("approved_only", "include_images", "per_split", "with_scores") if o.get(k))
+        rows.append([e["created_at"].isoformat(timespec="seconds").replace("T", " "), e["format"], s["images"],
+                     s["boxes"], s["negatives"], opts, e["file"], e["created_by"] or ""])
+    return table(rows, HISTORY_HEADERS)
 
 
 def summary_markdown(r: dict) -> str:
@@ -56,7 +42,7 @@ def summary_markdown(r: dict) -> str:
 
 
 def build_export_tab(ctx: UIContext) -> None:
-    h = make_handlers(ctx.services)
+    api, services = ctx.api, ctx.services
     project = ctx.project
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
@@ -75,16 +61,25 @@ def build_export_tab(ctx: UIContext) -> None:
             summary = gr.Markdown()
             download = gr.File(label="Download", interactive=False)
     with gr.Accordion("Past exports", open=False):
-        history = gr.Dataframe(value=table([], HISTORY_HEADERS), interactive=False, wrap=True)
+        history_table = gr.Dataframe(value=table([], HISTORY_HEADERS), interactive=False, wrap=True)
     result_json = gr.JSON(visible=False)
+    private = dict(api_visibility="private")
+    past = user_errors(lambda p: history(services, p))
+
+    def export(project_name, fmt_, datasets_, approved_only_, include_images_, val_ratio_, per_split_,
+               with_scores_, request: gr.Request = None, progress=gr.Progress()):
+        with reporting(progress, "Copying", "images"):
+            result = api.export_dataset(project=project_name, fmt=fmt_, datasets=datasets_,
+                                        approved_only=approved_only_, include_images=include_images_,
+                                        val_ratio=val_ratio_, per_split=per_split_, with_scores=with_scores_,
+                                        request=request)
+        return result, result["file"]
 
     exported = export_btn.click(
-        h["export_dataset"], [project, fmt, datasets, approved_only, include_images, val_ratio, per_split,
-                              with_scores], [result_json, download], api_name="export_dataset",
-        concurrency_limit=2,
+        export, [project, fmt, datasets, approved_only, include_images, val_ratio, per_split, with_scores],
+        [result_json, download], **private, concurrency_limit=2, concurrency_id="export_dataset",
     )
-    exported.success(summary_markdown, result_json, summary, api_visibility="private").then(
-        h["history"], project, history, api_visibility="private")
-    project.change(h["history"], project, history, api_visibility="private")
-    project.change(lambda p: gr.Dropdown(choices=[d.name for d in ctx.services.images.datasets(p)] if p else [], value=[]),
-                   project, datasets, api_visibility="private")
+    exported.success(summary_markdown, result_json, summary, **private).then(past, project, history_table, **private)
+    project.change(past, project, history_table, **private)
+    project.change(user_errors(lambda p: gr.Dropdown(choices=[d.name for d in services.images.datasets(p)] if p else [],
+                                                      value=[])), project, datasets, **private)

@@ -1,7 +1,9 @@
 """``python -m annotator ...``: the same services as the app, scriptable (``--json`` on every command).
 
-While the app runs it holds the DuckDB lock. Commands then go through the running app's Gradio API
-(found via ``data/app.json``); if no app answers, the error says which process holds the database.
+Every command is one or two ``Backend.call(domain, name, **kwargs)``: the service function in this process,
+or, while the app runs and holds the DuckDB lock, the running app's public API endpoint of the same name
+with the same keyword arguments (found via ``data/app.json``); if no app answers, the error says which
+process holds the database.
 """
 
 from __future__ import annotations
@@ -19,182 +21,100 @@ from pathlib import Path
 from typing import Iterator
 
 from .settings import Settings
-from .types import StoreBusy, UserError
+from .types import API_ALIASES, StoreBusy, UserError, to_json
 
 
-# --- backends: the services in this process, or the running app over HTTP ----------------------------
-class LocalBackend:
-    def __init__(self, settings: Settings):
+# --- the backend: the services in this process, or the running app's API, under the same names ---------------
+class Backend:
+    """``call(domain, name, **kwargs)`` runs the service function ``services.<domain>.<name>`` with ``kwargs``
+    (named as the public API names them: ``project``, ``model``, see ``types.API_ALIASES``) and returns its
+    result as JSON (``types.to_json``). Here (``local``) it calls the services itself; while the app holds
+    the database (``remote``) it calls the app's endpoint ``/<name>`` (``ui/api.py``) with the same keyword
+    arguments: files and folders are uploaded (a folder as an uncompressed zip), and files in the result
+    are downloaded."""
+
+    def __init__(self, services=None, client=None, url: str | None = None):
+        self.services, self.client, self.url = services, client, url
+
+    @classmethod
+    def local(cls, settings: Settings) -> "Backend":
         from .services import Services
 
-        self.services = Services.open(settings)
+        return cls(services=Services.open(settings))
+
+    @classmethod
+    def remote(cls, url: str, settings: Settings) -> "Backend":
+        from gradio_client import Client
+
+        auth = settings.auth[0] if settings.auth else None
+        return cls(client=Client(url, auth=auth, verbose=False), url=url)
 
     def close(self) -> None:
-        self.services.close()
+        (self.services or self.client).close()
 
-    def create_project(self, name: str, classes: list[str], description: str) -> dict:
-        p = self.services.projects.create_project(name, classes, description, user=os.environ.get("USER") or "cli")
-        return self.services.projects.project_details(p).as_dict()
+    def call(self, domain: str, name: str, /, **kwargs):
+        if self.services is not None:
+            return self._local(domain, name, kwargs)
+        return self._remote(name, kwargs)
 
-    def list_projects(self) -> list[dict]:
-        return [p.as_dict() for p in self.services.projects.list_projects()]
+    def _local(self, domain: str, name: str, kwargs: dict):
+        import inspect
 
-    def ingest(self, project: str, paths: list[Path], dataset: str | None) -> dict:
-        def progress(done: int, total: int, name: str) -> None:
-            if sys.stderr.isatty():
-                print(f"\r{done}/{total} {name[-60:]:<60}", end="", file=sys.stderr, flush=True)
+        fn = getattr(getattr(self.services, domain), name)
+        params = inspect.signature(fn).parameters
+        kwargs = {API_ALIASES.get(k, k): v for k, v in kwargs.items()}
+        if "user" in params:
+            kwargs["user"] = os.environ.get("USER") or "cli"
+        tty = "progress" in params and sys.stderr.isatty()
+        if tty:
+            kwargs["progress"] = _progress_line
+        try:
+            return to_json(fn(**kwargs))
+        finally:
+            if tty:
+                print(file=sys.stderr)
 
-        report = self.services.images.add_images(project, paths, dataset, user=os.environ.get("USER") or "cli",
-                                          progress=progress)
-        if sys.stderr.isatty():
-            print(file=sys.stderr)
-        return report.as_dict()
+    def _remote(self, name: str, kwargs: dict):
+        from gradio_client.exceptions import AppError
 
-
-    def add_model(self, project: str, path: Path, name: str | None) -> dict:
-        return self.services.models.add_model(project, path, name, user=os.environ.get("USER") or "cli").as_dict()
-
-    def list_models(self, project: str) -> list[dict]:
-        return [m.as_dict() for m in self.services.models.list_models(project)]
-
-    def annotate(self, project: str, model: str, options: dict) -> dict:
-        return self.services.annotation.start_annotation(project, model, user=os.environ.get("USER") or "cli",
-                                              **options).as_dict()
-
-    def job_status(self, job_id: int) -> dict:
-        return self.services.jobs.get_job(job_id).as_dict()
-
-    def cancel_job(self, job_id: int) -> dict:
-        return self.services.jobs.cancel_job(job_id).as_dict()
-
-    def resume_job(self, job_id: int) -> dict:
-        return self.services.annotation.resume_job(job_id, user=os.environ.get("USER") or "cli").as_dict()
-
-    def import_labels(self, project: str, paths: list[Path], options: dict) -> dict:
-        return self.services.transfer.import_labels(project, paths, user=os.environ.get("USER") or "cli", **options)
-
-    def export(self, project: str, options: dict) -> tuple[dict, str]:
-        r = self.services.transfer.export_dataset(project, user=os.environ.get("USER") or "cli", **options)
-        return r, r["file"]
-
-    def review_stats(self, project: str) -> dict:
-        return self.services.review.review_stats(project)
+        with tempfile.TemporaryDirectory(prefix="annotator-cli-") as tmp:
+            kwargs = {k: _upload(v, Path(tmp)) for k, v in kwargs.items()}
+            try:
+                return self.client.predict(**kwargs, api_name=f"/{name}")
+            except AppError as e:  # the app's own message (HTML-escaped for the browser)
+                raise UserError(html.unescape(getattr(e, "message", None) or str(e))) from None
 
     def run_jobs_here(self):
-        """The CLI owns the store: ingest results itself and run a local worker while it waits."""
+        """Owning the store, the CLI ingests job results itself and runs a local worker while it waits;
+        through the app, the app does."""
+        if self.services is None:
+            return None
         from .launch import start_jobs
 
         return start_jobs(self.services, self.services.settings.local_worker)
 
-    def train(self, project: str, options: dict) -> dict:
-        return self.services.training.start_training(project, user=os.environ.get("USER") or "cli", **options).as_dict()
 
-    def evaluate(self, project: str, model: str, options: dict) -> dict:
-        return self.services.training.start_evaluation(project, model, user=os.environ.get("USER") or "cli", **options).as_dict()
+def _progress_line(done: int, total: int, name: str) -> None:
+    print(f"\r{done}/{total} {name[-60:]:<60}", end="", file=sys.stderr, flush=True)
 
 
-class RemoteBackend:
-    """Talks to the running app through its Gradio API (the endpoints the UI uses)."""
+def _upload(value, tmp: Path):
+    """A path (or a list of them) as a file for the app's API: a folder goes as an uncompressed zip."""
+    if isinstance(value, (list, tuple)):
+        return [_upload(v, tmp) for v in value]
+    if not isinstance(value, Path):
+        return value
+    from gradio_client import handle_file
 
-    def _call(self, *args, api_name: str):
-        from gradio_client.exceptions import AppError
-
-        try:
-            return self.client.predict(*args, api_name=api_name)
-        except AppError as e:  # the app's own message (HTML-escaped for the browser)
-            raise UserError(html.unescape(getattr(e, "message", None) or str(e))) from None
-
-    def __init__(self, url: str, settings: Settings):
-        from gradio_client import Client
-
-        auth = settings.auth[0] if settings.auth else None
-        self.client = Client(url, auth=auth, verbose=False)
-        self.url = url
-
-    def close(self) -> None:
-        self.client.close()
-
-    def create_project(self, name: str, classes: list[str], description: str) -> dict:
-        return self._call(name, "\n".join(classes), description, api_name="/create_project")
-
-    def list_projects(self) -> list[dict]:
-        return self._call(api_name="/list_projects")
-
-    def ingest(self, project: str, paths: list[Path], dataset: str | None) -> dict:
-        from gradio_client import handle_file
-
-        with tempfile.TemporaryDirectory(prefix="annotator-cli-") as tmp:
-            files = []
-            for path in paths:
-                if path.is_dir():  # the API takes files: send a folder as an uncompressed zip
-                    archive = Path(tmp) / f"{path.name or 'folder'}.zip"
-                    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
-                        for f in sorted(path.rglob("*")):
-                            if f.is_file() and not f.is_symlink():
-                                zf.write(f, f.relative_to(path).as_posix())
-                    path = archive
-                files.append(handle_file(str(path)))
-            return self._call(project, files, dataset or "", api_name="/upload_images")
-
-    def add_model(self, project: str, path: Path, name: str | None) -> dict:
-        from gradio_client import handle_file
-
-        return self._call(project, handle_file(str(path)), name or "", api_name="/upload_model")
-
-    def list_models(self, project: str) -> list[dict]:
-        return self._call(project, api_name="/list_models")
-
-    def annotate(self, project: str, model: str, options: dict) -> dict:
-        o = options
-        rows = [["", k, v if v is not None else "(skip)"] for k, v in (o.get("overrides") or {}).items()]
-        table = {"headers": ["model index", "model class", "project class"], "data": rows}
-        return self._call(project, model, o.get("datasets") or [], o["conf"], o["iou"], o["imgsz"] or 0,
-                          o["max_det"], o["device"] or "auto", o["batch"], o["scope"], table,
-                          api_name="/auto_annotate")
-
-    def job_status(self, job_id: int) -> dict:
-        return self._call(job_id, api_name="/job_status")
-
-    def cancel_job(self, job_id: int) -> dict:
-        return self._call(job_id, api_name="/cancel_job")
-
-    def resume_job(self, job_id: int) -> dict:
-        return self._call(job_id, api_name="/resume_job")
-
-    def import_labels(self, project: str, paths: list[Path], options: dict) -> dict:
-        from gradio_client import handle_file
-
-        o = options
-        if any(p.is_dir() for p in paths):
-            raise UserError("While the app runs, import a .zip (the API takes files, not folders)")
-        rows = [[k, "", v if v is not None else "(skip)"] for k, v in (o.get("mapping") or {}).items()]
-        return self._call(project, [handle_file(str(p)) for p in paths], o["fmt"], o.get("dataset") or "",
-                          {"headers": ["source class", "boxes", "project class"], "data": rows},
-                          o["add_new_classes"], o["approve"], api_name="/import_labels")
-
-    def export(self, project: str, options: dict) -> tuple[dict, str]:
-        o = options
-        result, path = self._call(project, o["fmt"], o["datasets"], o["approved_only"], o["include_images"],
-                                  o["val_ratio"], o["per_split"], o["with_scores"], api_name="/export_dataset")
-        return result, path  # path: the zip as downloaded by gradio_client
-
-    def review_stats(self, project: str) -> dict:
-        return self._call(project, api_name="/review_stats")
-
-    def run_jobs_here(self):
-        return None  # the running app ingests results and runs the worker
-
-    def train(self, project: str, options: dict) -> dict:
-        o = options
-        return self._call(project, o.get("datasets") or [], o["approved_only"], o.get("base") or "", o.get("imgsz") or 0,
-                          o["epochs"], str(o["batch"]), o["optimizer"], o.get("lr0") or 0, o["patience"],
-                          o.get("device") or "auto", o.get("name") or "", o["onnx_check"], api_name="/train_model")
-
-    def evaluate(self, project: str, model: str, options: dict) -> dict:
-        if options.get("imgsz") or options.get("device"):
-            raise UserError("While the app runs, evaluate uses the model's image size and the app's device "
-                            "(drop --imgsz/--device)")
-        return self._call(project, model, api_name="/evaluate_model")
+    path = value
+    if path.is_dir():
+        archive = tmp / f"{path.name or 'folder'}.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+            for f in sorted(path.rglob("*")):
+                if f.is_file() and not f.is_symlink():
+                    zf.write(f, f.relative_to(path).as_posix())
+        path = archive
+    return handle_file(str(path))
 
 
 def _running_app_url(settings: Settings) -> str | None:
@@ -207,15 +127,15 @@ def _running_app_url(settings: Settings) -> str | None:
 
 
 @contextmanager
-def backend(settings: Settings) -> Iterator[LocalBackend | RemoteBackend]:
+def backend(settings: Settings) -> Iterator[Backend]:
     try:
-        b = LocalBackend(settings)
+        b = Backend.local(settings)
     except StoreBusy as busy:
         url = _running_app_url(settings)
         if url is None:
             raise
         try:
-            b = RemoteBackend(url, settings)
+            b = Backend.remote(url, settings)
         except Exception as e:  # noqa: BLE001 - any connection failure: say what we tried
             raise UserError(f"{busy} The app's API at {url} did not answer: {e}") from None
         print(f"(the app is running: going through its API at {url})", file=sys.stderr)
@@ -244,7 +164,8 @@ def cmd_serve(args, settings: Settings) -> int:
 def cmd_project_create(args, settings: Settings) -> int:
     classes = [c for c in args.classes.split(",")] if args.classes else []
     with backend(settings) as b:
-        d = b.create_project(args.name, classes, args.description or "")
+        p = b.call("projects", "create_project", name=args.name, classes=classes, description=args.description or "")
+        d = b.call("projects", "project_details", project=p["name"])
     names = ", ".join(f"{c['index']}:{c['name']}" for c in d["classes"])
     _print(args, d, f"Created project {d['name']!r} (id {d['id']}) with classes {names}")
     return 0
@@ -252,7 +173,7 @@ def cmd_project_create(args, settings: Settings) -> int:
 
 def cmd_project_list(args, settings: Settings) -> int:
     with backend(settings) as b:
-        rows = b.list_projects()
+        rows = b.call("projects", "list_projects")
     if not rows:
         _print(args, rows, "No projects yet. Create one: python -m annotator project create NAME --classes a,b,c")
         return 0
@@ -271,7 +192,7 @@ def cmd_ingest(args, settings: Settings) -> int:
         if not p.exists():
             raise UserError(f"{p}: no such file or folder")
     with backend(settings) as b:
-        r = b.ingest(args.project, paths, args.dataset)
+        r = b.call("images", "add_images", project=args.project, sources=paths, dataset=args.dataset)
     lines = [f"Added {r['added']} image(s) to {r['project']}/{r['dataset']}; "
              f"{r['duplicates']} duplicate(s), {r['skipped']} skipped ({r['seconds']:.1f} s)"]
     lines += [f"  duplicate  {d['name']}  (same as {d['same_as']})" for d in r["duplicate_files"]]
@@ -308,7 +229,7 @@ def cmd_doctor(args, settings: Settings) -> int:
 
 def cmd_models_add(args, settings: Settings) -> int:
     with backend(settings) as b:
-        m = b.add_model(args.project, Path(args.path), args.name)
+        m = b.call("models", "add_model", project=args.project, path=Path(args.path), name=args.name)
     _print(args, m, f"Registered model {m['name']!r} (id {m['id']}): {len(m['classes'])} classes "
                     f"({', '.join(m['classes'][:10])}{'...' if len(m['classes']) > 10 else ''}), sha256 {m['sha256'][:12]}")
     return 0
@@ -316,7 +237,7 @@ def cmd_models_add(args, settings: Settings) -> int:
 
 def cmd_models_list(args, settings: Settings) -> int:
     with backend(settings) as b:
-        rows = b.list_models(args.project)
+        rows = b.call("models", "list_models", project=args.project)
     lines = [f"{m['id']:>4}  {m['name']:<28} {m['source']:<9} {len(m['classes']):>3} classes  "
              f"{m['size_bytes'] / 2**20:6.1f} MB  {m['sha256'][:12]}" for m in rows]
     _print(args, rows, "\n".join(lines) or "No models registered. Add one: annotator models add PROJECT FILE.pt")
@@ -342,11 +263,11 @@ def _class_map(items: list[str] | None, source: str) -> dict[str, str | None]:
 
 def cmd_annotate(args, settings: Settings) -> int:
     overrides = _class_map(args.map, "MODEL")
-    options = {"datasets": args.dataset or [], "conf": args.conf, "iou": args.iou, "imgsz": args.imgsz,
-               "max_det": args.max_det, "device": args.device, "batch": args.batch, "scope": args.scope,
+    options = {"datasets": args.dataset or [], "conf": args.conf, "iou": args.iou, "imgsz": args.imgsz or None,
+               "max_det": args.max_det, "device": args.device or None, "batch": args.batch, "scope": args.scope,
                "overrides": overrides}
     with backend(settings) as b:
-        job = b.annotate(args.project, args.model, options)
+        job = b.call("annotation", "start_annotation", project=args.project, model=args.model, **options)
         if not args.wait:
             _print(args, job, f"Queued job {job['id']}: {job['total']} image(s). Follow it with: "
                               f"python -m annotator jobs status {job['id']}")
@@ -361,8 +282,9 @@ def cmd_annotate(args, settings: Settings) -> int:
 
 def cmd_jobs(args, settings: Settings) -> int:
     with backend(settings) as b:
-        fn = {"status": b.job_status, "cancel": b.cancel_job, "resume": b.resume_job}[args.action]
-        job = fn(args.job_id)
+        domain, name = {"status": ("jobs", "get_job"), "cancel": ("jobs", "cancel_job"),
+                        "resume": ("annotation", "resume_job")}[args.action]
+        job = b.call(domain, name, job_id=args.job_id)
     _print(args, job, _job_line(job) + (f"\n{job['error']}" if job.get("error") else ""))
     return 0
 
@@ -374,11 +296,12 @@ def cmd_export(args, settings: Settings) -> int:
                "include_images": not args.labels_only, "val_ratio": args.val, "per_split": args.per_split,
                "with_scores": args.scores}
     with backend(settings) as b:
-        r, path = b.export(args.project, options)
+        r = b.call("transfer", "export_dataset", project=args.project, **options)
+        zip_here = r.pop("download", None) or r["file"]  # through the app: the zip gradio_client downloaded
         if args.out:
             out = Path(args.out).expanduser()
             out.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, out)
+            shutil.copyfile(zip_here, out)
             r = {**r, "file": str(out)}
     per_class = ", ".join(f"{k}: {v}" for k, v in r["per_class"].items())
     lines = [f"Exported {r['images']} image(s), {r['boxes']} box(es) ({per_class}), {r['negatives']} negative(s) "
@@ -393,7 +316,8 @@ def cmd_import(args, settings: Settings) -> int:
     options = {"fmt": args.format, "dataset": args.dataset, "mapping": mapping,
                "add_new_classes": args.add_classes, "approve": args.approve}
     with backend(settings) as b:
-        r = b.import_labels(args.project, [Path(p).expanduser() for p in args.paths], options)
+        r = b.call("transfer", "import_labels", project=args.project,
+                   sources=[Path(p).expanduser() for p in args.paths], **options)
     per_class = ", ".join(f"{k}: {v}" for k, v in r["per_class"].items()) or "none"
     lines = [f"Imported {r['boxes']} box(es) ({per_class}) on {r['labelled_images']} image(s); "
              f"{r['images_added']} new image(s), {r['negatives']} negative(s), {r['approved']} approved, "
@@ -409,7 +333,7 @@ def cmd_import(args, settings: Settings) -> int:
 
 def cmd_review_stats(args, settings: Settings) -> int:
     with backend(settings) as b:
-        st = b.review_stats(args.project)
+        st = b.call("review", "review_stats", project=args.project)
     total = st["total"]
     done = st["status"]["approved"] + st["status"]["rejected"]
     lines = [f"{st['project']}: {total} image(s): approved {st['status']['approved']}, rejected "
@@ -433,7 +357,7 @@ def _follow(args, b, job: dict, line) -> dict:
     try:
         last = ""
         while True:
-            job = b.job_status(job["id"])
+            job = b.call("jobs", "get_job", job_id=job["id"])
             text = line(job)
             if text != last:
                 print(text, file=sys.stderr, flush=True)
@@ -442,7 +366,7 @@ def _follow(args, b, job: dict, line) -> dict:
                 return job
             time.sleep(1.0)
     except KeyboardInterrupt:
-        b.cancel_job(job["id"])
+        b.call("jobs", "cancel_job", job_id=job["id"])
         print(f"cancel requested for job {job['id']}", file=sys.stderr)
         raise
     finally:
@@ -463,11 +387,11 @@ def _metrics_line(met: dict) -> str:
 
 def cmd_train(args, settings: Settings) -> int:
     options = {"base": args.base, "datasets": args.dataset or [], "approved_only": not args.all,
-               "imgsz": args.imgsz, "epochs": args.epochs, "batch": args.batch, "optimizer": args.optimizer,
-               "lr0": args.lr0, "patience": args.patience, "device": args.device, "name": args.name,
+               "imgsz": args.imgsz or None, "epochs": args.epochs, "batch": args.batch, "optimizer": args.optimizer,
+               "lr0": args.lr0, "patience": args.patience, "device": args.device or None, "name": args.name,
                "onnx_check": not args.no_onnx}
     with backend(settings) as b:
-        job = b.train(args.project, options)
+        job = b.call("training", "start_training", project=args.project, **options)
         if not args.wait:
             _print(args, job, f"Queued training job {job['id']}: {job['total']} epoch(s). Follow it with: "
                               f"python -m annotator jobs status {job['id']}")
@@ -492,7 +416,7 @@ def cmd_train(args, settings: Settings) -> int:
 def cmd_evaluate(args, settings: Settings) -> int:
     options = {k: v for k, v in (("imgsz", args.imgsz), ("device", args.device)) if v}
     with backend(settings) as b:
-        job = b.evaluate(args.project, args.model, options)
+        job = b.call("training", "start_evaluation", project=args.project, model=args.model, **options)
         if not args.wait:
             _print(args, job, f"Queued evaluation job {job['id']}. Follow it with: "
                               f"python -m annotator jobs status {job['id']}")

@@ -332,3 +332,32 @@ class ProjectSnapshot:
             out[int(image_id)].append(Box(float(x1), float(y1), float(x2), float(y2), class_idx=int(c),
                                           confidence=conf))
         return out
+
+
+# --- the wire form of any result: what the public API returns and the CLI prints with --json ----------------
+# Where the API (and the CLI) names a service parameter differently: a person passes a project and a model
+# (name or id); the services call them references.
+API_ALIASES = {"project": "ref", "model": "model_ref"}
+
+
+def to_json(value):
+    """A service result as plain JSON values, the same whichever side converts it: a record by its
+    ``as_dict()`` (another dataclass field by field), datetimes as ISO seconds, paths as strings, mapping
+    keys as strings (as JSON has them), tuples and sets as lists, numpy scalars and arrays as numbers."""
+    if hasattr(value, "as_dict"):
+        return to_json(value.as_dict())
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_json(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    if hasattr(value, "isoformat"):  # a date
+        return value.isoformat()
+    if hasattr(value, "__fspath__"):
+        return value.__fspath__()
+    if hasattr(value, "__dataclass_fields__") and not isinstance(value, type):
+        return {k: to_json(getattr(value, k)) for k in value.__dataclass_fields__}
+    if hasattr(value, "tolist"):  # numpy
+        return to_json(value.tolist())
+    return value

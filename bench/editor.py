@@ -136,18 +136,20 @@ def main(argv=None) -> int:
             http_loaded: dict[int, dict] = {}
 
             def http_load(i: int):
-                http_loaded[i] = client.predict(project.name, picks[i], api_name="/load_image")
+                http_loaded[i] = client.predict(project=project.name, image_id=picks[i], api_name="/load_image")
 
             def http_save(i: int):
-                loaded = http_loaded.pop(i, None) or client.predict(project.name, picks[i], api_name="/load_image")
-                client.predict(project.name, picks[i], loaded["version"], edit(loaded), api_name="/save_image")
+                loaded = http_loaded.pop(i, None) or client.predict(project=project.name, image_id=picks[i],
+                                                                    api_name="/load_image")
+                client.predict(project=project.name, image_id=picks[i], boxes=edit(loaded), version=loaded["version"],
+                               api_name="/save_image")
 
             print("timing over HTTP (gradio_client) ...", flush=True)
             results["http floor: /list_projects"] = time_calls(lambda i: client.predict(api_name="/list_projects"),
                                                                args.reps)
             results["http load_image"] = time_calls(http_load, args.reps)
             for i in range(args.reps + 2):
-                http_loaded[i] = client.predict(project.name, picks[i], api_name="/load_image")
+                http_loaded[i] = client.predict(project=project.name, image_id=picks[i], api_name="/load_image")
             results["http save_image"] = time_calls(http_save, args.reps)
             client.close()
 
@@ -166,7 +168,7 @@ def main(argv=None) -> int:
 
                 def raw_save(i: int):
                     loaded = raw_loaded.pop(i, None) or post("load_image", [project.name, picks[i]])
-                    post("save_image", [project.name, picks[i], loaded["version"], edit(loaded)])
+                    post("save_image", [project.name, picks[i], edit(loaded), loaded["version"]])  # parameter order
 
                 print("timing plain HTTP POSTs ...", flush=True)
                 results["raw http floor: /list_projects"] = time_calls(lambda i: post("list_projects", []), args.reps)

@@ -176,3 +176,83 @@ def test_doctor_reports_torch_and_the_device(tmp_path):
     out = run_cli(tmp_path / "data", "doctor", "--json").stdout
     info = json.loads(out)
     assert info["torch"] and info["device"] in ("cpu", "0", "mps") and "cuda_available" in info
+
+
+@pytest.fixture
+def running_app(tmp_path):
+    """The app in this process (no worker: jobs stay queued) and the CLI's backend to its API."""
+    from annotator import cli
+    from annotator.launch import start
+    from annotator.settings import Settings
+
+    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_DEMO": "0",
+                                  "ANNOTATOR_LOCAL_WORKER": "0"}).with_overrides(port=free_port())
+    app = start(settings, block=False, quiet=True)
+    remote = cli.Backend.remote(app.url, settings)
+    try:
+        yield app, remote
+    finally:
+        remote.close()
+        app.close()
+
+
+def _through(monkeypatch, remote):
+    """Make the CLI's commands use ``remote`` (the app holds the store: the CLI goes through its API)."""
+    import contextlib
+
+    from annotator import cli
+
+    @contextlib.contextmanager
+    def backend(settings):
+        yield remote
+
+    monkeypatch.setattr(cli, "backend", backend)
+    return cli
+
+
+def test_remote_annotate_reaches_start_annotation_with_exactly_the_options_given(running_app, monkeypatch, capsys,
+                                                                                  tmp_path):
+    """The old remote path sent 11 positional values in the tab's widget order: keywords cannot land on the
+    wrong parameter. Every option differs from its default here, and the stored job says what it got."""
+    from annotator.demo import scenes as demo
+
+    app, remote = running_app
+    svc = app.services
+    p = svc.projects.create_project("Yard", ["disc", "box", "triangle"])
+    folder = tmp_path / "cams"
+    (folder / "north").mkdir(parents=True)
+    for i in range(3):
+        (folder / "north" / f"s{i}.jpg").write_bytes(demo.scene_jpeg(90_000 + i)[0])
+    cli = _through(monkeypatch, remote)
+    assert cli.main(["ingest", "Yard", str(folder), "--dataset", "north", "--json"]) == 0  # a folder goes zipped
+    assert json.loads(capsys.readouterr().out)["added"] == 3
+    assert cli.main(["models", "add", "Yard", str(demo.DEMO_MODEL_PATH), "--name", "shapes"]) == 0
+    capsys.readouterr()
+    args = ["annotate", "Yard", "--model", "shapes", "--dataset", "north", "--conf", "0.41", "--iou", "0.55",
+            "--imgsz", "320", "--max-det", "17", "--device", "cpu", "--batch", "3", "--scope", "untouched",
+            "--map", "circle=disc", "--map", "square=box", "--map", "triangle=skip", "--json"]
+    assert cli.main(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    params = svc.jobs.get_job(printed["id"]).params
+    assert {k: params[k] for k in ("datasets", "conf", "iou", "imgsz", "max_det", "device", "batch", "scope")} == {
+        "datasets": ["north"], "conf": 0.41, "iou": 0.55, "imgsz": 320, "max_det": 17, "device": "cpu", "batch": 3,
+        "scope": "untouched"}
+    assert params["mapping_named"] == {"circle": "disc", "square": "box", "triangle": None}
+    assert printed["params"] == params and svc.jobs.get_job(printed["id"]).created_by == "local"  # no login
+    assert svc.projects.get_project(p.id).class_names == ["disc", "box", "triangle"]
+
+
+def test_remote_and_local_answer_alike(running_app, tmp_path):
+    """Backend.call gives the same JSON through the app's API as the services give in this process."""
+    from annotator import cli
+
+    app, remote = running_app
+    local = cli.Backend(services=app.services)
+    remote.call("projects", "create_project", name="Same", classes=["a", "b"], description="one")
+    for domain, name, kwargs in (("projects", "list_projects", {}), ("projects", "project_details", {"project": "Same"}),
+                                 ("images", "list_images", {"project": "Same", "page_size": 5}),
+                                 ("review", "review_stats", {"project": "Same"}),
+                                 ("splits", "split_summary", {"project": "Same"})):
+        assert remote.call(domain, name, **kwargs) == local.call(domain, name, **kwargs), name
+    with pytest.raises(cli.UserError, match="No project named 'Nope'"):
+        remote.call("projects", "project_details", project="Nope")

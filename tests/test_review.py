@@ -226,7 +226,7 @@ def _as_widget_returns(value):
 
 
 def test_editor_saves_on_navigation_and_keeps_the_user_on_a_conflict(services, project, tmp_path):
-    from annotator.ui.review import Editor
+    from annotator.ui.tab_annotate import Editor
 
     a, b, c = _add(services, project, tmp_path, [(640, 480), (320, 240), (200, 400)])
     services.ctx.store.insert_boxes([_machine(a.id, 10.4, 20.6, 99.5, 80.25, conf=0.91),
@@ -267,7 +267,7 @@ def test_editor_saves_on_navigation_and_keeps_the_user_on_a_conflict(services, p
 
 def test_a_save_right_after_drawing_gives_the_box_the_picked_class(services, project, tmp_path):
     """The relabel round trip may not be back yet: settle() applies it to what the save handler gets."""
-    from annotator.ui.review import Editor
+    from annotator.ui.tab_annotate import Editor
 
     (a,) = _add(services, project, tmp_path, [(64, 48)])
     services.ctx.store.insert_boxes([(a.id, Box(1, 1, 9, 9, 0, source="human"))])
@@ -287,7 +287,7 @@ def test_a_save_right_after_drawing_gives_the_box_the_picked_class(services, pro
 
 
 def test_editor_refuses_to_save_a_widget_showing_another_image(services, project, tmp_path):
-    from annotator.ui.review import Editor
+    from annotator.ui.tab_annotate import Editor
 
     a, b = _add(services, project, tmp_path, [(64, 48), (64, 48)])
     ed = Editor(services)

@@ -66,6 +66,13 @@ def model_file(ctx: AppContext, m: ModelRecord) -> Path:
     return ctx.settings.project_file(m.project_id, m.file)
 
 
+def model_weights(ctx: AppContext, ref, model_ref) -> Path:
+    """The .pt file of a registered model (to download it)."""
+    if model_ref in (None, ""):
+        raise UserError("Choose a model first")
+    return model_file(ctx, get_model(ctx, ref, model_ref))
+
+
 def class_mapping(ctx: AppContext, ref, model_ref, overrides: dict | None = None) -> dict[int, int | None]:
     """Model class index -> project class index (None = skip): by name, then the user's overrides."""
     p = project(ctx, ref)

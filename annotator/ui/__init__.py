@@ -1,4 +1,5 @@
-"""The Gradio app: a header with the shared project picker, then one tab per module.
+"""The Gradio app: the public API (``api.py``), a header with the shared project picker, then one tab per
+module and the Jobs panel.
 
 ``build_app(services)`` only builds; launching lives in ``annotator.launch``.
 """
@@ -8,14 +9,15 @@ from __future__ import annotations
 import gradio as gr
 
 from ..services import Services
-from .annotate import build_annotate_tab
+from .api import Api
 from .common import UIContext
-from .export import build_export_tab
-from .jobs import build_jobs_panel
-from .projects import build_projects_tab, make_handlers as project_handlers, render_picker
-from .review import CSS as REVIEW_CSS, HEAD, build_review_tab
-from .train import build_train_tab
-from .upload import build_upload_tab
+from .jobs_panel import build_jobs_panel
+from .tab_annotate import CSS as EDITOR_CSS, HEAD, build_annotate_tab
+from .tab_autoannotate import build_autoannotate_tab
+from .tab_export import build_export_tab
+from .tab_projects import build_projects_tab, render_picker
+from .tab_train import build_train_tab
+from .tab_upload import build_upload_tab
 
 TITLE = "Auto Annotator"
 CSS = """
@@ -23,14 +25,15 @@ CSS = """
 #aa-header h1 { margin: 0; }
 .aa-jobs { width: 100%; font-size: 0.9em; }
 .aa-jobs td, .aa-jobs th { padding: 4px 8px; text-align: left; vertical-align: top; }
-""" + REVIEW_CSS
+""" + EDITOR_CSS
 
 
 def build_app(services: Services) -> gr.Blocks:
-    handlers = project_handlers(services)
+    api = Api(services)
     # Gradio's cache (GRADIO_TEMP_DIR, inside the data folder) holds uploads and rendered files: files older
     # than a day are removed every hour. Stored images are served in place (static paths), never copied.
     with gr.Blocks(title=TITLE, delete_cache=(3600, 86400)) as demo:
+        api.publish()  # first: every public name is claimed by its gr.api endpoint; all UI events are private
         with gr.Row(elem_id="aa-header"):
             gr.Markdown(f"# {TITLE}\nUpload · auto-annotate · review · train · export — one place, your data.")
             project = gr.Dropdown(
@@ -43,22 +46,21 @@ def build_app(services: Services) -> gr.Blocks:
         def pick(projects, current):
             return render_picker(projects, current)
 
-        # On page load and on refresh: the project list (an API endpoint), rendered into the picker.
-        # Registered before the tabs so the public endpoint gets the plain name "list_projects".
-        for ev in (demo.load(handlers["list_projects"], None, projects_json, api_name="list_projects"),
-                   refresh.click(handlers["list_projects"], None, projects_json, api_visibility="private")):
+        # On page load and on refresh: the project list, rendered into the picker.
+        for ev in (demo.load(api.list_projects, None, projects_json, api_visibility="private"),
+                   refresh.click(api.list_projects, None, projects_json, api_visibility="private")):
             ev.success(pick, [projects_json, project], project, api_visibility="private")
 
-        ctx = UIContext(services=services, project=project, projects_json=projects_json)
+        ctx = UIContext(services=services, api=api, project=project, projects_json=projects_json)
         with gr.Tabs():
             with gr.Tab("Projects", id="projects"):
                 build_projects_tab(ctx)
             with gr.Tab("Upload", id="upload"):
                 build_upload_tab(ctx)
-            with gr.Tab("Auto-annotate", id="annotate"):
-                queued = build_annotate_tab(ctx)
-            with gr.Tab("Annotate", id="review"):
-                build_review_tab(ctx)
+            with gr.Tab("Auto-annotate", id="autoannotate"):
+                queued = build_autoannotate_tab(ctx)
+            with gr.Tab("Annotate", id="annotate"):
+                build_annotate_tab(ctx)
             with gr.Tab("Train", id="train"):
                 train_events = build_train_tab(ctx)
             with gr.Tab("Export", id="export"):

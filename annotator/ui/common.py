@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import functools
 import html
+import inspect
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import gradio as gr
 
 from ..services import Services
 from ..types import UserError
 
+if TYPE_CHECKING:
+    from .api import Api
+
 
 @dataclass
 class UIContext:
     services: Services
+    api: "Api"  # the public API: the tabs' handlers call it
     project: gr.Dropdown  # the project picked in the header, shared by every tab
     projects_json: gr.JSON  # result of list_projects, re-rendered into the picker
 
@@ -37,6 +42,29 @@ def user_errors(fn: Callable) -> Callable:
             raise gr.Error(html.escape(str(e), quote=False), print_exception=False) from None  # names are user input
 
     return wrapper
+
+
+def with_keywords(fn: Callable, *names: str) -> Callable:
+    """An event handler passing the event's inputs to ``fn`` as the keyword arguments ``names`` (and the
+    request, when ``fn`` takes one): the order of a tab's widgets never decides which parameter gets which
+    value. Gradio reads the handler's signature (``names`` [+ request]) to pass the inputs and the request."""
+    takes_request = "request" in inspect.signature(fn).parameters
+
+    def handler(*values):
+        request = None
+        if takes_request:
+            *values, request = values
+        kwargs = dict(zip(names, values, strict=True))
+        return fn(**kwargs, request=request) if takes_request else fn(**kwargs)
+
+    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
+    if takes_request:
+        params.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                        annotation=gr.Request))
+    handler.__signature__ = inspect.Signature(params)
+    handler.__annotations__ = {"request": gr.Request} if takes_request else {}
+    handler.__name__ = handler.__qualname__ = f"{fn.__name__}_ui"
+    return handler
 
 
 def table(rows: list[list[Any]], headers: list[str]) -> dict:

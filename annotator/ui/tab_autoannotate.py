@@ -1,17 +1,13 @@
 """Auto-annotate tab: the project's model registry, the run form with its class-mapping table, System.
 
-Handlers first (JSON results, each an API endpoint), renderers next, wiring last.
+Every action calls the public API (``ui/api.py``); renderers next, wiring last; every event is private.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
 
-from ..services import Services
-from ..types import UserError
-from .common import UIContext, table, user_errors, username
+from .common import UIContext, table, user_errors, with_keywords
 
 MODEL_HEADERS = ["name", "source", "classes", "imgsz", "size MB", "sha256", "added"]
 MAP_HEADERS = ["model index", "model class", "project class"]
@@ -24,16 +20,8 @@ PICKLE_WARNING = (
 )
 
 
-def _mapping_rows(services: Services, project: str, model: str) -> list[list]:
-    p = services.projects.get_project(project)
-    m = services.models.get_model(p, model)
-    mapping = services.models.class_mapping(p, m)
-    return [[i, name, p.class_names[mapping[i]] if mapping.get(i) is not None else SKIP]
-            for i, name in enumerate(m.class_names)]
-
-
-def _overrides_from_table(rows) -> dict:
-    """Mapping-table rows (model index, model class, project class) -> overrides for the services."""
+def overrides_from_table(rows) -> dict:
+    """Mapping-table rows (model index, model class, project class) -> the API's ``overrides``."""
     if rows is None:
         return {}
     if hasattr(rows, "values"):  # a pandas frame from the Dataframe component
@@ -48,49 +36,6 @@ def _overrides_from_table(rows) -> dict:
         key = str(row[1] or "").strip() or str(row[0])
         out[key] = None if target in ("", SKIP, "skip") else target
     return out
-
-
-# --- handlers (API) ------------------------------------------------------------------------------------
-def make_handlers(services: Services):
-    @user_errors
-    def upload_model(project: str, file, name: str = "", request: gr.Request = None) -> dict:
-        if not file:
-            raise UserError("Choose a .pt file to upload")
-        path = Path(getattr(file, "path", None) or getattr(file, "name", None) or file)
-        shown = getattr(file, "orig_name", None) or path.name
-        return services.models.add_model(project, path, name or None, user=username(request), display_name=shown).as_dict()
-
-    @user_errors
-    def list_models(project: str) -> list[dict]:
-        if not project:
-            return []
-        return [m.as_dict() for m in services.models.list_models(project)]
-
-    @user_errors
-    def class_mapping(project: str, model: str) -> dict:
-        if not project or not model:
-            return {"headers": MAP_HEADERS, "data": []}
-        return {"headers": MAP_HEADERS, "data": _mapping_rows(services, project, model)}
-
-    @user_errors
-    def auto_annotate(project: str, model: str, datasets: list, conf: float, iou: float, imgsz: float,
-                      max_det: float, device: str, batch: float, scope: str, mapping,
-                      request: gr.Request = None) -> dict:
-        if not model:
-            raise UserError("Choose a model (upload one on the left, or use the Demo project's demo-shapes)")
-        job = services.annotation.start_annotation(
-            project, model, datasets=[d for d in (datasets or []) if d], conf=conf, iou=iou,
-            imgsz=int(imgsz or 0) or None, max_det=int(max_det or 300), device=device or None,
-            batch=int(batch or 0), scope=scope or "unreviewed", overrides=_overrides_from_table(mapping),
-            user=username(request),
-        )
-        return job.as_dict()
-
-    @user_errors
-    def system_info() -> dict:
-        return services.jobs.system_info()
-
-    return {f.__name__: f for f in (upload_model, list_models, class_mapping, auto_annotate, system_info)}
 
 
 # --- renderers (private) -------------------------------------------------------------------------------
@@ -120,9 +65,9 @@ def system_markdown(info: dict) -> str:
 
 
 # --- wiring ------------------------------------------------------------------------------------------
-def build_annotate_tab(ctx: UIContext):
+def build_autoannotate_tab(ctx: UIContext):
     """Returns the event of a successful Run, for the app to chain a Jobs-panel refresh onto."""
-    h = make_handlers(ctx.services)
+    api, services = ctx.api, ctx.services
     project = ctx.project
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
@@ -165,32 +110,53 @@ def build_annotate_tab(ctx: UIContext):
     models_json = gr.JSON(visible=False)
     job_json = gr.JSON(visible=False)
     info_json = gr.JSON(visible=False)
+    private = dict(api_visibility="private")
+
+    def list_models(project_name):
+        return api.list_models(project=project_name) if project_name else []
+
+    def mapping_rows(project_name, model_name):
+        """The class-mapping table: every model class with the project class it maps to (by name)."""
+        if not project_name or not model_name:
+            return table([], MAP_HEADERS)
+        mapping = api.class_mapping(project=project_name, model=model_name)
+        model_classes = services.models.get_model(project_name, model_name).class_names
+        classes = services.projects.get_project(project_name).class_names
+        return table([[i, name, classes[mapping[str(i)]] if mapping.get(str(i)) is not None else SKIP]
+                      for i, name in enumerate(model_classes)], MAP_HEADERS)
+
+    def run(project_name, model_name, datasets_, conf_, iou_, imgsz_, max_det_, device_, batch_, scope_, rows,
+            request: gr.Request = None):
+        if not model_name:
+            raise gr.Error("Choose a model (upload one on the left, or use the Demo project's demo-shapes)")
+        return api.start_annotation(project=project_name, model=model_name, datasets=datasets_, conf=conf_, iou=iou_,
+                                    imgsz=int(imgsz_ or 0) or None, max_det=int(max_det_ or 300),
+                                    device=device_ or None, batch=int(batch_ or 0), scope=scope_,
+                                    overrides=overrides_from_table(rows), request=request)
 
     def show_models(ev):
-        return ev.success(render_models, [models_json, model], [models_table, model], api_visibility="private")
+        return ev.success(render_models, [models_json, model], [models_table, model], **private)
 
     def show_mapping(ev):
-        return ev.then(h["class_mapping"], [project, model], mapping, api_visibility="private")
+        return ev.then(user_errors(mapping_rows), [project, model], mapping, **private)
 
-    # Public endpoints first: private events also claim their function's name.
-    model.input(h["class_mapping"], [project, model], mapping, api_name="class_mapping")
-    project_models = project.change(h["list_models"], project, models_json, api_name="list_models")
-    show_mapping(show_models(project_models))
-    project.change(lambda p: gr.Dropdown(choices=[d.name for d in ctx.services.images.datasets(p)] if p else [], value=[]),
-                   project, datasets, api_visibility="private")
+    model.input(user_errors(mapping_rows), [project, model], mapping, **private)
+    show_mapping(show_models(project.change(list_models, project, models_json, **private)))
+    project.change(user_errors(lambda p: gr.Dropdown(choices=[d.name for d in services.images.datasets(p)] if p else [],
+                                                      value=[])), project, datasets, **private)
 
-    uploaded = upload_btn.click(h["upload_model"], [project, model_file, model_name], models_json,
-                                api_name="upload_model")
-    show_mapping(uploaded.success(h["list_models"], project, models_json, api_visibility="private").success(
+    uploaded = upload_btn.click(with_keywords(api.add_model, "project", "path", "name"), [project, model_file, model_name],
+                                models_json, **private)
+    show_mapping(uploaded.success(list_models, project, models_json, **private).success(
         lambda models: render_models(models, models[-1]["name"] if models else None), models_json,
-        [models_table, model], api_visibility="private",
-    )).then(lambda: (None, ""), None, [model_file, model_name], api_visibility="private")
+        [models_table, model], **private,
+    )).then(lambda: (None, ""), None, [model_file, model_name], **private)
 
-    ran = run_btn.click(h["auto_annotate"], [project, model, datasets, conf, iou, imgsz, max_det, device, batch,
-                                             scope, mapping], job_json, api_name="auto_annotate")
+    ran = run_btn.click(run, [project, model, datasets, conf, iou, imgsz, max_det, device, batch, scope, mapping],
+                        job_json, **private)
     queued = ran.success(lambda j: f"Queued job **{j['id']}**: {j['total']} image(s). Progress below, under *Jobs*.",
-                         job_json, run_result, api_visibility="private")
+                         job_json, run_result, **private)
 
-    system_btn.click(h["system_info"], None, info_json, api_name="system_info").success(
-        system_markdown, info_json, system_md, api_visibility="private")
+    system_btn.click(api.system_info, None, info_json, **private).success(
+        system_markdown, info_json, system_md, **private)
     return queued

@@ -9,8 +9,7 @@ import html
 
 import gradio as gr
 
-from ..services import Services
-from .common import UIContext, user_errors
+from .common import UIContext, with_keywords
 
 REFRESH_S = 1.5
 STATUS_COLOURS = {"queued": "#6b7280", "running": "#2563eb", "succeeded": "#16a34a", "failed": "#dc2626",
@@ -49,20 +48,9 @@ def jobs_html(jobs: list[dict], names: dict[int, str]) -> str:
     return f"<table class='aa-jobs'>{head}{''.join(rows)}</table>"
 
 
-def make_handlers(services: Services):
-    @user_errors
-    def job_status(job_id: float) -> dict:
-        return services.jobs.get_job(int(job_id)).as_dict()
-
-    @user_errors
-    def cancel_job(job_id: float) -> dict:
-        return services.jobs.cancel_job(int(job_id)).as_dict()
-
-    @user_errors
-    def resume_job(job_id: float, request: gr.Request = None) -> dict:
-        from .common import username
-
-        return services.annotation.resume_job(int(job_id), user=username(request)).as_dict()
+def build_jobs_panel(ctx: UIContext):
+    """Returns (fn, inputs, outputs) for other tabs to trigger an immediate refresh with ``.then(*...)``."""
+    api, services = ctx.api, ctx.services
 
     def refresh(selected: float | None):
         jobs = [j.as_dict() for j in services.jobs.list_jobs(limit=12)]
@@ -76,12 +64,6 @@ def make_handlers(services: Services):
                 log = ""
         return jobs_html(jobs, names), gr.Number(value=sel), log
 
-    return {"job_status": job_status, "cancel_job": cancel_job, "resume_job": resume_job, "refresh": refresh}
-
-
-def build_jobs_panel(ctx: UIContext):
-    """Returns (fn, inputs, outputs) for other tabs to trigger an immediate refresh with ``.then(*...)``."""
-    h = make_handlers(ctx.services)
     with gr.Accordion("Jobs", open=True, elem_id="aa-jobs"):
         jobs_view = gr.HTML()
         with gr.Row():
@@ -92,12 +74,10 @@ def build_jobs_panel(ctx: UIContext):
         job_log = gr.Textbox(label="Log of the job", lines=6, max_lines=12, autoscroll=True, interactive=False)
     job_json = gr.JSON(visible=False)
     outputs = [jobs_view, job_id, job_log]
-    refresh = (h["refresh"], job_id, outputs)
+    private = dict(api_visibility="private")
+    refresh_event = (refresh, job_id, outputs)
     timer = gr.Timer(REFRESH_S)
-    timer.tick(*refresh, api_visibility="private", show_progress="hidden", queue=False)
-    show_btn.click(h["job_status"], job_id, job_json, api_name="job_status").then(*refresh, api_visibility="private")
-    cancel_btn.click(h["cancel_job"], job_id, job_json, api_name="cancel_job").then(*refresh,
-                                                                                     api_visibility="private")
-    resume_btn.click(h["resume_job"], job_id, job_json, api_name="resume_job").then(*refresh,
-                                                                                     api_visibility="private")
-    return refresh
+    timer.tick(*refresh_event, **private, show_progress="hidden", queue=False)
+    for btn, fn in ((show_btn, api.get_job), (cancel_btn, api.cancel_job), (resume_btn, api.resume_job)):
+        btn.click(with_keywords(fn, "job_id"), job_id, job_json, **private).then(*refresh_event, **private)
+    return refresh_event

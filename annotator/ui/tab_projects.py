@@ -1,15 +1,14 @@
 """Projects tab: create and delete projects, edit the class table (rename, add, delete with remap, reorder).
 
-Handlers first (plain functions returning JSON-able dicts, each an API endpoint), renderers next
-(dict -> component updates, private), and the wiring last in ``build_projects_tab``.
+Every action calls the public API (``ui/api.py``); renderers turn its JSON into component updates; the
+wiring is last, in ``build_projects_tab``. All events are private: the API names belong to ``gr.api``.
 """
 
 from __future__ import annotations
 
 import gradio as gr
 
-from ..services import Services
-from .common import UIContext, table, user_errors, username
+from .common import UIContext, table, with_keywords
 
 CLASS_HEADERS = ["index", "name", "boxes"]
 DELETE_POLICIES = [
@@ -17,55 +16,6 @@ DELETE_POLICIES = [
     ("Move its boxes to another class", "move"),
     ("Delete its boxes", "delete"),
 ]
-
-
-# --- handlers (API) ------------------------------------------------------------------------------------
-def details_dict(services: Services, project: str) -> dict:
-    return services.projects.project_details(project).as_dict()
-
-
-def make_handlers(services: Services):
-    @user_errors
-    def list_projects() -> list[dict]:
-        return [p.as_dict() for p in services.projects.list_projects()]
-
-    @user_errors
-    def create_project(name: str, classes: str, description: str = "", request: gr.Request = None) -> dict:
-        p = services.projects.create_project(name, classes, description, user=username(request))
-        return details_dict(services, p.name)
-
-    @user_errors
-    def project_details(project: str) -> dict:
-        if not project:
-            return {}
-        return details_dict(services, project)
-
-    @user_errors
-    def rename_class(project: str, class_name: str, new_name: str) -> dict:
-        services.projects.rename_class(project, class_name, new_name)
-        return details_dict(services, project)
-
-    @user_errors
-    def add_classes(project: str, names: str) -> dict:
-        services.projects.add_classes(project, names)
-        return details_dict(services, project)
-
-    @user_errors
-    def delete_class(project: str, class_name: str, boxes: str, move_to: str | None) -> dict:
-        outcome = services.projects.delete_class(project, class_name, boxes or "refuse", move_to)
-        return {**details_dict(services, project), "outcome": outcome}
-
-    @user_errors
-    def reorder_classes(project: str, order: str) -> dict:
-        outcome = services.projects.reorder_classes(project, order)
-        return {**details_dict(services, project), "outcome": outcome}
-
-    @user_errors
-    def delete_project(project: str, confirm: str) -> dict:
-        return {"deleted": services.projects.delete_project(project, confirm)}
-
-    return {f.__name__: f for f in (list_projects, create_project, project_details, rename_class, add_classes,
-                                    delete_class, reorder_classes, delete_project)}
 
 
 # --- renderers (private) -------------------------------------------------------------------------------
@@ -120,7 +70,7 @@ def render_details(d: dict):
 
 # --- wiring ------------------------------------------------------------------------------------------
 def build_projects_tab(ctx: UIContext) -> None:
-    h = make_handlers(ctx.services)
+    api = ctx.api
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             gr.Markdown("### New project")
@@ -163,37 +113,47 @@ def build_projects_tab(ctx: UIContext) -> None:
                     delete_project_btn = gr.Button("Delete project", variant="stop")
 
     details_json = gr.JSON(visible=False)
+    created_json = gr.JSON(visible=False)
     detail_outputs = [summary, classes_table, rename_pick, delete_pick, move_to, order]
     project = ctx.project
+    private = dict(api_visibility="private")
+
+    def details(project_name: str | None) -> dict:
+        return api.project_details(project=project_name) if project_name else {}
+
+    def then_details(action, *names):
+        """An edit through the API, then the project's details (with the edit's outcome when it has one)."""
+        def run(project_name, *values):
+            outcome = action(project=project_name, **dict(zip(names, values, strict=True)))
+            d = api.project_details(project=project_name)
+            return {**d, "outcome": outcome} if "id" not in outcome else d
+        return run
 
     def show(ev):
-        return ev.success(render_details, details_json, detail_outputs, api_visibility="private")
+        return ev.success(render_details, details_json, detail_outputs, **private)
 
     # Picking a project (or the list refreshing) shows its details.
-    show(project.change(h["project_details"], project, details_json, api_name="project_details"))
+    show(project.change(details, project, details_json, **private))
 
-    created = create_btn.click(
-        h["create_project"], [new_name, new_classes, new_desc], details_json, api_name="create_project"
+    created = create_btn.click(with_keywords(api.create_project, "name", "classes", "description"),
+                               [new_name, new_classes, new_desc], created_json, **private)
+    created.success(api.list_projects, None, ctx.projects_json, **private).success(
+        lambda projects, p: render_picker(projects, None, prefer=(p or {}).get("name")),
+        [ctx.projects_json, created_json], project, **private,
+    ).success(lambda: ("", "", ""), None, [new_name, new_classes, new_desc], **private)
+
+    show(rename_btn.click(then_details(api.rename_class, "class_ref", "new_name"), [project, rename_pick, rename_to],
+                          details_json, **private))
+    show(add_btn.click(then_details(api.add_classes, "names"), [project, add_names], details_json, **private)).success(
+        lambda: "", None, add_names, **private
     )
-    created.success(
-        h["list_projects"], None, ctx.projects_json, api_visibility="private"
+    show(delete_btn.click(then_details(api.delete_class, "class_ref", "boxes", "move_to"),
+                          [project, delete_pick, delete_policy, move_to], details_json, **private))
+    show(order_btn.click(then_details(api.reorder_classes, "new_order"), [project, order], details_json, **private))
+
+    delete_project_btn.click(with_keywords(api.delete_project, "project", "confirm"), [project, confirm], None,
+                             **private).success(
+        api.list_projects, None, ctx.projects_json, **private
     ).success(
-        lambda projects, d: render_picker(projects, None, prefer=(d or {}).get("name")),
-        [ctx.projects_json, details_json], project, api_visibility="private",
-    ).success(lambda: ("", "", ""), None, [new_name, new_classes, new_desc], api_visibility="private")
-
-    show(rename_btn.click(h["rename_class"], [project, rename_pick, rename_to], details_json, api_name="rename_class"))
-    show(add_btn.click(h["add_classes"], [project, add_names], details_json, api_name="add_classes")).success(
-        lambda: "", None, add_names, api_visibility="private"
-    )
-    show(delete_btn.click(
-        h["delete_class"], [project, delete_pick, delete_policy, move_to], details_json, api_name="delete_class"
-    ))
-    show(order_btn.click(h["reorder_classes"], [project, order], details_json, api_name="reorder_classes"))
-
-    delete_project_btn.click(
-        h["delete_project"], [project, confirm], details_json, api_name="delete_project"
-    ).success(h["list_projects"], None, ctx.projects_json, api_visibility="private").success(
-        lambda projects: (render_picker(projects, None), ""), ctx.projects_json, [project, confirm],
-        api_visibility="private",
+        lambda projects: (render_picker(projects, None), ""), ctx.projects_json, [project, confirm], **private,
     )

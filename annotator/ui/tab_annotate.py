@@ -29,7 +29,7 @@ from gradio_image_annotation import image_annotator
 from ..overlay import class_colours
 from ..services import Services
 from ..types import UserError
-from .common import UIContext, user_errors, username
+from .common import UIContext, user_errors, username, with_keywords
 from .widget import from_widget, relabel_new_box, same_boxes, to_widget
 
 STATUS_FILTERS = [("Unreviewed", "unreviewed"), ("Approved", "approved"), ("Rejected", "rejected"), ("All", "all")]
@@ -152,41 +152,6 @@ def _scale(img: dict) -> tuple[float, float]:
 
 def _colours(n: int) -> list[tuple[int, int, int]]:
     return class_colours(n)
-
-
-def make_handlers(services: Services):
-    """Public API handlers: plain values in, JSON out."""
-
-    @user_errors
-    def load_image(project: str, image_id: float) -> dict:
-        return services.review.load_image(project, int(image_id))
-
-    @user_errors
-    def save_image(project: str, image_id: float, version: float, boxes: list, request: gr.Request = None) -> dict:
-        return services.review.save_image(project, int(image_id), boxes or [], version, user=username(request))
-
-    @user_errors
-    def set_review_status(project: str, image_ids, status: str, drop_below: float | None = None,
-                          request: gr.Request = None) -> dict:
-        if isinstance(image_ids, str):
-            image_ids = [int(x) for x in image_ids.replace(",", " ").split()]
-        return services.review.set_review_status(project, image_ids, status, user=username(request),
-                                          drop_machine_below=drop_below)
-
-    @user_errors
-    def review_queue(project: str, status: str = "unreviewed", dataset: str = "", class_name: str = "",
-                     no_boxes: bool = False, below_conf: float | None = None, sort: str = "upload",
-                     offset: float = 0, limit: float = 50) -> dict:
-        return services.review.review_queue(project, offset=int(offset or 0), limit=int(limit or 50), status=status,
-                                     dataset=dataset or None, class_name=class_name or None, no_boxes=bool(no_boxes),
-                                     below_conf=below_conf or None, sort=sort or "upload")
-
-    @user_errors
-    def review_stats(project: str) -> dict:
-        return services.review.review_stats(project)
-
-    return {"load_image": load_image, "save_image": save_image, "set_review_status": set_review_status,
-            "review_queue": review_queue, "review_stats": review_stats}
 
 
 # ---- the editor session ------------------------------------------------------------------------------------
@@ -423,9 +388,8 @@ def progress_frame(stats: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["day", "status", "images"])
 
 
-def build_review_tab(ctx: UIContext) -> None:
+def build_annotate_tab(ctx: UIContext) -> None:
     services = ctx.services
-    h = make_handlers(services)
     ed = Editor(services)
     project = ctx.project
     state = gr.State({})
@@ -476,35 +440,14 @@ def build_review_tab(ctx: UIContext) -> None:
             progress_plot = gr.BarPlot(x="day", y="images", color="status", label="Reviews per day")
         stats_btn = gr.Button("Refresh", size="sm")
 
-    # --- public API (also usable from gradio_client); hidden inputs, plain JSON out -----------------------
-    with gr.Group(visible=False):
-        a_id = gr.Number(precision=0)
-        a_version = gr.Number(precision=0)
-        a_boxes = gr.JSON()
-        a_ids = gr.Textbox()
-        a_status = gr.Textbox()
-        a_drop = gr.Number()
-        a_text = [gr.Textbox() for _ in range(3)]
-        a_flag = gr.Checkbox()
-        a_num = [gr.Number() for _ in range(3)]
-        a_out = gr.JSON()
-        a_stats = gr.JSON()
-        for name, inputs in (
-            ("load_image", [project, a_id]),
-            ("save_image", [project, a_id, a_version, a_boxes]),
-            ("set_review_status", [project, a_ids, a_status, a_drop]),
-            ("review_queue", [project, a_status, a_text[0], a_text[1], a_flag, a_num[0], a_text[2], a_num[1],
-                              a_num[2]]),
-        ):
-            gr.Button(visible=False).click(h[name], inputs, a_out, api_name=name, queue=False)
-        gr.Button(visible=False).click(h["review_stats"], project, a_stats, api_name="review_stats", queue=False)
+    stats_json = gr.JSON(visible=False)
 
     outputs = [canvas, state, info, counter, filmstrip, seen]
     common = dict(api_visibility="private", show_progress="hidden")
 
-    def stats(ev):  # after the public review_stats above: private events claim a handler's name too
-        ev.then(h["review_stats"], project, a_stats, **common).success(
-            lambda s: (*stats_frames(s), progress_frame(s)), a_stats, [class_plot, status_plot, progress_plot],
+    def stats(ev):  # the API's review_stats, drawn
+        ev.then(with_keywords(ctx.api.review_stats, "project"), project, stats_json, **common).success(
+            lambda s: (*stats_frames(s), progress_frame(s)), stats_json, [class_plot, status_plot, progress_plot],
             **common)
 
     def on_project(p):

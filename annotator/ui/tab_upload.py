@@ -1,17 +1,17 @@
-"""Upload tab: zips / image files into a dataset, the upload report, and a paged gallery of the project.
+"""Upload tab: zips / image files into a dataset, the upload report, label imports, and a paged gallery.
 
-Handlers first (JSON-able results, each an API endpoint), renderers next, wiring last.
+Uploads and imports call the public API (``ui/api.py``); the gallery (thumbnails with the boxes drawn on)
+is this tab's own view. Renderers next, wiring last; every event is private.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import gradio as gr
 
 from ..services import Services
 from ..types import IMAGE_EXTENSIONS as ACCEPTED_EXTENSIONS
-from .common import UIContext, table, user_errors, username
+from .api import reporting
+from .common import UIContext, table, user_errors, with_keywords
 
 PAGE_SIZE = 48
 ALL = "All datasets"
@@ -21,89 +21,56 @@ DUP_HEADERS = ["file", "same content as"]
 UPLOAD_HEADERS = ["when", "dataset", "source", "added", "duplicates", "skipped", "by"]
 
 
-def _paths(files) -> list[tuple[Path, str]]:
-    """gr.File values (paths or FileData-like) -> (path on disk, original name)."""
-    out = []
-    for f in files or []:
-        path = Path(getattr(f, "path", None) or getattr(f, "name", None) or f)
-        name = getattr(f, "orig_name", None) or path.name
-        out.append((path, name))
+def gallery_page(services: Services, project: str, dataset: str = "", status: str = "", page: float = 1) -> dict:
+    """A page of the project's images for the gallery (page from 1), thumbnails with their boxes drawn on,
+    with the datasets, review counts, active jobs and upload history the tab shows around it."""
+    if not project:
+        return {"total": 0, "page": 1, "pages": 1, "images": [], "datasets": [], "status": {}}
+    p = services.projects.get_project(project)
+    ds = None if dataset in ("", None, ALL) else dataset
+    result = services.images.list_images(p, ds, status or None, int(page or 1) - 1, PAGE_SIZE)
+    details = services.projects.project_details(p)
+    thumbs = services.images.gallery_thumbs(result.images)
+    return {
+        "project": p.name,
+        "total": result.total,
+        "page": result.page + 1,
+        "pages": result.pages,
+        "datasets": [{"name": d.name, "images": d.num_images} for d in details.datasets],
+        "status": details.status_counts,
+        "images": [
+            {"id": i.id, "dataset": i.dataset, "rel_path": i.rel_path, "status": i.status, "thumb": str(thumb),
+             "boxes": n}
+            for i, (thumb, n) in zip(result.images, thumbs)
+        ],
+        "active_jobs": sum(1 for j in services.jobs.list_jobs(p, limit=20) if j.active),
+        "uploads": [
+            {**u, "created_at": u["created_at"].isoformat(timespec="seconds")}
+            for u in services.images.uploads(p)
+        ],
+    }
+
+
+def mapping_from_table(rows) -> dict:
+    """The import's class-mapping table (source class, boxes, project class) -> the API's ``mapping``."""
+    if rows is None:
+        return {}
+    if hasattr(rows, "values"):
+        rows = rows.values.tolist()
+    elif isinstance(rows, dict):
+        rows = rows.get("data") or []
+    out = {}
+    for row in rows:
+        if len(row) >= 3 and str(row[0] or "").strip():
+            target = str(row[2] or "").strip()
+            if target and target != NEW_CLASS:
+                out[str(row[0]).strip()] = None if target == SKIP_CLASS else target
     return out
 
 
-# --- handlers (API) ------------------------------------------------------------------------------------
-def make_handlers(services: Services):
-    @user_errors
-    def upload_images(project: str, files: list, dataset: str = "", request: gr.Request = None,
-                      progress=gr.Progress()) -> dict:
-        sources = _paths(files)
-
-        def tick(done: int, total: int, name: str) -> None:
-            progress((done, total), desc=f"Ingesting {name}", unit="files")
-
-        report = services.images.add_images(project, sources, dataset or None, user=username(request), progress=tick)
-        return report.as_dict()
-
-    @user_errors
-    def list_images(project: str, dataset: str = "", status: str = "", page: float = 1) -> dict:
-        if not project:
-            return {"total": 0, "page": 1, "pages": 1, "images": [], "datasets": [], "status": {}}
-        p = services.projects.get_project(project)
-        ds = None if dataset in ("", None, ALL) else dataset
-        result = services.images.list_images(p, ds, status or None, int(page or 1) - 1, PAGE_SIZE)
-        details = services.projects.project_details(p)
-        thumbs = services.images.gallery_thumbs(result.images)
-        return {
-            "project": p.name,
-            "total": result.total,
-            "page": result.page + 1,
-            "pages": result.pages,
-            "datasets": [{"name": d.name, "images": d.num_images} for d in details.datasets],
-            "status": details.status_counts,
-            "images": [
-                {"id": i.id, "dataset": i.dataset, "rel_path": i.rel_path, "width": i.width, "height": i.height,
-                 "format": i.format, "status": i.status, "split": i.split, "thumb": str(thumb), "boxes": n}
-                for i, (thumb, n) in zip(result.images, thumbs)
-            ],
-            "active_jobs": sum(1 for j in services.jobs.list_jobs(p, limit=20) if j.active),
-            "uploads": [
-                {**u, "created_at": u["created_at"].isoformat(timespec="seconds")}
-                for u in services.images.uploads(p)
-            ],
-        }
-
-    def _mapping_from_table(rows) -> dict:
-        if rows is None:
-            return {}
-        if hasattr(rows, "values"):
-            rows = rows.values.tolist()
-        elif isinstance(rows, dict):
-            rows = rows.get("data") or []
-        out = {}
-        for row in rows:
-            if len(row) >= 3 and str(row[0] or "").strip():
-                target = str(row[2] or "").strip()
-                if target and target != NEW_CLASS:
-                    out[str(row[0]).strip()] = None if target == SKIP_CLASS else target
-        return out
-
-    @user_errors
-    def analyze_labels(project: str, files: list, fmt: str) -> dict:
-        a = services.transfer.analyze_labels(project, _paths(files), fmt)
-        rows = [[c["source"], c["boxes"], c["project"] or NEW_CLASS] for c in a["classes"]]
-        return {**a, "table": {"headers": IMPORT_HEADERS, "data": rows}}
-
-    @user_errors
-    def import_labels(project: str, files: list, fmt: str, dataset: str, mapping, add_new_classes: bool,
-                      approve: bool, request: gr.Request = None, progress=gr.Progress()) -> dict:
-        def tick(done: int, total: int, name: str) -> None:
-            progress((done, total), desc=f"Ingesting {name}", unit="files")
-
-        return services.transfer.import_labels(project, _paths(files), fmt, dataset or None, _mapping_from_table(mapping),
-                                      bool(add_new_classes), bool(approve), user=username(request), progress=tick)
-
-    return {"upload_images": upload_images, "list_images": list_images, "analyze_labels": analyze_labels,
-            "import_labels": import_labels}
+def mapping_table(analysis: dict) -> dict:
+    rows = [[c["source"], c["boxes"], c["project"] or NEW_CLASS] for c in analysis["classes"]]
+    return {"headers": IMPORT_HEADERS, "data": rows}
 
 
 IMPORT_HEADERS = ["source class", "boxes", "project class"]
@@ -182,7 +149,7 @@ def render_gallery(g: dict, current_dataset: str):
 
 # --- wiring ------------------------------------------------------------------------------------------
 def build_upload_tab(ctx: UIContext) -> None:
-    h = make_handlers(ctx.services)
+    api, services = ctx.api, ctx.services
     project = ctx.project
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
@@ -238,44 +205,53 @@ def build_upload_tab(ctx: UIContext) -> None:
     gallery_json = gr.JSON(visible=False)
     report_json = gr.JSON(visible=False)
     gallery_outputs = [gallery, info, filter_dataset, page, dataset, history]
+    private = dict(api_visibility="private")
+    listing = user_errors(lambda p, d, st, pg: gallery_page(services, p, d, st, pg))
 
     def refresh(ev):
-        return ev.then(
-            h["list_images"], [project, filter_dataset, filter_status, page], gallery_json, api_visibility="private",
-        ).success(render_gallery, [gallery_json, filter_dataset], gallery_outputs, api_visibility="private")
+        return ev.then(listing, [project, filter_dataset, filter_status, page], gallery_json, **private).success(
+            render_gallery, [gallery_json, filter_dataset], gallery_outputs, **private)
 
-    listing_inputs = [project, filter_dataset, filter_status, page]
-    # The public list_images endpoint first: every private refresh below reuses its handler's name.
-    refresh_btn.click(h["list_images"], listing_inputs, gallery_json, api_name="list_images").success(
-        render_gallery, [gallery_json, filter_dataset], gallery_outputs, api_visibility="private"
-    )
+    def upload(project_name, files, dataset_name, request: gr.Request = None, progress=gr.Progress()):
+        with reporting(progress, "Ingesting", "files"):
+            return api.add_images(project=project_name, sources=files, dataset=dataset_name or None, request=request)
+
+    def import_labels(project_name, files, fmt, dataset_name, table_value, add_new_classes, approve_them,
+                      request: gr.Request = None, progress=gr.Progress()):
+        with reporting(progress, "Ingesting", "files"):
+            return api.import_labels(project=project_name, sources=files, fmt=fmt, dataset=dataset_name or None,
+                                     mapping=mapping_from_table(table_value), add_new_classes=add_new_classes,
+                                     approve=approve_them, request=request)
+
+    refresh_btn.click(listing, [project, filter_dataset, filter_status, page], gallery_json, **private).success(
+        render_gallery, [gallery_json, filter_dataset], gallery_outputs, **private)
     analysis_json = gr.JSON(visible=False)
     import_json = gr.JSON(visible=False)
-    analyze_btn.click(h["analyze_labels"], [project, import_files, import_fmt], analysis_json,
-                      api_name="analyze_labels").success(lambda a: a["table"], analysis_json, import_map,
-                                                         api_visibility="private")
-    imported = import_btn.click(h["import_labels"], [project, import_files, import_fmt, import_dataset, import_map,
-                                                     add_new, approve], import_json, api_name="import_labels")
-    refresh(imported.success(import_markdown, import_json, import_report, api_visibility="private"))
-    up = upload_btn.click(h["upload_images"], [project, files, dataset], report_json, api_name="upload_images",
-                          concurrency_limit=2)
-    refresh(up.success(render_report, report_json, [report, skipped, dups, files, filter_dataset, page],
-                       api_visibility="private"))
+    analyze_btn.click(with_keywords(api.analyze_labels, "project", "sources", "fmt"), [project, import_files, import_fmt],
+                      analysis_json, **private).success(
+        mapping_table, analysis_json, import_map, **private)
+    imported = import_btn.click(import_labels, [project, import_files, import_fmt, import_dataset, import_map,
+                                                add_new, approve], import_json, **private,
+                                concurrency_limit=2, concurrency_id="import_labels")
+    refresh(imported.success(import_markdown, import_json, import_report, **private))
+    up = upload_btn.click(upload, [project, files, dataset], report_json, **private, concurrency_limit=2,
+                          concurrency_id="add_images")
+    refresh(up.success(render_report, report_json, [report, skipped, dups, files, filter_dataset, page], **private))
     # A new project or filter starts at page 1.
     for trigger in (project.change, filter_dataset.input, filter_status.input):
-        refresh(trigger(lambda: 1, None, page, api_visibility="private", queue=False))
-    refresh(page.submit(lambda p: max(1, int(p or 1)), page, page, api_visibility="private", queue=False))
-    refresh(prev_btn.click(lambda p: max(1, int(p or 1) - 1), page, page, api_visibility="private", queue=False))
-    refresh(next_btn.click(lambda p: int(p or 1) + 1, page, page, api_visibility="private", queue=False))
+        refresh(trigger(lambda: 1, None, page, **private, queue=False))
+    refresh(page.submit(lambda p: max(1, int(p or 1)), page, page, **private, queue=False))
+    refresh(prev_btn.click(lambda p: max(1, int(p or 1) - 1), page, page, **private, queue=False))
+    refresh(next_btn.click(lambda p: int(p or 1) + 1, page, page, **private, queue=False))
 
     # While a job works on this project, boxes appear in the gallery as its results land (and once more
     # after it ends); otherwise the timer changes nothing.
     def live(project_name, dataset_name, status, page_no, current: dict):
         was_active = bool((current or {}).get("active_jobs"))
-        if not project_name or not (was_active or any(j.active for j in ctx.services.jobs.list_jobs(project_name, limit=20))):
+        if not project_name or not (was_active or any(j.active for j in services.jobs.list_jobs(project_name, limit=20))):
             return [gr.skip()] * (1 + len(gallery_outputs))
-        g = h["list_images"](project_name, dataset_name, status, page_no)
+        g = gallery_page(services, project_name, dataset_name, status, page_no)
         return [g, *render_gallery(g, dataset_name)]
 
     gr.Timer(3.0).tick(live, [project, filter_dataset, filter_status, page, gallery_json],
-                       [gallery_json, *gallery_outputs], api_visibility="private", show_progress="hidden")
+                       [gallery_json, *gallery_outputs], **private, show_progress="hidden")

@@ -1,7 +1,7 @@
 """Train tab: the split manager, the training form, live curves of the running job, the models compared
 side by side (evaluate, download the .pt, re-annotate with it).
 
-Handlers first (JSON results, each an API endpoint), renderers next, wiring last.
+Every action calls the public API (``ui/api.py``); renderers next, wiring last; every event is private.
 """
 
 from __future__ import annotations
@@ -11,74 +11,14 @@ import html
 import gradio as gr
 import pandas as pd
 
-from ..services import Services
 from ..types import UserError
-from .common import UIContext, table, user_errors, username
+from .common import UIContext, table, user_errors, with_keywords
 
 REFRESH_S = 2.0
 SPLIT_HEADERS = ["split", "images", "approved", "unreviewed", "rejected", "approved boxes"]
 CLASS_HEADERS = ["class", "instances", "precision", "recall", "mAP50", "mAP50-95"]
 LOSSES = ("train/box_loss", "train/cls_loss", "train/dfl_loss", "val/box_loss", "val/cls_loss", "val/dfl_loss")
 METRICS = ("precision", "recall", "mAP50", "mAP50-95")
-
-
-# --- handlers (API) ------------------------------------------------------------------------------------
-def make_handlers(services: Services):
-    @user_errors
-    def train_model(project: str, datasets: list, approved_only: bool, base: str, imgsz: float, epochs: float,
-                    batch: str, optimizer: str, lr0: float, patience: float, device: str, name: str = "",
-                    onnx_check: bool = True, request: gr.Request = None) -> dict:
-        return services.training.start_training(
-            project, base=base or None, datasets=[d for d in (datasets or []) if d], approved_only=bool(approved_only),
-            imgsz=int(imgsz or 0) or None, epochs=int(epochs or 0), batch=batch, optimizer=optimizer or "auto",
-            lr0=lr0 or None, patience=int(patience if patience is not None else 50), device=device or None,
-            name=(name or "").strip() or None, onnx_check=bool(onnx_check), user=username(request),
-        ).as_dict()
-
-    @user_errors
-    def evaluate_model(project: str, model: str, request: gr.Request = None) -> dict:
-        return services.training.start_evaluation(project, model, user=username(request)).as_dict()
-
-    @user_errors
-    def compare_models(project: str) -> dict:
-        if not project:
-            return {"models": [], "classes": [], "architectures": list(services.training.ARCHITECTURES)}
-        return services.training.compare_models(project)
-
-    @user_errors
-    def training_status(job_id: float) -> dict:
-        return services.training.training_view(int(job_id))
-
-    @user_errors
-    def split_summary(project: str) -> dict:
-        if not project:
-            return {}
-        return services.splits.split_summary(project)
-
-    @user_errors
-    def configure_splits(project: str, train: float, val: float, test: float, seed: float, reassign: bool,
-                         request: gr.Request = None) -> dict:
-        return services.splits.configure_splits(project, train, val, test, int(seed or 0), bool(reassign),
-                                         user=username(request))
-
-    @user_errors
-    def set_split(project: str, split: str, dataset: str = "", status: str = "") -> dict:
-        return services.splits.set_split(project, split, dataset=dataset or None, status=status or None)
-
-    @user_errors
-    def model_weights(project: str, model: str) -> str:
-        if not model:
-            raise UserError("Choose a model in the table's model picker first")
-        return str(services.models.model_file(services.models.get_model(project, model)))
-
-    @user_errors
-    def reannotate(project: str, model: str, request: gr.Request = None) -> dict:
-        if not model:
-            raise UserError("Choose the model to re-annotate with")
-        return services.annotation.start_annotation(project, model, scope="unreviewed", user=username(request)).as_dict()
-
-    return {f.__name__: f for f in (train_model, evaluate_model, compare_models, training_status, split_summary,
-                                    configure_splits, set_split, model_weights, reannotate)}
 
 
 # --- renderers (private) -------------------------------------------------------------------------------
@@ -180,8 +120,7 @@ def render_compare(cmp: dict, current: str | None):
 # --- wiring ------------------------------------------------------------------------------------------
 def build_train_tab(ctx: UIContext):
     """Returns the event of a queued job, for the app to chain a Jobs-panel refresh onto."""
-    services = ctx.services
-    h = make_handlers(services)
+    api, services = ctx.api, ctx.services
     project = ctx.project
     ARCHITECTURES, OPTIMIZERS = services.training.ARCHITECTURES, services.training.OPTIMIZERS
     with gr.Accordion("Splits", open=False):
@@ -246,7 +185,7 @@ def build_train_tab(ctx: UIContext):
                                    min_width=260)
         download_btn = gr.Button("Download .pt", scale=0, min_width=120)
     action_md = gr.Markdown()
-    weights = gr.File(label="Weights", interactive=False, height=80)
+    weights_file = gr.File(label="Weights", interactive=False, height=80)
 
     job_json, cmp_json, split_json, act_json, status_json = (gr.JSON(visible=False) for _ in range(5))
     live_outputs = [status_md, loss_plot, metric_plot, log_box, class_table, confusion, pr_curve, job_id]
@@ -262,27 +201,59 @@ def build_train_tab(ctx: UIContext):
         except UserError:
             return render_live({})
 
-    # Public endpoints first: private events also claim their function's name.
-    started = start_btn.click(h["train_model"], [project, datasets, approved_only, base, imgsz, epochs, batch,
-                                                  optimizer, lr0, patience, device, model_name, onnx_check],
-                              job_json, api_name="train_model")
-    evaluated = eval_btn.click(h["evaluate_model"], [project, model], job_json, api_name="evaluate_model")
-    job_id.submit(h["training_status"], job_id, status_json, api_name="training_status")
-    compared = project.change(h["compare_models"], project, cmp_json, api_name="compare_models")
-    split_ev = project.change(h["split_summary"], project, split_json, api_name="split_summary")
-    configured = apply_btn.click(h["configure_splits"], [project, r_train, r_val, r_test, seed, reassign], split_json,
-                                 api_name="configure_splits")
-    moved = move_btn.click(h["set_split"], [project, move_to, move_dataset, move_status], split_json,
-                           api_name="set_split")
-    download_btn.click(h["model_weights"], [project, model], weights, api_name="model_weights")
-    reannotated = reannotate_btn.click(h["reannotate"], [project, model], act_json, api_name="reannotate_with_model")
+    private = dict(api_visibility="private")
+
+    def train(project_name, datasets_, approved_only_, base_, imgsz_, epochs_, batch_, optimizer_, lr0_, patience_,
+              device_, name_, onnx_check_, request: gr.Request = None):
+        return api.start_training(
+            project=project_name, base=base_ or None, datasets=datasets_, approved_only=approved_only_,
+            imgsz=int(imgsz_ or 0) or None, epochs=int(epochs_ or 0), batch=batch_, optimizer=optimizer_ or "auto",
+            lr0=lr0_ or None, patience=int(patience_ if patience_ is not None else 50), device=device_ or None,
+            name=name_, onnx_check=onnx_check_, request=request)
+
+    def compare(project_name):
+        if not project_name:
+            return {"models": [], "classes": [], "architectures": list(ARCHITECTURES)}
+        return api.compare_models(project=project_name)
+
+    def splits(project_name):
+        return api.split_summary(project=project_name) if project_name else {}
+
+    def configure(project_name, train_, val_, test_, seed_, reassign_, request: gr.Request = None):
+        return api.configure_splits(project=project_name, train=train_, val=val_, test=test_, seed=int(seed_ or 0),
+                                    reassign=reassign_, request=request)
+
+    def move(project_name, split, dataset, status):
+        return api.set_split(project=project_name, split=split, dataset=dataset or None, status=status or None)
+
+    def weights(project_name, model_name):
+        if not model_name:
+            raise gr.Error("Choose a model in the table's model picker first")
+        return api.model_weights(project=project_name, model=model_name).path
+
+    def reannotate(project_name, model_name, request: gr.Request = None):
+        if not model_name:
+            raise gr.Error("Choose the model to re-annotate with")
+        return api.start_annotation(project=project_name, model=model_name, scope="unreviewed", request=request)
+
+    started = start_btn.click(train, [project, datasets, approved_only, base, imgsz, epochs, batch, optimizer, lr0,
+                                      patience, device, model_name, onnx_check], job_json, **private)
+    evaluated = eval_btn.click(with_keywords(api.start_evaluation, "project", "model"), [project, model], job_json,
+                               **private)
+    job_id.submit(with_keywords(api.training_view, "job_id"), job_id, status_json, **private)
+    compared = project.change(compare, project, cmp_json, **private)
+    split_ev = project.change(splits, project, split_json, **private)
+    configured = apply_btn.click(configure, [project, r_train, r_val, r_test, seed, reassign], split_json, **private)
+    moved = move_btn.click(move, [project, move_to, move_dataset, move_status], split_json, **private)
+    download_btn.click(weights, [project, model], weights_file, **private)
+    reannotated = reannotate_btn.click(reannotate, [project, model], act_json, **private)
 
     for ev in (split_ev, configured, moved):
         ev.success(render_splits, split_json, [splits_table, r_train, r_val, r_test, seed], api_visibility="private")
     compared.success(render_compare, [cmp_json, model], [compare_table, model, base], api_visibility="private")
-    project.change(lambda p: (gr.Dropdown(choices=[d.name for d in services.images.datasets(p)] if p else [], value=[]),
+    project.change(user_errors(lambda p: (gr.Dropdown(choices=[d.name for d in services.images.datasets(p)] if p else [], value=[]),
                               gr.Dropdown(choices=[""] + ([d.name for d in services.images.datasets(p)] if p else []),
-                                          value="")),
+                                          value=""))),
                    project, [datasets, move_dataset], api_visibility="private")
     project.change(lambda p: live(p, None), project, live_outputs, api_visibility="private")
     started.success(lambda j: live(None, j["id"]), job_json, live_outputs, api_visibility="private")
@@ -290,11 +261,11 @@ def build_train_tab(ctx: UIContext):
     reannotated.success(lambda j: f"Queued auto-annotation job **{j['id']}** with model **{j['params']['model']}**: "
                                   f"{j['total']} image(s). Progress below, under *Jobs*.", act_json, action_md,
                         api_visibility="private")
-    @user_errors
+
     def cancel_shown(j):
         if not j:
-            raise UserError("No training job is shown")
-        return services.jobs.cancel_job(int(j)).as_dict()
+            raise gr.Error("No training job is shown")
+        return api.cancel_job(job_id=j)
 
     cancel_btn.click(cancel_shown, job_id, act_json, api_visibility="private")
     timer = gr.Timer(REFRESH_S)

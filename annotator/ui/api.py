@@ -1,0 +1,351 @@
+"""THE public API: one typed function per use case, published with ``gr.api`` under its own name.
+
+Each function is named like the service function it calls and takes that function's keyword parameters,
+with two exceptions: ``project`` and ``model`` are the services' ``ref`` and ``model_ref``
+(``types.API_ALIASES``), and ``user`` comes from the signed-in Gradio user ("local" without login). File
+inputs are ``FileData`` (``gradio_client.handle_file(path)``); results are ``types.to_json`` of what the
+service returns, so the CLI's local path (which calls the services itself) prints the same JSON. The tabs'
+event handlers call these same functions (their events are private), so the UI and the API cannot drift.
+
+    from gradio_client import Client
+    client = Client("http://127.0.0.1:7860")
+    job = client.predict(project="Demo", model="demo-shapes", conf=0.4, api_name="/start_annotation")
+
+A test checks every parameter against its service function's (tests/test_api.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import gradio as gr
+from gradio import FileData
+
+from ..services import Services
+from ..types import UserError, to_json
+from .common import user_errors, username
+
+# name -> (services domain, gr.api options), in definition order; filled by @endpoint
+ENDPOINTS: dict[str, tuple[str, dict]] = {}
+# Reads and review edits skip the queue (a few ms each: the editor's round trips); uploads, imports and
+# exports share their concurrency limit with the UI's events of the same name.
+_FAST = {"queue": False}
+_HEAVY = {"concurrency_limit": 2}
+
+_progress: ContextVar[Callable[[int, int, str], None] | None] = ContextVar("annotator_api_progress", default=None)
+
+
+def endpoint(domain: str, **options) -> Callable:
+    """Publish a method of ``Api`` as an endpoint calling the ``domain`` service of the same name; a
+    ``UserError`` becomes a ``gr.Error`` with its message (in the browser and for API clients alike)."""
+
+    def register(fn: Callable) -> Callable:
+        if options.get("concurrency_limit"):
+            options.setdefault("concurrency_id", fn.__name__)
+        ENDPOINTS[fn.__name__] = (domain, options)
+        return user_errors(fn)
+
+    return register
+
+
+@contextlib.contextmanager
+def reporting(progress: gr.Progress, verb: str, unit: str) -> Iterator[None]:
+    """Within the block, a long service call made through the API reports to the UI event's progress bar
+    (``gr.api`` functions cannot take a ``gr.Progress`` themselves)."""
+
+    def tick(done: int, total: int, name: str) -> None:
+        progress((done, total), desc=f"{verb} {name}", unit=unit)
+
+    token = _progress.set(tick)
+    try:
+        yield
+    finally:
+        _progress.reset(token)
+
+
+def _sources(files: Any) -> list[tuple[Path, str]]:
+    """Uploaded files (FileData, its dict, or a path from a gr.File) -> (path on disk, original name)."""
+    if files is None:
+        return []
+    out = []
+    for f in files if isinstance(files, (list, tuple)) else [files]:
+        if isinstance(f, dict):
+            path, name = f.get("path"), f.get("orig_name")
+        else:
+            path, name = getattr(f, "path", None) or f, getattr(f, "orig_name", None)
+        if not path:
+            continue
+        out.append((Path(path), name or Path(path).name))
+    return out
+
+
+def _download(path: str | Path, name: str | None = None) -> dict:
+    """A file for the client to download (gradio_client fetches it and hands back a local path)."""
+    return FileData(path=str(path), orig_name=name or Path(path).name).model_dump()
+
+
+class Api:
+    """The endpoints over one ``Services``; ``publish()`` registers them inside the app's Blocks."""
+
+    def __init__(self, services: Services):
+        self.services = services
+
+    def publish(self) -> None:
+        """``gr.api`` every endpoint under its own name. Call it first inside the Blocks, before any UI
+        event, so each name is claimed here and nowhere else."""
+        for name, (_, options) in ENDPOINTS.items():
+            fn = getattr(self, name)
+            gr.api(fn, api_name=name, api_description=_summary(fn), **options)
+
+    # --- projects and their classes -------------------------------------------------------------------
+    @endpoint("projects")
+    def list_projects(self) -> list[dict]:
+        """Every project with its counts (images, approved, boxes, classes, datasets)."""
+        return to_json(self.services.projects.list_projects())
+
+    @endpoint("projects")
+    def create_project(self, name: str, classes: str | list[str], description: str = "",
+                       request: gr.Request = None) -> dict:
+        """A new project with its ordered classes (a list, or one name per line): index = YOLO index."""
+        return to_json(self.services.projects.create_project(name, classes, description, user=username(request)))
+
+    @endpoint("projects")
+    def project_details(self, project: str) -> dict:
+        """A project's classes (with box counts), datasets and images per review state."""
+        return to_json(self.services.projects.project_details(project))
+
+    @endpoint("projects")
+    def rename_class(self, project: str, class_ref: str | int, new_name: str) -> dict:
+        """Rename a class (by name or index); it keeps its index. Returns the project."""
+        return to_json(self.services.projects.rename_class(project, class_ref, new_name))
+
+    @endpoint("projects")
+    def add_classes(self, project: str, names: str | list[str]) -> dict:
+        """Append classes (a list, or one name per line). Returns the project."""
+        return to_json(self.services.projects.add_classes(project, names))
+
+    @endpoint("projects")
+    def delete_class(self, project: str, class_ref: str | int, boxes: str = "refuse",
+                     move_to: str | int | None = None) -> dict:
+        """Delete a class; its boxes: refuse (if any), delete, or move (to ``move_to``)."""
+        return to_json(self.services.projects.delete_class(project, class_ref, boxes or "refuse", move_to))
+
+    @endpoint("projects")
+    def reorder_classes(self, project: str, new_order: str | list[str]) -> dict:
+        """Give the classes a new order (every current name once); boxes follow their class."""
+        return to_json(self.services.projects.reorder_classes(project, new_order))
+
+    @endpoint("projects")
+    def delete_project(self, project: str, confirm: str) -> str:
+        """Delete a project with everything in it; ``confirm`` is its exact name. Returns the name."""
+        return to_json(self.services.projects.delete_project(project, confirm))
+
+    # --- images -----------------------------------------------------------------------------------------
+    @endpoint("images", **_HEAVY)
+    def add_images(self, project: str, sources: list[FileData], dataset: str | None = None,
+                   request: gr.Request = None) -> dict:
+        """Upload zips or image files into a dataset (default: the zip's name). The report lists what was
+        added, duplicates and skipped files with reasons."""
+        return to_json(self.services.images.add_images(project, _sources(sources), dataset or None,
+                                                       user=username(request), progress=_progress.get()))
+
+    @endpoint("images")
+    def list_images(self, project: str, dataset: str | None = None, status: str | None = None, page: int = 0,
+                    page_size: int = 60) -> dict:
+        """A page (from 0) of a project's images, optionally of one dataset / review state."""
+        return to_json(self.services.images.list_images(project, dataset or None, status or None, page,
+                                                        page_size))
+
+    # --- models -----------------------------------------------------------------------------------------
+    @endpoint("models")
+    def add_model(self, project: str, path: FileData, name: str | None = None, request: gr.Request = None) -> dict:
+        """Register an ultralytics detection .pt (a pickle: trusted files only) under ``name`` (default:
+        the file name)."""
+        files = _sources(path)
+        if not files:
+            raise UserError("Choose a .pt file to upload")
+        file, shown = files[0]
+        return to_json(self.services.models.add_model(project, file, name or None, user=username(request),
+                                                      display_name=shown))
+
+    @endpoint("models")
+    def list_models(self, project: str) -> list[dict]:
+        """The project's registered models."""
+        return to_json(self.services.models.list_models(project))
+
+    @endpoint("models")
+    def class_mapping(self, project: str, model: str, overrides: dict | None = None) -> dict:
+        """Model class index -> project class index (null = skipped): by name, then ``overrides``. Edit it
+        and pass it back to start_annotation as ``overrides`` (keys: model class index or name)."""
+        return to_json(self.services.models.class_mapping(project, model, overrides or None))
+
+    @endpoint("models")
+    def model_weights(self, project: str, model: str) -> FileData:
+        """The model's .pt file (gradio_client downloads it)."""
+        path = self.services.models.model_weights(project, model)
+        return FileData(path=str(path), orig_name=f"{model}.pt")
+
+    # --- auto-annotation and jobs -----------------------------------------------------------------------
+    @endpoint("annotation")
+    def start_annotation(self, project: str, model: str, datasets: list[str] | None = None, conf: float = 0.25,
+                         iou: float = 0.7, imgsz: int | None = None, max_det: int = 300, device: str | None = None,
+                         batch: int = 0, scope: str = "unreviewed", overrides: dict | None = None,
+                         request: gr.Request = None) -> dict:
+        """Queue auto-annotation of the project's unreviewed (``scope`` "untouched": also rejected) images.
+        ``overrides``: model class (name or index) -> project class (name or index, null to skip)."""
+        return to_json(self.services.annotation.start_annotation(
+            project, model, datasets=[d for d in datasets or [] if d], conf=conf, iou=iou, imgsz=imgsz or None,
+            max_det=max_det, device=device or None, batch=batch, scope=scope or "unreviewed",
+            overrides=overrides or None, user=username(request)))
+
+    @endpoint("annotation")
+    def resume_job(self, job_id: int, request: gr.Request = None) -> dict:
+        """Run an interrupted, failed or cancelled auto-annotation again on the images it has not finished."""
+        return to_json(self.services.annotation.resume_job(job_id, user=username(request)))
+
+    @endpoint("jobs")
+    def get_job(self, job_id: int) -> dict:
+        """A job: status, progress, live state, result, error, log."""
+        return to_json(self.services.jobs.get_job(job_id))
+
+    @endpoint("jobs")
+    def list_jobs(self, project: str | None = None, limit: int = 30) -> list[dict]:
+        """The newest jobs (of one project, or all)."""
+        return to_json(self.services.jobs.list_jobs(project or None, limit))
+
+    @endpoint("jobs")
+    def cancel_job(self, job_id: int) -> dict:
+        """Cancel a queued or running job (a running one stops after its current batch)."""
+        return to_json(self.services.jobs.cancel_job(job_id))
+
+    @endpoint("jobs")
+    def system_info(self) -> dict:
+        """torch, CUDA, the GPUs and the device of the app and of every live worker."""
+        return to_json(self.services.jobs.system_info())
+
+    # --- review -----------------------------------------------------------------------------------------
+    @endpoint("review", **_FAST)
+    def load_image(self, project: str, image_id: int) -> dict:
+        """An image with its boxes (``Box.as_dict``: class_idx, corners, provenance) and version."""
+        return to_json(self.services.review.load_image(project, image_id))
+
+    @endpoint("review", **_FAST)
+    def save_image(self, project: str, image_id: int, boxes: list[dict], version: int,
+                   request: gr.Request = None) -> dict:
+        """Replace an image's boxes (each with ``class_idx`` or ``class`` and x1, y1, x2, y2; a box with the
+        ``id`` of a stored box and unchanged corners keeps its provenance). ``version`` is load_image's: a
+        save by someone else since then is refused."""
+        return to_json(self.services.review.save_image(project, image_id, boxes or [], version,
+                                                       user=username(request)))
+
+    @endpoint("review", **_FAST)
+    def set_review_status(self, project: str, image_ids: list[int], status: str,
+                          drop_machine_below: float | None = None, request: gr.Request = None) -> dict:
+        """approved / rejected / unreviewed (reset). Approving with ``drop_machine_below`` first deletes the
+        machine boxes under that confidence."""
+        return to_json(self.services.review.set_review_status(project, image_ids, status, user=username(request),
+                                                              drop_machine_below=drop_machine_below))
+
+    @endpoint("review", **_FAST)
+    def review_queue(self, project: str, offset: int = 0, limit: int = 50, status: str | None = None,
+                     dataset: str | None = None, class_name: str | None = None, no_boxes: bool = False,
+                     below_conf: float | None = None, sort: str = "upload") -> dict:
+        """The images a reviewer goes through (filters: status or "all", dataset, has a box of class_name,
+        no boxes, a machine box below below_conf; sort "upload" or "uncertain"), a page of them."""
+        return to_json(self.services.review.review_queue(
+            project, offset=offset, limit=limit, status=status or None, dataset=dataset or None,
+            class_name=class_name or None, no_boxes=bool(no_boxes), below_conf=below_conf or None,
+            sort=sort or "upload"))
+
+    @endpoint("review", **_FAST)
+    def review_stats(self, project: str) -> dict:
+        """Boxes per class by source, images per review state, reviews per day."""
+        return to_json(self.services.review.review_stats(project))
+
+    # --- splits and training ----------------------------------------------------------------------------
+    @endpoint("splits")
+    def split_summary(self, project: str) -> dict:
+        """Images and boxes per split and review state, and the stored ratios."""
+        return to_json(self.services.splits.split_summary(project))
+
+    @endpoint("splits")
+    def configure_splits(self, project: str, train: float, val: float, test: float, seed: int = 0,
+                         reassign: bool = False, request: gr.Request = None) -> dict:
+        """Store the split ratios (fractions or percentages) and seed; assign every image without a split
+        (``reassign``: every image afresh)."""
+        return to_json(self.services.splits.configure_splits(project, train, val, test, seed, bool(reassign),
+                                                             user=username(request)))
+
+    @endpoint("splits")
+    def set_split(self, project: str, split: str, image_ids: list[int] | None = None, dataset: str | None = None,
+                  status: str | None = None) -> dict:
+        """Move images (these ids, a dataset, a review state, or all) to ``split``."""
+        return to_json(self.services.splits.set_split(project, split, image_ids, dataset or None, status or None))
+
+    @endpoint("training")
+    def start_training(self, project: str, base: str | None = None, datasets: list[str] | None = None,
+                       approved_only: bool = True, imgsz: int | None = None, epochs: int = 50,
+                       batch: str | int = "auto", optimizer: str = "auto", lr0: float | None = None,
+                       patience: int = 50, device: str | None = None, name: str | None = None,
+                       onnx_check: bool = True, request: gr.Request = None) -> dict:
+        """Queue fine-tuning on the approved images. ``base``: a registered model, an architecture such as
+        yolov8n.yaml, or empty for the newest model."""
+        return to_json(self.services.training.start_training(
+            project, base=base or None, datasets=[d for d in datasets or [] if d], approved_only=bool(approved_only),
+            imgsz=imgsz or None, epochs=epochs, batch=batch, optimizer=optimizer or "auto", lr0=lr0 or None,
+            patience=patience, device=device or None, name=(name or "").strip() or None,
+            onnx_check=bool(onnx_check), user=username(request)))
+
+    @endpoint("training")
+    def start_evaluation(self, project: str, model: str, device: str | None = None, imgsz: int | None = None,
+                         batch: int | None = None, request: gr.Request = None) -> dict:
+        """Queue the evaluation of a registered model on the approved val images."""
+        return to_json(self.services.training.start_evaluation(project, model, device=device or None,
+                                                               imgsz=imgsz or None, batch=batch or None,
+                                                               user=username(request)))
+
+    @endpoint("training")
+    def compare_models(self, project: str) -> dict:
+        """Every registered model with its newest evaluation (on which val data), side by side."""
+        return to_json(self.services.training.compare_models(project))
+
+    @endpoint("training")
+    def training_view(self, job_id: int) -> dict:
+        """A training or evaluation job: live state, per-epoch rows, result and plot files."""
+        return to_json(self.services.training.training_view(job_id))
+
+    # --- datasets in and out ----------------------------------------------------------------------------
+    @endpoint("transfer", **_HEAVY)
+    def export_dataset(self, project: str, fmt: str, datasets: list[str] | None = None, approved_only: bool = True,
+                       include_images: bool = True, val_ratio: float = 0.2, per_split: bool = False,
+                       with_scores: bool = False, request: gr.Request = None) -> dict:
+        """A YOLO or COCO zip of the project: the summary, ``file`` (its path in the app's data folder) and
+        ``download`` (gradio_client fetches the zip and puts its local path there)."""
+        result = to_json(self.services.transfer.export_dataset(
+            project, fmt, datasets=[d for d in datasets or [] if d], approved_only=bool(approved_only),
+            include_images=bool(include_images), val_ratio=float(val_ratio or 0), per_split=bool(per_split),
+            with_scores=bool(with_scores), user=username(request), progress=_progress.get()))
+        return {**result, "download": _download(result["file"])}
+
+    @endpoint("transfer")
+    def analyze_labels(self, project: str, sources: list[FileData], fmt: str) -> dict:
+        """What an import would bring: the source's classes, their box counts and the project class each
+        maps to (by name)."""
+        return to_json(self.services.transfer.analyze_labels(project, _sources(sources), fmt))
+
+    @endpoint("transfer", **_HEAVY)
+    def import_labels(self, project: str, sources: list[FileData], fmt: str, dataset: str | None = None,
+                      mapping: dict | None = None, add_new_classes: bool = False, approve: bool = False,
+                      request: gr.Request = None) -> dict:
+        """Import images labelled elsewhere (a YOLO or COCO zip). ``mapping``: source class -> project class
+        (null to drop); ``add_new_classes`` adds the unmatched ones."""
+        return to_json(self.services.transfer.import_labels(
+            project, _sources(sources), fmt, dataset or None, mapping or None, bool(add_new_classes),
+            bool(approve), user=username(request), progress=_progress.get()))
+
+
+def _summary(fn: Callable) -> str:
+    return " ".join((fn.__doc__ or "").split())

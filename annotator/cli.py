@@ -1,4 +1,4 @@
-"""``python -m annotator ...``: the same services as the app, scriptable (``--json`` on every command).
+"""``annotator ...`` (or ``python -m annotator ...``): the same services as the app, scriptable (``--json`` on every command).
 
 Every command is one or two ``Backend.call(domain, name, **kwargs)``: the service function in this process,
 or, while the app runs and holds the DuckDB lock, the running app's public API endpoint of the same name
@@ -175,7 +175,7 @@ def cmd_project_list(args, settings: Settings) -> int:
     with backend(settings) as b:
         rows = b.call("projects", "list_projects")
     if not rows:
-        _print(args, rows, "No projects yet. Create one: python -m annotator project create NAME --classes a,b,c")
+        _print(args, rows, "No projects yet. Create one: annotator project create NAME --classes a,b,c")
         return 0
     width = max(len(r["name"]) for r in rows)
     lines = [f"{'name':<{width}}  {'images':>7} {'approved':>8} {'boxes':>8} {'classes':>7} {'datasets':>8}"]
@@ -270,7 +270,7 @@ def cmd_annotate(args, settings: Settings) -> int:
         job = b.call("annotation", "start_annotation", project=args.project, model=args.model, **options)
         if not args.wait:
             _print(args, job, f"Queued job {job['id']}: {job['total']} image(s). Follow it with: "
-                              f"python -m annotator jobs status {job['id']}")
+                              f"annotator jobs status {job['id']}")
             return 0
         job = _follow(args, b, job, _job_line)  # progress to stderr: stdout stays machine-readable
     c = job["result"]
@@ -394,7 +394,7 @@ def cmd_train(args, settings: Settings) -> int:
         job = b.call("training", "start_training", project=args.project, **options)
         if not args.wait:
             _print(args, job, f"Queued training job {job['id']}: {job['total']} epoch(s). Follow it with: "
-                              f"python -m annotator jobs status {job['id']}")
+                              f"annotator jobs status {job['id']}")
             return 0
         job = _follow(args, b, job, _train_line)
     result = job["result"]
@@ -419,7 +419,7 @@ def cmd_evaluate(args, settings: Settings) -> int:
         job = b.call("training", "start_evaluation", project=args.project, model=args.model, **options)
         if not args.wait:
             _print(args, job, f"Queued evaluation job {job['id']}. Follow it with: "
-                              f"python -m annotator jobs status {job['id']}")
+                              f"annotator jobs status {job['id']}")
             return 0
         job = _follow(args, b, job, lambda j: f"job {j['id']} {j['status']}")
     met = job["result"].get("metrics") or {}
@@ -436,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
     parser = argparse.ArgumentParser(
-        prog="python -m annotator",
+        prog="annotator",
         description="Auto Annotator. Without a command: serve the app. Data folder: $ANNOTATOR_DATA_DIR (./data).",
     )
     sub = parser.add_subparsers(dest="command")
@@ -563,7 +563,7 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, help="port (default 7860)")
     p.add_argument("--share", action="store_true", help="also publish a shareable Gradio link (requires auth)")
     p.add_argument("--no-worker", action="store_true",
-                   help="do not start a local job worker (workers run elsewhere: python -m annotator worker)")
+                   help="do not start a local job worker (workers run elsewhere: annotator worker)")
 
 
 def main(argv: list[str] | None = None) -> int:

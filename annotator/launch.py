@@ -1,6 +1,6 @@
 """Start the app: open the store, build the UI, launch Gradio, and tell the CLI where we are.
 
-While the app runs it owns DuckDB; ``data/app.json`` (pid + local URL) lets ``python -m annotator ...``
+While the app runs it owns DuckDB; ``data/app.json`` (pid + local URL) lets ``annotator ...``
 go through the app's API instead of failing on the database lock.
 """
 

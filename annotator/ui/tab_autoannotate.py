@@ -58,7 +58,7 @@ def system_markdown(info: dict) -> str:
     workers = info.get("workers", [])
     if not workers:
         lines.append("**No worker is running**: jobs wait in the queue. `python app.py` starts one; on other "
-                     "hosts run `python -m annotator worker`.")
+                     "hosts run `annotator worker`.")
     for w in workers:
         lines.append(block(f"Worker {w.get('worker')}", w))
     return "\n\n".join(lines)

@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --disable-pip-version-check --progress-bar off -q
 
-.PHONY: run test bench install install-dev clean-venv
+.PHONY: run test test-fast bench install install-dev clean-venv
 
 run: $(VENV)/.installed
 	$(PY) app.py $(ARGS)
@@ -13,6 +13,10 @@ run: $(VENV)/.installed
 # pytest exits 5 when it collects no tests: that is not a failure of the suite.
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+
+# The unmarked tests only (no worker processes, real models, app launches, Chromium or Redis): a minute.
+test-fast: $(VENV)/.installed-dev
+	$(PY) -m pytest -m "not slow and not browser and not redis" $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
 	$(PY) bench/ingest.py

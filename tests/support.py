@@ -6,9 +6,15 @@ import contextlib
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"  # screenshots for a person to look at (git-ignored)
 
 
 def free_port() -> int:
@@ -54,3 +60,13 @@ def wait_for_job(services, job_id: int, until, timeout: float = 180.0):
             return job
         time.sleep(0.2)
     raise AssertionError(f"job {job_id} did not reach the state in {timeout} s: {services.jobs.get_job(job_id)}")
+
+
+def run_cli(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ANNOTATOR_DATA_DIR": str(data_dir)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "annotator", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc

@@ -21,7 +21,9 @@ from annotator.services import Services
 from annotator.settings import Settings
 from annotator.types import Box, UserError
 
-from .support import wait_for_job, worker_world
+from ..support import wait_for_job, worker_world
+
+pytestmark = [pytest.mark.slow]
 
 MODEL = Path(os.environ.get("ANNOTATOR_TEST_MODEL") or scenes.DEMO_MODEL_PATH)
 

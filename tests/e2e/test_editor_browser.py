@@ -10,9 +10,11 @@ from annotator.launch import start
 from annotator.settings import Settings
 from annotator.types import Box
 
-from .imagegen import jpeg_bytes
-from .support import free_port
+from ..imagegen import jpeg_bytes
+from ..support import free_port
 from .test_browser import ARTIFACTS, page  # noqa: F401  (the Chromium page fixture)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SIZES = [(1600, 1200), (300, 500), (640, 480)]  # larger than the canvas, portrait and smaller, landscape
 MAX_SIDE = 1000  # the first image is shown as a 1000x750 copy: box corners scaled both ways

@@ -20,8 +20,10 @@ from annotator.types import API_ALIASES
 from annotator.ui import api as public_api
 from annotator.ui import build_app
 
-from .imagegen import jpeg_bytes
-from .support import free_port
+from ..imagegen import jpeg_bytes
+from ..support import free_port
+
+pytestmark = [pytest.mark.slow]
 
 
 @pytest.fixture

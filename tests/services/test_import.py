@@ -12,7 +12,7 @@ import pytest
 from annotator.geometry import area_xyxy, clamp_xyxy
 from annotator.types import REVIEW_STATES, UserError
 
-from . import imagegen
+from .. import imagegen
 from .test_export import world  # noqa: F401 - the fixture: a labelled, partly approved project
 
 
@@ -175,8 +175,9 @@ def test_coco_files_with_different_category_orders_merge_by_name(services, proje
     }
 
 
+@pytest.mark.slow
 def test_cli_import(tmp_path):
-    from .test_cli import run_cli
+    from ..support import run_cli
 
     archive = _yolo_zip(tmp_path, {"labels/a.txt": "1 0.5 0.5 0.5 0.5\n"},
                         {"images/a.jpg": imagegen.jpeg_bytes(64, 32, seed=8)}, "names: {0: dog, 1: cat}\n")

@@ -13,7 +13,7 @@ from annotator.settings import Settings
 from annotator.splits import assign_splits, parse_ratios
 from annotator.types import NotFound, UserError
 
-from .imagegen import jpeg_bytes
+from ..imagegen import jpeg_bytes
 
 RATIOS = {"train": 0.8, "val": 0.2, "test": 0.0}
 

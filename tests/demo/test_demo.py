@@ -20,6 +20,7 @@ from annotator.types import Box
 FRESH_SEEDS = range(scenes.TEST_SEED, scenes.TEST_SEED + 10)
 
 
+@pytest.mark.slow
 def test_importing_demo_does_not_import_torch_or_ultralytics():
     code = ("import sys, annotator.demo.scenes, annotator.demo.build; "
             "print(sorted({'torch', 'ultralytics'} & set(sys.modules)))")
@@ -88,6 +89,7 @@ def test_scene_boxes_are_inside_tight_and_valid(size):
     assert len(counts) > 1
 
 
+@pytest.mark.slow
 def test_scene_shapes_are_separate_and_their_boxes_exact():
     """Each shape is one connected blob of changed pixels, apart from the others, and its box is exactly the
     blob's bounding box."""
@@ -135,6 +137,7 @@ def test_write_yolo_dataset(tmp_path):
         assert h == pytest.approx((y2 - y1) / 480, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_command_line_writes_one_scene_and_its_labels(tmp_path):
     root = Path(scenes.__file__).resolve().parents[2]
     out = tmp_path / "s" / "scene.jpg"
@@ -172,6 +175,7 @@ def demo_model():
     return YOLO(str(scenes.DEMO_MODEL_PATH))
 
 
+@pytest.mark.slow
 def test_demo_model_is_small_and_loads_offline(demo_model):
     assert scenes.DEMO_MODEL_PATH.stat().st_size < 8_000_000
     assert demo_model.task == "detect"
@@ -180,6 +184,7 @@ def test_demo_model_is_small_and_loads_offline(demo_model):
     assert demo_model.ckpt.get("optimizer") is None  # stripped: inference-only checkpoint
 
 
+@pytest.mark.slow
 def test_demo_model_finds_shapes_in_fresh_scenes(demo_model):
     result = build.evaluate(scenes.DEMO_MODEL_PATH, FRESH_SEEDS, conf=0.25)
     assert result["imgsz"] == scenes.DEFAULT_IMGSZ

@@ -14,7 +14,9 @@ from annotator.launch import start_jobs
 from annotator.services import Services
 from annotator.settings import Settings
 
-from .support import free_port, require_tool
+from ..support import free_port, require_tool
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 REDIS = require_tool("redis-server", "redis-server")
 

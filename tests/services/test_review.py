@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from . import imagegen
+from .. import imagegen
 from annotator import classmap
 from annotator.ui import widget
 from annotator.types import Box, Conflict, NotFound, UserError

@@ -13,20 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from .imagegen import jpeg_bytes
-from .support import free_port
+from ..imagegen import jpeg_bytes
+from ..support import ROOT, free_port, run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.slow]
 
-
-def run_cli(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ANNOTATOR_DATA_DIR": str(data_dir)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "annotator", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 @pytest.fixture

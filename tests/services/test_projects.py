@@ -1,6 +1,6 @@
 import pytest
 
-from . import imagegen
+from .. import imagegen
 from annotator.services import Services
 from annotator.types import NotFound, UserError
 

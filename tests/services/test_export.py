@@ -11,7 +11,7 @@ import pytest
 from annotator.demo import scenes
 from annotator.types import Box, UserError
 
-from . import imagegen
+from .. import imagegen
 
 # Class order differs from alphabetical order on purpose: exports must keep the project's order.
 CLASSES = ["triangle", "circle", "square"]
@@ -55,6 +55,7 @@ def _unzip(path: str, to: Path) -> Path:
     return to
 
 
+@pytest.mark.slow
 def test_yolo_export_is_accepted_by_ultralytics(services, world, tmp_path):
     p, _ = world
     r = services.transfer.export_dataset(p, "yolo", val_ratio=0.25)
@@ -146,8 +147,9 @@ def test_labels_are_deterministic_and_refusals_are_clear(services, world, tmp_pa
     assert everything["images"] == 9  # + the unapproved image that has boxes; the rejected one never
 
 
+@pytest.mark.slow
 def test_cli_export_writes_the_zip_where_asked(tmp_path):
-    from .test_cli import run_cli
+    from ..support import run_cli
 
     data = tmp_path / "data"
     src = tmp_path / "one"

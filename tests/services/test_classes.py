@@ -3,7 +3,7 @@ remap every box explicitly or are refused."""
 
 import pytest
 
-from . import imagegen
+from .. import imagegen
 from annotator.types import Box, NotFound, UserError
 
 

@@ -14,13 +14,14 @@ import pytest
 from annotator.launch import start
 from annotator.settings import Settings
 
-from .imagegen import jpeg_bytes
-from .support import free_port, require_tool
+from ..imagegen import jpeg_bytes
+from ..support import ARTIFACTS, free_port, require_tool
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = require_tool("chromium", "chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).parent / "artifacts"
 
 @pytest.fixture
 def app(tmp_path):

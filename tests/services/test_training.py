@@ -15,7 +15,9 @@ from annotator.services import Services
 from annotator.settings import Settings
 from annotator.types import UserError
 
-from .support import wait_for_job, worker_world
+from ..support import wait_for_job, worker_world
+
+pytestmark = [pytest.mark.slow]
 
 IMGSZ = 64
 
@@ -209,7 +211,7 @@ def test_cli_train_and_evaluate_wait(tmp_path):
     """`python -m annotator train ... --wait` and `evaluate`, as a user runs them (LocalBackend + a worker)."""
     import json
 
-    from .test_cli import run_cli
+    from ..support import run_cli
 
     data = tmp_path / "data"
     services = Services.open(Settings.from_env({"ANNOTATOR_DATA_DIR": str(data)}))

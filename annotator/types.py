@@ -29,7 +29,23 @@ class NotFound(UserError):
 
 
 class Conflict(UserError):
-    """A save that would silently overwrite someone else's newer save of the same image."""
+    """A save or review that would silently overwrite someone else's newer change of the same image.
+
+    Optionally says which image, its current version, and who changed it when (a user name, or
+    "job #5" / "an import"), so an editor can show it and offer to reload or overwrite."""
+
+    def __init__(self, message: str, image_id: int | None = None, version: int | None = None,
+                 changed_by: str | None = None, changed_at: datetime | None = None):
+        super().__init__(message)
+        self.image_id = image_id
+        self.version = version
+        self.changed_by = changed_by
+        self.changed_at = changed_at
+
+    def as_dict(self) -> dict:
+        return {"message": str(self), "image_id": self.image_id, "version": self.version,
+                "changed_by": self.changed_by,
+                "changed_at": self.changed_at.isoformat(timespec="seconds") if self.changed_at else None}
 
 
 class StoreBusy(UserError):

@@ -40,6 +40,11 @@ def list_jobs(ctx: AppContext, ref=None, limit: int = 30) -> list[Job]:
     return ctx.store.list_jobs(pid, limit=limit)
 
 
+def jobs_signature(ctx: AppContext, limit: int = 12) -> str:
+    """Changes whenever one of the newest ``limit`` jobs is added or moves (cheap: no logs read)."""
+    return ctx.store.jobs_signature(limit)
+
+
 def enqueue(ctx: AppContext, task_name: str, payload: dict):
     """Put one task on the queue; returns the Huey task (its id goes into the job row)."""
     task = getattr(ctx.queue, task_name).s(payload)

@@ -33,7 +33,7 @@ from .jobs import JobsMixin
 from .models import ModelsMixin
 from .projects import ProjectsMixin
 from .review import ReviewMixin
-from .rows import BOX_KINDS, IMAGE_COLUMNS, JOB_COLUMNS, MODEL_COLUMNS, utcnow
+from .rows import _SMALL_INSERT, BOX_KINDS, IMAGE_COLUMNS, JOB_COLUMNS, MODEL_COLUMNS, utcnow
 from .schema import MIGRATIONS
 from .splits import SplitsMixin
 from .training import TrainingMixin
@@ -45,7 +45,6 @@ __all__ = ["Store", "StoreBusy", "MIGRATIONS", "BOX_KINDS", "IMAGE_COLUMNS", "JO
 QUERY_MIXINS = (ProjectsMixin, ImagesMixin, BoxesMixin, ReviewMixin, TransferMixin, ModelsMixin, JobsMixin,
                 AnnotationMixin, SplitsMixin, TrainingMixin)
 
-_SMALL_INSERT = 64  # rows; up to this many, one VALUES statement beats a pandas frame
 # Column kinds for bulk inserts through a pandas frame (executemany is ~40x slower in DuckDB).
 _KINDS = {"str": "object", "int": "Int64", "float": "Float64", "ts": "datetime64[us]"}
 
@@ -164,6 +163,15 @@ class Store(
         finally:
             cur.unregister(view)
         return [r[0] for r in out]
+
+    @staticmethod
+    def _bump(cur, project_id: int | None = None, image_ids: Sequence[int] | None = None) -> None:
+        """Advance the revision of the project (or of the projects of these images): its data changed."""
+        if project_id is not None:
+            cur.execute("UPDATE projects SET revision = revision + 1 WHERE id = ?", [project_id])
+        if image_ids:
+            cur.execute("UPDATE projects SET revision = revision + 1 WHERE id IN (SELECT DISTINCT project_id "
+                        "FROM images WHERE id IN (SELECT unnest(?::BIGINT[])))", [[int(i) for i in image_ids]])
 
     # --- migrations --------------------------------------------------------------------------------
     def migrate(self) -> int:

@@ -62,8 +62,9 @@ class AnnotationMixin:
                     "DELETE FROM boxes WHERE source = 'model' AND image_id IN (SELECT unnest(?::BIGINT[]))", [writable]
                 )
                 # An editor that opened one of these images before gets a conflict instead of erasing them.
-                cur.execute("UPDATE images SET version = version + 1 WHERE id IN (SELECT unnest(?::BIGINT[]))",
-                            [writable])
+                cur.execute("UPDATE images SET version = version + 1, changed_by = ?, changed_at = ? "
+                            "WHERE id IN (SELECT unnest(?::BIGINT[]))", [f"job #{job_id}", now, writable])
+                self._bump(cur, image_ids=writable[:1])
             rows, done = [], []
             for image_id, boxes in items:
                 if image_id in protected:

@@ -72,6 +72,7 @@ class ImagesMixin:
                 [project_id, dataset_id, upload["source"], upload["added"], upload["duplicates"],
                  upload["skipped"], json.dumps(upload), now, user],
             )
+            self._bump(cur, project_id)
         return [int(i) for i in ids]
 
     def _image_filter(self, project_id: int, dataset_id: int | None, status: str | None) -> tuple[str, list]:

@@ -49,6 +49,14 @@ class JobsMixin:
                    "chunks_lost", "done_before"}
     _JSON_FIELDS = ("params", "result", "live")
 
+    def jobs_signature(self, limit: int = 12) -> str:
+        """A short string that changes whenever one of the newest jobs is added or moves (status, progress,
+        live telemetry, result, log): what a jobs panel polls instead of reading every log."""
+        rows = self._all("SELECT id, status, done, progress, length(log), "
+                         "md5(coalesce(CAST(live AS VARCHAR), '') || coalesce(CAST(result AS VARCHAR), '')) "
+                         "FROM jobs ORDER BY id DESC LIMIT ?", [limit])
+        return ";".join(",".join(str(v) for v in r) for r in rows)
+
     def update_job(self, job_id: int, log: str | None = None, expect_status: Sequence[str] | None = None,
                    **fields) -> bool:
         """Update a job's fields (and append to its log). With ``expect_status`` only if the job is in one

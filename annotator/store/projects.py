@@ -107,6 +107,7 @@ class ProjectsMixin:
             ).fetchall()
             if not n:
                 raise NotFound(f"Project {project_id} has no class with index {idx}")
+            self._bump(cur, project_id)
 
     def add_classes(self, project_id: int, names: Sequence[str]) -> None:
         with self.transaction() as cur:
@@ -120,6 +121,7 @@ class ProjectsMixin:
                 cur, "classes", {"project_id": "int", "idx": "int", "name": "str"},
                 [(project_id, start + i, n) for i, n in enumerate(names)], returning="idx",
             )
+            self._bump(cur, project_id)
 
     def remap_classes(self, project_id: int, new_names: Sequence[str], box_map: dict[int, int | None]) -> dict[str, int]:
         """Replace the class table with ``new_names`` (index = position) and remap every box explicitly.
@@ -165,6 +167,7 @@ class ProjectsMixin:
                 cur, "classes", {"project_id": "int", "idx": "int", "name": "str"},
                 [(project_id, i, n) for i, n in enumerate(new_names)], returning="idx",
             )
+            self._bump(cur, project_id)
         return counts
 
     # --- datasets ----------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..types import REVIEW_STATES, Box, Conflict, NotFound, UserError
-from .rows import BOX_KINDS, utcnow
+from .rows import _SMALL_INSERT, BOX_KINDS, utcnow
 
 
 class ReviewMixin:
@@ -15,62 +15,125 @@ class ReviewMixin:
 
     # --- review states -----------------------------------------------------------------------------
     def set_review_status(self, image_ids: Sequence[int], status: str, user: str | None,
-                          drop_machine_below: float | None = None) -> int:
+                          drop_machine_below: float | None = None, expected_version: int | None = None) -> int:
         """Set the review state of images (who and when); returns how many changed. With
         ``drop_machine_below``, machine boxes under that confidence are deleted in the same transaction
-        (approving with low-confidence predictions thrown away)."""
+        (approving with low-confidence predictions thrown away). With ``expected_version`` (one image only)
+        nothing is written and Conflict raised if the image changed since the reviewer saw that version.
+        A review is a change of the image: its version advances."""
         if status not in REVIEW_STATES:
             raise UserError(f"review status must be {', '.join(REVIEW_STATES[:-1])} or {REVIEW_STATES[-1]}, "
                             f"got {status!r}")
         reset = status == "unreviewed"
         ids = [int(i) for i in image_ids]
+        if expected_version is not None and len(ids) != 1:
+            raise UserError("a version check needs exactly one image")
+        now = utcnow()
+        project_id = None
         with self.transaction() as cur:
+            if expected_version is not None:
+                verb = {"approved": "approval", "rejected": "rejection"}.get(status, "reset")
+                project_id = self._check_version(cur, ids[0], expected_version, f"Your {verb} and any edits were")
             if drop_machine_below is not None:
-                dropped = cur.execute(
-                    "DELETE FROM boxes WHERE source = 'model' AND confidence < ? "
-                    "AND image_id IN (SELECT unnest(?::BIGINT[])) RETURNING image_id",
-                    [float(drop_machine_below), ids]).fetchall()
-                if dropped:
-                    cur.execute("UPDATE images SET version = version + 1 WHERE id IN (SELECT unnest(?::BIGINT[]))",
-                                [sorted({int(r[0]) for r in dropped})])
-            return len(cur.execute(
-                "UPDATE images SET status = ?, reviewed_by = ?, reviewed_at = ? "
-                "WHERE id IN (SELECT unnest(?::BIGINT[])) RETURNING id",
-                [status, None if reset else user, None if reset else utcnow(), ids],
+                cur.execute("DELETE FROM boxes WHERE source = 'model' AND confidence < ? "
+                            "AND image_id IN (SELECT unnest(?::BIGINT[]))", [float(drop_machine_below), ids])
+            changed = len(cur.execute(
+                "UPDATE images SET status = ?, reviewed_by = ?, reviewed_at = ?, version = version + 1, "
+                "changed_by = ?, changed_at = ? WHERE id IN (SELECT unnest(?::BIGINT[])) RETURNING id",
+                [status, None if reset else user, None if reset else now, user, now, ids],
             ).fetchall())
+            if project_id is not None:
+                self._bump(cur, project_id)
+            else:
+                self._bump(cur, image_ids=ids)
+            return changed
 
-    # --- review (the editor) -----------------------------------------------------------------------
-    def editor_state(self, image_id: int) -> dict:
-        """What the editor needs besides the image row: version and who last saved / reviewed it, when."""
-        row = self._one("SELECT version, edited_by, edited_at, reviewed_by, reviewed_at, status FROM images "
-                        "WHERE id = ?", [image_id])
+    @staticmethod
+    def _check_version(cur, image_id: int, expected: int, what: str) -> int:
+        """Conflict (naming who or which job changed the image, and when) unless it is at ``expected``;
+        returns the image's project id."""
+        row = cur.execute("SELECT version, changed_by, changed_at, edited_by, edited_at, project_id FROM images "
+                          "WHERE id = ?", [image_id]).fetchone()
         if row is None:
             raise NotFound(f"image {image_id} does not exist")
-        return dict(zip(("version", "edited_by", "edited_at", "reviewed_by", "reviewed_at", "status"), row))
+        version, by, at, edited_by, edited_at, project_id = row
+        if int(version) == int(expected):
+            return int(project_id)
+        if not by:  # changed before the store recorded who changes images: the last person's save, if any
+            by, at = edited_by, edited_at
+        who = f"by {by} at {at:%H:%M:%S}" if by and at else "by an auto-annotation job or an import"
+        raise Conflict(
+            f"Image {image_id} was changed {who} after you opened it (version {version}, yours {expected}). "
+            f"{what} NOT saved and are still in the editor: reload the image to see the other change, then "
+            "redo yours.", image_id=int(image_id), version=int(version), changed_by=by, changed_at=at)
 
-    def save_image_boxes(self, image_id: int, boxes: Sequence[Box], expected_version: int, user: str | None) -> int:
+    # --- review (the editor) -----------------------------------------------------------------------
+    _EDITOR_STATE = ("version", "edited_by", "edited_at", "reviewed_by", "reviewed_at", "status", "changed_by",
+                     "changed_at")
+
+    def editor_state(self, image_id: int) -> dict:
+        """What the editor needs besides the image row: version, who last saved / reviewed it and when, and
+        who or which job last changed it (any version bump) and when."""
+        row = self._one(f"SELECT {', '.join(self._EDITOR_STATE)} FROM images WHERE id = ?", [image_id])
+        if row is None:
+            raise NotFound(f"image {image_id} does not exist")
+        return dict(zip(self._EDITOR_STATE, row))
+
+    def image_changes(self, image_ids: Sequence[int], project_id: int | None = None) -> dict[int, dict]:
+        """image id -> its editor_state(), for several images at once (what an open editor checks when the
+        project's revision moved); only those of ``project_id`` when given."""
+        ids = [int(i) for i in image_ids]
+        if not ids:
+            return {}
+        where, params = "id IN (SELECT unnest(?::BIGINT[]))", [ids]
+        if project_id is not None:
+            where += " AND project_id = ?"
+            params.append(project_id)
+        rows = self._all(f"SELECT id, {', '.join(self._EDITOR_STATE)} FROM images WHERE {where}", params)
+        return {int(r[0]): dict(zip(self._EDITOR_STATE, r[1:])) for r in rows}
+
+    def project_revision(self, project_id: int) -> int:
+        """A number that moves whenever the project's boxes, reviews, images, splits or classes change."""
+        row = self._one("SELECT revision FROM projects WHERE id = ?", [project_id])
+        if row is None:
+            raise NotFound(f"No project with id {project_id}")
+        return int(row[0] or 0)
+
+    def save_image_boxes(self, image_id: int, boxes: Sequence[Box], expected_version: int, user: str | None,
+                         return_ids: bool = False):
         """Replace ALL boxes of one image with ``boxes`` (as given: provenance included), if the image is still
-        at ``expected_version``; returns the new version. A newer save by anyone (a person in another tab, a
-        job, an import) raises Conflict naming who and when, and nothing is written."""
+        at ``expected_version``; returns the new version. A newer change by anyone (a person in another tab,
+        a review, a job, an import) raises Conflict naming who and when, and nothing is written. A given box
+        equal to a stored box of this image with its ``id`` keeps that row (and its id); the rest are new.
+        With ``return_ids``: (new version, the stored id of each given box in order), or (version, None)
+        when more than a few boxes were new (a bulk insert does not promise the order of its ids)."""
         now = utcnow()
         with self.transaction() as cur:
-            row = cur.execute("SELECT version, edited_by, edited_at FROM images WHERE id = ?", [image_id]).fetchone()
-            if row is None:
-                raise NotFound(f"image {image_id} does not exist")
-            version, by, at = row
-            if int(version) != int(expected_version):
-                who = f"by {by} at {at:%H:%M:%S}" if by and at else "by an auto-annotation job or an import"
-                raise Conflict(
-                    f"Image {image_id} was changed {who} after you opened it (version {version}, yours "
-                    f"{expected_version}). Your boxes were NOT saved and are still in the editor: reload the "
-                    "image to see the other change, then redo yours.")
-            cur.execute("DELETE FROM boxes WHERE image_id = ?", [image_id])
-            self._bulk_insert(cur, "boxes", BOX_KINDS, [
+            project_id = self._check_version(cur, image_id, expected_version, "Your boxes were")
+            stored = {int(r[0]): tuple(r[1:]) for r in cur.execute(
+                "SELECT id, class_idx, x1, y1, x2, y2, confidence, source, model_id, job_id FROM boxes "
+                "WHERE image_id = ?", [image_id]).fetchall()}
+            keep: set[int] = set()
+            new: list[Box] = []
+            ids: list[int | None] = []
+            for b in boxes:
+                same = (b.class_idx, b.x1, b.y1, b.x2, b.y2, b.confidence, b.source, b.model_id, b.job_id)
+                if b.id is not None and b.id not in keep and stored.get(b.id) == same:
+                    keep.add(b.id)
+                    ids.append(b.id)
+                else:
+                    new.append(b)
+                    ids.append(None)
+            cur.execute("DELETE FROM boxes WHERE image_id = ? AND id NOT IN (SELECT unnest(?::BIGINT[]))",
+                        [image_id, sorted(keep)])
+            new_ids = iter(self._bulk_insert(cur, "boxes", BOX_KINDS, [
                 (image_id, b.class_idx, b.x1, b.y1, b.x2, b.y2, b.confidence, b.source, b.model_id, b.job_id,
-                 b.created_by, b.created_at or now) for b in boxes])
-            cur.execute("UPDATE images SET version = version + 1, edited_by = ?, edited_at = ? WHERE id = ?",
-                        [user, now, image_id])
-        return int(version) + 1
+                 b.created_by, b.created_at or now) for b in new]))
+            ids = [i if i is not None else int(next(new_ids)) for i in ids] if len(new) <= _SMALL_INSERT else None
+            cur.execute("UPDATE images SET version = version + 1, edited_by = ?, edited_at = ?, changed_by = ?, "
+                        "changed_at = ? WHERE id = ?", [user, now, user, now, image_id])
+            self._bump(cur, project_id)
+        return (int(expected_version) + 1, ids) if return_ids else int(expected_version) + 1
 
     SORTS = ("upload", "uncertain")
 

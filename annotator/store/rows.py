@@ -30,6 +30,9 @@ BOX_KINDS = {"image_id": "int", "class_idx": "int", "x1": "float", "y1": "float"
              "created_at": "ts"}
 
 
+_SMALL_INSERT = 64  # rows; up to this many, one VALUES statement beats a pandas frame
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 

@@ -248,3 +248,16 @@ MIGRATIONS.append((
         "ALTER TABLE jobs DROP COLUMN counters",
     ],
 ))
+
+MIGRATIONS.append((
+    6,
+    "editor: who or which job last changed an image; a per-project revision that live views poll",
+    [
+        # Set with every version bump: a person's name, "job #5" or "an import by ann" (conflict messages).
+        "ALTER TABLE images ADD COLUMN changed_by VARCHAR",
+        "ALTER TABLE images ADD COLUMN changed_at TIMESTAMP",
+        # Advanced by every write that changes what a project's views show (boxes, reviews, images,
+        # splits, classes): the UI polls this one number instead of re-reading its tables.
+        "ALTER TABLE projects ADD COLUMN revision BIGINT DEFAULT 0",
+    ],
+))

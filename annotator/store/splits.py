@@ -22,6 +22,7 @@ class SplitsMixin:
             cur.execute("DELETE FROM split_config WHERE project_id = ?", [project_id])
             cur.execute("INSERT INTO split_config VALUES (?, ?, ?, ?, ?, ?, ?)",
                         [project_id, train, val, test, int(seed), utcnow(), user])
+            self._bump(cur, project_id)
 
     def split_counts(self, project_id: int) -> dict[str | None, int]:
         """Images per stored split (None = not assigned yet), all review states."""
@@ -51,11 +52,14 @@ class SplitsMixin:
             cur.register("_split_updates", frame)
             try:
                 guard = " AND images.split IS NULL" if only_unassigned else ""
-                return len(cur.execute(
+                changed = len(cur.execute(
                     "UPDATE images SET split = u.split FROM _split_updates u WHERE images.id = u.id "
                     f"AND images.project_id = ?{guard} RETURNING images.id", [project_id]).fetchall())
             finally:
                 cur.unregister("_split_updates")
+            if changed:
+                self._bump(cur, project_id)
+            return changed
 
     def bulk_set_split(self, project_id: int, split: str, image_ids: Sequence[int] | None = None,
                        dataset_id: int | None = None, status: str | None = None) -> int:
@@ -65,8 +69,11 @@ class SplitsMixin:
             where += " AND i.id IN (SELECT unnest(?::BIGINT[]))"
             params.append([int(i) for i in image_ids])
         with self.transaction() as cur:
-            return len(cur.execute(f"UPDATE images AS i SET split = ? WHERE {where} RETURNING id",
-                                   [split] + params).fetchall())
+            changed = len(cur.execute(f"UPDATE images AS i SET split = ? WHERE {where} RETURNING id",
+                                      [split] + params).fetchall())
+            if changed:
+                self._bump(cur, project_id)
+            return changed
 
     def split_summary(self, project_id: int) -> list[tuple[str | None, str, int, int]]:
         """(split, review status, images, boxes) for the whole project."""

@@ -95,8 +95,10 @@ class TransferMixin:
             if writable:
                 cur.execute("DELETE FROM boxes WHERE source = 'import' AND image_id IN (SELECT unnest(?::BIGINT[]))",
                             [writable])
-                cur.execute("UPDATE images SET version = version + 1 WHERE id IN (SELECT unnest(?::BIGINT[]))",
-                            [writable])
+                cur.execute("UPDATE images SET version = version + 1, changed_by = ?, changed_at = ? "
+                            "WHERE id IN (SELECT unnest(?::BIGINT[]))", [f"an import by {user or 'local'}", now,
+                                                                         writable])
+                self._bump(cur, image_ids=writable[:1])
             rows, splits = [], {}
             for image_id, boxes, split in items:
                 if image_id in protected:

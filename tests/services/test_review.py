@@ -1,5 +1,7 @@
-"""Review and correction: widget value <-> boxes, provenance through saves, version conflicts, review
-states, the queue's filters and orders, stats."""
+"""Review and correction: provenance through saves (box identity by id), version conflicts on saves AND
+reviews (who or which job, when), the project revision live views poll, review states, the queue's filters
+and orders, stats, display copies. The editor's server functions are tested in tests/ui/test_editor.py, the editor itself
+(JavaScript) in tests/e2e/test_editor_browser.py."""
 
 from __future__ import annotations
 
@@ -7,11 +9,9 @@ import pytest
 
 from .. import imagegen
 from annotator import classmap
-from annotator.ui import widget
 from annotator.types import Box, Conflict, NotFound, UserError
 
 CLASSES = ["circle", "square", "triangle"]
-COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
 
 
 def _add(services, project, tmp_path, sizes):
@@ -28,13 +28,9 @@ def _machine(image_id, x1, y1, x2, y2, cls=0, conf=0.9):
     return (image_id, Box(x1, y1, x2, y2, cls, confidence=conf, source="model", model_id=None, job_id=7))
 
 
-# ---- pure conversions ------------------------------------------------------------------------------------
+# ---- class names ----------------------------------------------------------------------------------------
 
-def test_labels_show_confidence_for_machine_boxes_and_parse_back():
-    m = {"class_idx": 1, "confidence": 0.873, "source": "model"}
-    h = {"class_idx": 2, "confidence": None, "source": "human"}
-    assert widget.widget_label(m, CLASSES) == "square 0.87"
-    assert widget.widget_label(h, CLASSES) == "triangle"
+def test_class_names_parse_with_or_without_a_confidence_suffix():
     assert classmap.label_to_class("square 0.87", CLASSES) == 1
     assert classmap.label_to_class("SQUARE", CLASSES) == 1
     assert classmap.label_to_class("tri 1", ["tri 1", "tri"]) == 0  # a name that ends in a number is a name
@@ -42,59 +38,6 @@ def test_labels_show_confidence_for_machine_boxes_and_parse_back():
         classmap.label_to_class("hexagon", CLASSES)
     with pytest.raises(UserError, match="no class"):
         classmap.label_to_class("", CLASSES)
-
-
-@pytest.mark.parametrize("k,width,height", [(0, 640, 480), (1, 640, 480), (2, 300, 900), (3, 300, 900)])
-def test_rotated_widget_boxes_map_back_to_the_stored_frame(k, width, height):
-    box = (10.0, 20.0, 110.0, 60.0)
-
-    def turn(pt, w, h):  # one clockwise quarter turn of an image w x h, as the widget draws it
-        x, y = pt
-        return (h - y, x), (h, w)
-
-    pts, w, h = [(box[0], box[1]), (box[2], box[3])], width, height
-    for _ in range(k):
-        pts, (w, h) = [turn(p, w, h)[0] for p in pts], (h, w)
-    rotated = (min(p[0] for p in pts), min(p[1] for p in pts), max(p[0] for p in pts), max(p[1] for p in pts))
-    assert widget.unrotate(rotated, k, width, height) == pytest.approx(box)
-
-
-def test_widget_round_trip_keeps_untouched_boxes_exactly_and_marks_edits_human():
-    boxes = [
-        {"id": 1, "class_idx": 0, "x1": 10.4, "y1": 20.6, "x2": 99.5, "y2": 80.25, "confidence": 0.91, "source": "model",
-         "model_id": 3, "job_id": 7, "created_by": None},
-        {"id": 2, "class_idx": 1, "x1": 200.0, "y1": 100.0, "x2": 300.0, "y2": 200.0, "confidence": 0.2,
-         "source": "model", "model_id": 3, "job_id": 7, "created_by": None},
-        {"id": 3, "class_idx": 2, "x1": 5.0, "y1": 5.0, "x2": 50.0, "y2": 50.0, "confidence": None, "source": "human",
-         "model_id": None, "job_id": None, "created_by": "ann"},
-    ]
-    value, shown = widget.to_widget("/x.jpg", boxes, CLASSES, COLOURS, min_conf=0.5)
-    assert shown == [0, 2]  # the 0.2 machine box is hidden by the slider
-    assert [b["label"] for b in value["boxes"]] == ["circle 0.91", "triangle"]
-    # what the widget sends back: whole pixels (preprocess rounds), colours as tuples
-    back = {**value, "boxes": [{**b, "xmin": round(b["xmin"]), "ymin": round(b["ymin"]), "xmax": round(b["xmax"]),
-                                "ymax": round(b["ymax"])} for b in value["boxes"]]}
-    merged = widget.from_widget(back, boxes, shown, CLASSES, 640, 480)
-    assert widget.same_boxes(merged, boxes)  # nothing changed: same ids, float corners, provenance
-    # move the human box by 30 px, relabel the machine box, draw a new one
-    back["boxes"][1].update(xmin=35, xmax=80)
-    back["boxes"][0]["label"] = "square"
-    back["boxes"].insert(0, {"xmin": 400, "ymin": 300, "xmax": 450, "ymax": 350, "label": "circle"})
-    merged = widget.from_widget(back, boxes, shown, CLASSES, 640, 480)
-    assert merged[0]["id"] == 2  # the hidden box comes through untouched
-    by_class = sorted((b["class_idx"], b["source"], b["id"], b["x1"]) for b in merged[1:])
-    assert by_class == [(0, "human", None, 400.0), (1, "human", None, 10.0), (2, "human", None, 35.0)]
-
-
-def test_relabel_new_box_only_when_exactly_one_box_was_drawn():
-    prev = [{"xmin": 1, "ymin": 1, "xmax": 20, "ymax": 20, "label": "circle"}]
-    drawn = {"image": "x", "boxes": [{"xmin": 50, "ymin": 50, "xmax": 90, "ymax": 90, "label": "circle"}, *prev]}
-    out = widget.relabel_new_box(drawn, prev, "triangle", (0, 0, 255))
-    assert out["boxes"][0]["label"] == "triangle" and out["boxes"][0]["color"] == "rgb(0, 0, 255)"
-    assert out["boxes"][1:] == prev
-    moved = {"image": "x", "boxes": [{**prev[0], "xmin": 5}]}
-    assert widget.relabel_new_box(moved, prev, "triangle", (0, 0, 255)) is None
-    assert widget.relabel_new_box(out, prev, "triangle", (0, 0, 255)) is None  # already labelled
 
 
 # ---- services: load / save / conflicts ------------------------------------------------------------------
@@ -108,7 +51,9 @@ def test_save_coordinates_exact_for_large_small_portrait_landscape(services, pro
     boxes = [{"class": "square", "x1": 0.25 * w, "y1": 0.5 * h, "x2": w - 0.5, "y2": h * 0.75},
              {"class_idx": 2, "x1": -20, "y1": -5, "x2": 17.5, "y2": 13.25}]  # crosses the corner: clamped
     res = services.review.save_image(project, img.id, boxes, loaded["version"], user="ann")
+    stored_now = res.pop("stored")
     assert res == {"id": img.id, "version": 1, "boxes": 2, "kept": 0, "human": 2, "dropped": []}
+    assert stored_now == [services.review.load_image(project, img.id)["boxes"][k] for k in (0, 1)]  # no second read needed
     stored = sorted(services.ctx.store.boxes_for_image(img.id), key=lambda b: b.class_idx)
     assert [b.xyxy for b in stored] == [(0.25 * w, 0.5 * h, w - 0.5, h * 0.75), (0.0, 0.0, 17.5, 13.25)]
     assert all(b.source == "human" and b.created_by == "ann" and b.confidence is None for b in stored)
@@ -152,11 +97,114 @@ def test_save_refuses_bad_input_naming_it(services, project, tmp_path):
 
 
 def test_jobs_and_imports_bump_the_version_so_a_stale_editor_conflicts(services, project, tmp_path):
+    a, b = _add(services, project, tmp_path, [(64, 48), (64, 48)])
+    opened = services.review.load_image(project, a.id)
+    services.ctx.store.save_predictions(5, 0, None, [(a.id, [Box(1, 1, 9, 9, 0, confidence=0.5, source="model")])])
+    with pytest.raises(Conflict, match=r"changed by job #5 at \d\d:\d\d:\d\d .* NOT saved") as e:
+        services.review.save_image(project, a.id, [], opened["version"])
+    c = e.value.as_dict()
+    assert (c["image_id"], c["version"], c["changed_by"]) == (a.id, opened["version"] + 1, "job #5")
+    assert c["changed_at"] and services.review.load_image(project, a.id)["changed_by"] == "job #5"
+    opened = services.review.load_image(project, b.id)
+    services.ctx.store.save_imported_labels([(b.id, [Box(1, 1, 9, 9, 1)], None)], approve=False, user="ann")
+    with pytest.raises(Conflict, match="changed by an import by ann"):
+        services.review.save_image(project, b.id, [], opened["version"])
+
+
+def test_box_identity_by_id_decides_provenance(services, project, tmp_path):
+    """What the editor sends back: each box with the id it was loaded with. Unchanged (class and corners)
+    keeps the stored box, row and id included; changed, new, duplicated or foreign ids become a person's."""
+    a, b = _add(services, project, tmp_path, [(640, 480), (640, 480)])
+    services.ctx.store.insert_boxes([_machine(a.id, 10.4, 20.6, 99.5, 80.25, conf=0.91),
+                                 _machine(a.id, 200, 100, 300, 200, cls=1, conf=0.3),
+                                 _machine(a.id, 400, 300, 450, 350, cls=2, conf=0.5),
+                                 _machine(b.id, 1, 1, 50, 50, conf=0.7)])
+    loaded = services.review.load_image(project, a.id)
+    foreign = services.review.load_image(project, b.id)["boxes"][0]
+    untouched, recl, moved = (dict(x) for x in loaded["boxes"])
+    recl["class_idx"] = 2  # a digit key on the selected box
+    moved["x1"] += 0.5  # Alt+arrow nudges, in stored pixels
+    sent = [untouched, recl, moved, dict(untouched), {**foreign, "x2": 60.0}, dict(foreign)]
+    res = services.review.save_image(project, a.id, sent, loaded["version"], user="ann")
+    assert (res["kept"], res["human"]) == (1, 5)
+    after = services.ctx.store.boxes_for_image(a.id)
+    kept = [x for x in after if x.source == "model"]
+    assert [(x.id, x.xyxy, x.confidence, x.job_id) for x in kept] == [
+        (untouched["id"], (10.4, 20.6, 99.5, 80.25), 0.91, 7)]  # the same row: its id did not change
+    humans = sorted((x.class_idx, x.xyxy) for x in after if x.source == "human")
+    assert humans == sorted([(2, (200.0, 100.0, 300.0, 200.0)), (2, (400.5, 300.0, 450.0, 350.0)),
+                             (0, (10.4, 20.6, 99.5, 80.25)), (0, (1.0, 1.0, 60.0, 50.0)),
+                             (0, (1.0, 1.0, 50.0, 50.0))])
+    assert all(x.created_by == "ann" and x.confidence is None for x in after if x.source == "human")
+    assert len(services.ctx.store.boxes_for_image(b.id)) == 1  # the other image's box is untouched
+
+
+def test_a_stale_review_is_refused_and_reviews_advance_the_version(services, project, tmp_path):
     (img,) = _add(services, project, tmp_path, [(64, 48)])
-    opened = services.review.load_image(project, img.id)
-    services.ctx.store.save_predictions(1, 0, None, [(img.id, [Box(1, 1, 9, 9, 0, confidence=0.5, source="model")])])
-    with pytest.raises(Conflict, match="auto-annotation job or an import"):
-        services.review.save_image(project, img.id, [], opened["version"])
+    seen = services.review.load_image(project, img.id)
+    services.ctx.store.save_predictions(9, 0, None, [(img.id, [Box(1, 1, 9, 9, 0, confidence=0.5, source="model")])])
+    with pytest.raises(Conflict, match=r"changed by job #9 .*approval and any edits were NOT saved") as e:
+        services.review.set_review_status(project, [img.id], "approved", user="ann", version=seen["version"])
+    assert e.value.changed_by == "job #9" and e.value.version == seen["version"] + 1
+    st = services.ctx.store.editor_state(img.id)
+    assert st["status"] == "unreviewed" and st["reviewed_by"] is None  # nothing recorded
+    fresh = services.review.load_image(project, img.id)
+    done = services.review.set_review_status(project, [img.id], "rejected", user="ann", version=fresh["version"])
+    assert done["version"] == fresh["version"] + 1 and done["images"] == 1
+    st = services.ctx.store.editor_state(img.id)
+    assert (st["status"], st["changed_by"], st["version"]) == ("rejected", "ann", done["version"])
+    with pytest.raises(Conflict, match="by ann"):  # another tab that still had the old version
+        services.review.save_image(project, img.id, [], fresh["version"], user="bob")
+    with pytest.raises(UserError, match="one image"):
+        services.review.set_review_status(project, [img.id, img.id], "approved", version=1)
+    # without a version (the API, bulk) it is not checked
+    assert services.review.set_review_status(project, [img.id], "approved", user="bob")["version"] == done["version"] + 1
+
+
+def test_the_project_revision_moves_with_every_change_a_view_shows(services, project, tmp_path):
+    rev = lambda: services.review.project_revision(project)  # noqa: E731
+    other = services.projects.create_project("Other", ["x"])
+    r0 = rev()
+    img, fresh = _add(services, project, tmp_path, [(64, 48), (64, 48)])  # an upload
+    steps = [rev()]
+    v = services.review.load_image(project, img.id)["version"]
+    v = services.review.save_image(project, img.id, [{"class_idx": 0, "x1": 1, "y1": 1, "x2": 9, "y2": 9}], v)["version"]
+    steps.append(rev())
+    services.review.set_review_status(project, [img.id], "rejected", version=v)
+    steps.append(rev())
+    services.ctx.store.save_predictions(3, 0, None, [(img.id, [])])  # a job's chunk on a person's image: no change
+    assert rev() == steps[-1]
+    services.ctx.store.save_predictions(3, 0, None, [(fresh.id, [])])  # ... and on an untouched one
+    steps.append(rev())
+    services.ctx.store.save_imported_labels([(fresh.id, [Box(1, 1, 5, 5, 0)], "val")], approve=False, user=None)
+    steps.append(rev())
+    services.splits.set_split(project, "test")
+    steps.append(rev())
+    services.projects.add_classes(project, ["hexagon"])
+    steps.append(rev())
+    assert [r0, *steps] == sorted(set([r0, *steps]))  # strictly increasing
+    assert services.review.project_revision(other) == 0
+    seen = services.review.image_changes(project, [img.id, fresh.id, 10_000])
+    assert sorted(seen) == [img.id, fresh.id] and seen[img.id]["status"] == "rejected"
+    assert seen[img.id]["changed_by"] == "local" and seen[fresh.id]["changed_by"] == "an import by local"
+    assert seen[fresh.id]["changed_at"] and seen[fresh.id]["version"] == 2
+    assert services.review.image_changes(other, [img.id]) == {}  # another project's image: not reported
+
+
+def test_the_jobs_signature_moves_when_a_job_is_added_or_moves(services, project):
+    seen = [services.jobs.jobs_signature()]
+    job = services.ctx.store.create_job(project.id, "annotate", {}, 10)
+    seen.append(services.jobs.jobs_signature())
+    services.ctx.store.update_job(job, status="running", done=3, progress=0.3)
+    seen.append(services.jobs.jobs_signature())
+    services.ctx.store.update_job(job, log="a line")
+    seen.append(services.jobs.jobs_signature())
+    services.ctx.store.update_job(job, result={"boxes": 5})
+    seen.append(services.jobs.jobs_signature())
+    services.ctx.store.update_job(job, live={"stage": "predict", "images_per_s": 4.2})
+    seen.append(services.jobs.jobs_signature())
+    assert len(set(seen)) == len(seen)
+    assert services.jobs.jobs_signature() == seen[-1]  # nothing moved: the same
 
 
 # ---- review states, queue, stats ------------------------------------------------------------------------
@@ -217,104 +265,7 @@ def test_copy_boxes_scales_and_review_stats_count(services, project, tmp_path):
     assert stats["per_day"][-1]["approved_total"] == 1
 
 
-# ---- the editor session (the tab's private handlers, with plain widget dicts) -----------------------------
-
-def _as_widget_returns(value):
-    """What the widget sends back: whole pixels."""
-    return {**value, "boxes": [{**b, **{k: round(b[k]) for k in ("xmin", "ymin", "xmax", "ymax")}}
-                               for b in value["boxes"]]}
-
-
-def test_editor_saves_on_navigation_and_keeps_the_user_on_a_conflict(services, project, tmp_path):
-    from annotator.ui.tab_annotate import Editor
-
-    a, b, c = _add(services, project, tmp_path, [(640, 480), (320, 240), (200, 400)])
-    services.ctx.store.insert_boxes([_machine(a.id, 10.4, 20.6, 99.5, 80.25, conf=0.91),
-                                 _machine(a.id, 300, 300, 320, 330, cls=2, conf=0.1)])
-    ed = Editor(services)
-    out = ed.open_queue("Shapes", "all", None, None, False, 0, "upload", 0.5, False, None, {}, new_class="square")
-    state = out[1]
-    assert state["image"]["id"] == a.id and len(state["shown"]) == 1  # the 0.1 box is hidden at 0.5
-    value, _ = widget.to_widget(state["image"]["file"], state["boxes"], CLASSES, COLOURS, min_conf=0.5)
-    edited = _as_widget_returns(value)
-    edited["boxes"].insert(0, {"xmin": 400, "ymin": 100, "xmax": 450, "ymax": 160, "label": ""})  # just drawn
-    out = ed.go(1, edited, state, 0.5, False)  # ArrowRight
-    state = out[1]
-    assert state["image"]["id"] == b.id and state["pos"] == 1
-    saved = sorted((x.class_idx, x.source, x.xyxy) for x in services.ctx.store.boxes_for_image(a.id))
-    assert saved == [(0, "model", (10.4, 20.6, 99.5, 80.25)), (1, "human", (400.0, 100.0, 450.0, 160.0)),
-                     (2, "model", (300.0, 300.0, 320.0, 330.0))]  # the hidden box is kept too
-
-    # Another tab saves image b; this tab's edit must not erase it, and this tab stays on b with its edit.
-    other = services.review.load_image(project, b.id)
-    services.review.save_image(project, b.id, [{"class": "circle", "x1": 1, "y1": 1, "x2": 50, "y2": 50}],
-                        other["version"], user="bob")
-    value, _ = widget.to_widget(state["image"]["file"], state["boxes"], CLASSES, COLOURS)
-    mine = {**value, "boxes": [{"xmin": 5, "ymin": 5, "xmax": 60, "ymax": 70, "label": "triangle"}]}
-    with pytest.raises(Conflict, match="bob"):
-        ed.go(1, mine, state, 0.0, False)
-    assert [(x.class_idx, x.created_by) for x in services.ctx.store.boxes_for_image(b.id)] == [(0, "bob")]
-
-    # Approve-and-next with nothing changed writes no boxes, records the review and moves on.
-    state = ed.open_queue("Shapes", "all", None, None, False, 0, "upload", 0.0, False, None, {})[1]
-    value, _ = widget.to_widget(state["image"]["file"], state["boxes"], CLASSES, COLOURS)
-    version = services.ctx.store.editor_state(a.id)["version"]
-    out = ed.review("approved", True, _as_widget_returns(value), state, 0.0, False, False)
-    assert out[1]["image"]["id"] == b.id
-    st = services.ctx.store.editor_state(a.id)
-    assert st["status"] == "approved" and st["version"] == version
-
-
-def test_a_save_right_after_drawing_gives_the_box_the_picked_class(services, project, tmp_path):
-    """The relabel round trip may not be back yet: settle() applies it to what the save handler gets."""
-    from annotator.ui.tab_annotate import Editor
-
-    (a,) = _add(services, project, tmp_path, [(64, 48)])
-    services.ctx.store.insert_boxes([(a.id, Box(1, 1, 9, 9, 0, source="human"))])
-    ed = Editor(services)
-    out = ed.open_queue("Shapes", "all", None, None, False, 0, "upload", 0.0, False, None, {})
-    state, seen = out[1], out[5]
-    drawn = {"image": state["image"]["file"], "boxes": [
-        {"xmin": 20, "ymin": 10, "xmax": 40, "ymax": 30, "label": "circle"},  # the widget's default label
-        *[{**b, **{k: round(b[k]) for k in ("xmin", "ymin", "xmax", "ymax")}} for b in seen]]}
-    canvas, state = ed.settle(drawn, state, seen, "triangle")
-    ed.save(canvas, state, 0.0, False)
-    assert sorted((b.class_idx, b.x1) for b in services.ctx.store.boxes_for_image(a.id)) == [(0, 1.0), (2, 20.0)]
-    # nothing new drawn (the widget already shows what the server saw): nothing relabelled
-    out = ed.open_queue("Shapes", "all", None, None, False, 0, "upload", 0.0, False, None, {})
-    same = {"image": out[1]["image"]["file"], "boxes": out[5]}
-    assert ed.settle(same, out[1], out[5], "square")[0] is same
-
-
-def test_editor_refuses_to_save_a_widget_showing_another_image(services, project, tmp_path):
-    from annotator.ui.tab_annotate import Editor
-
-    a, b = _add(services, project, tmp_path, [(64, 48), (64, 48)])
-    ed = Editor(services)
-    state = ed.open_queue("Shapes", "all", None, None, False, 0, "upload", 0.0, False, None, {})[1]
-    other = services.review.load_image(project, b.id)
-    stale = {"image": other["file"], "boxes": [{"xmin": 1, "ymin": 1, "xmax": 9, "ymax": 9, "label": "circle"}]}
-    assert other["file"] != state["image"]["file"]  # two different stored files
-    with pytest.raises(UserError, match="another image"):
-        ed.save(stale, state, 0.0, False)
-    assert services.ctx.store.boxes_for_image(a.id) == [] and services.ctx.store.boxes_for_image(b.id) == []
-
-
 # ---- large images: the editor shows a smaller copy, boxes are scaled both ways ---------------------------
-
-def test_scaled_widget_round_trip_keeps_untouched_boxes_and_scales_edits_back():
-    boxes = [{"id": 1, "class_idx": 0, "x1": 1234.56, "y1": 789.01, "x2": 2345.67, "y2": 1890.12, "confidence": 0.8,
-              "source": "model", "model_id": 2, "job_id": 3, "created_by": None}]
-    scale = (2560 / 6000, 1707 / 4000)
-    value, shown = widget.to_widget("/d.jpg", boxes, CLASSES, COLOURS, scale=scale)
-    assert value["boxes"][0]["xmin"] == pytest.approx(1234.56 * scale[0])
-    back = _as_widget_returns(value)  # whole shown pixels: up to 1.2 stored pixels off
-    assert widget.same_boxes(widget.from_widget(back, boxes, shown, CLASSES, 6000, 4000, scale=scale), boxes)
-    back["boxes"].append({"xmin": 100, "ymin": 50, "xmax": 200, "ymax": 150, "label": "square"})
-    new = widget.from_widget(back, boxes, shown, CLASSES, 6000, 4000, scale=scale)[1]
-    assert (new["x1"], new["y1"], new["x2"], new["y2"]) == pytest.approx(
-        (100 / scale[0], 50 / scale[1], 200 / scale[0], 150 / scale[1]))
-
 
 def test_large_images_get_a_display_copy_small_ones_are_shown_as_stored(services, project, tmp_path):
     import dataclasses
@@ -322,10 +273,17 @@ def test_large_images_get_a_display_copy_small_ones_are_shown_as_stored(services
     from PIL import Image
 
     services.ctx.settings = dataclasses.replace(services.settings, editor_max_side=1000)
-    big, small = _add(services, project, tmp_path, [(3000, 2000), (800, 600)])
-    d = services.review.load_image(project, big.id)["display"]
-    assert (d["width"], d["height"]) == (1000, 667) and d["file"].endswith("-1000.jpg")
-    with Image.open(d["file"]) as im:
-        assert im.size == (1000, 667)
-    assert services.review.display_image(big) == d  # made once, then reused
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "zz.png").write_bytes(imagegen.image_bytes("PNG", 1600, 900))
+    big, small, odd, png = _add(services, project, tmp_path, [(3000, 2000), (800, 600), (1999, 1001)])
+    assert png.format == "PNG"
+    for img, size in ((big, (750, 500)),  # a JPEG decoded at 1/4: within the limit, more than half of it
+                      (odd, (1000, 501)),  # 1/2 of 1999x1001, rounded up as libjpeg does
+                      (png, (1000, 562))):  # not a JPEG: resized to the limit
+        d = services.review.load_image(project, img.id)["display"]
+        assert (d["width"], d["height"]) == size and d["file"].endswith(f"-{max(size)}.jpg")
+        with Image.open(d["file"]) as im:
+            assert im.size == size
+        assert services.review.display_image(img) == d  # made once, then reused
     assert services.review.load_image(project, small.id)["display"]["file"] == str(services.images.image_file(small))

@@ -6,13 +6,15 @@ module and the Jobs panel.
 
 from __future__ import annotations
 
+import json
+
 import gradio as gr
 
 from ..services import Services
 from .api import Api
 from .common import UIContext
 from .jobs_panel import build_jobs_panel
-from .tab_annotate import CSS as EDITOR_CSS, HEAD, build_annotate_tab
+from .tab_annotate import build_annotate_tab
 from .tab_autoannotate import build_autoannotate_tab
 from .tab_export import build_export_tab
 from .tab_projects import build_projects_tab, render_picker
@@ -25,7 +27,36 @@ CSS = """
 #aa-header h1 { margin: 0; }
 .aa-jobs { width: 100%; font-size: 0.9em; }
 .aa-jobs td, .aa-jobs th { padding: 4px 8px; text-align: left; vertical-align: top; }
-""" + EDITOR_CSS
+#aa-legend { font-size: 12px; }
+#aa-legend table { font-size: 12px; }
+#aa-legend td, #aa-legend th { padding: 1px 4px; }
+"""
+REVISION_POLL_S = 1.0  # the one timer behind every live view (editor, gallery, split table, Jobs panel)
+LIVE_TABS = ("upload", "annotate", "train")  # tabs that follow the project's revision
+# The timer's tick, in the page: ask the public API's project_revision and jobs_signature (plain fetches),
+# move the boxes whose value changed (see build_app).
+POLL_JS = """async (project, tab, ...last) => {
+  const tabs = %s;
+  const ask = async (name, data) => {
+    const res = await fetch('gradio_api/run/' + name, {method: 'POST', headers: {'Content-Type': 'application/json'},
+                                                       body: JSON.stringify({data})});
+    if (!res.ok) return null;
+    const out = await res.json();
+    return out && Array.isArray(out.data) ? out.data[0] : null;
+  };
+  try {
+    const i = tabs.indexOf(tab);
+    const [revision, jobs] = await Promise.all([
+      project && i >= 0 ? ask('project_revision', [project]).catch(() => null) : null,
+      ask('jobs_signature', [12]).catch(() => null)]);
+    const out = last.slice();
+    if (revision !== null && revision !== undefined) out[i] = project + ':' + revision;
+    if (jobs !== null && jobs !== undefined) out[out.length - 1] = jobs;
+    return out;
+  } catch (e) {
+    return last;
+  }
+}""" % json.dumps(LIVE_TABS)
 
 
 def build_app(services: Services) -> gr.Blocks:
@@ -51,20 +82,44 @@ def build_app(services: Services) -> gr.Blocks:
                    refresh.click(api.list_projects, None, projects_json, api_visibility="private")):
             ev.success(pick, [projects_json, project], project, api_visibility="private")
 
-        ctx = UIContext(services=services, api=api, project=project, projects_json=projects_json)
+        # Live state: ONE timer polls the picked project's revision (a number that moves with every change
+        # of its boxes, reviews, images, splits and classes) and the jobs' signature, through the public API.
+        # The tick runs in the page (plain fetches: no Gradio event, which costs the page's main thread
+        # ~60 ms, enough to stutter the editor), and moves a hidden box only when its value changed: the
+        # revision box of the tab on screen (one refresh, not one per tab; a tab refreshes when it comes
+        # back) and the jobs box (the Jobs panel).
+        revisions = {tab: gr.Textbox("", visible="hidden", elem_id=f"aa-revision-{tab}") for tab in LIVE_TABS}
+        jobs_key = gr.Textbox("-", visible="hidden", elem_id="aa-jobs-key")  # "-": the first poll renders the panel
+        active_tab = gr.Textbox("projects", visible="hidden", elem_id="aa-active-tab")
+        gr.Timer(REVISION_POLL_S).tick(None, [project, active_tab, *revisions.values(), jobs_key],
+                                       [*revisions.values(), jobs_key], js=POLL_JS, api_visibility="private",
+                                       show_progress="hidden")
+
+        ctx = UIContext(services=services, api=api, project=project, projects_json=projects_json,
+                        revisions=revisions, active_tab=active_tab, jobs_key=jobs_key)
+        tabs = []
         with gr.Tabs():
-            with gr.Tab("Projects", id="projects"):
+            with gr.Tab("Projects", id="projects") as tab:
+                tabs.append(tab)
                 build_projects_tab(ctx)
-            with gr.Tab("Upload", id="upload"):
+            with gr.Tab("Upload", id="upload") as tab:
+                tabs.append(tab)
                 build_upload_tab(ctx)
-            with gr.Tab("Auto-annotate", id="autoannotate"):
+            with gr.Tab("Auto-annotate", id="autoannotate") as tab:
+                tabs.append(tab)
                 queued = build_autoannotate_tab(ctx)
-            with gr.Tab("Annotate", id="annotate"):
+            with gr.Tab("Annotate", id="annotate") as tab:
+                tabs.append(tab)
                 build_annotate_tab(ctx)
-            with gr.Tab("Train", id="train"):
+            with gr.Tab("Train", id="train") as tab:
+                tabs.append(tab)
                 train_events = build_train_tab(ctx)
-            with gr.Tab("Export", id="export"):
+            with gr.Tab("Export", id="export") as tab:
+                tabs.append(tab)
                 build_export_tab(ctx)
+        for tab in tabs:
+            tab.select(lambda name=tab.id: name, None, active_tab, api_visibility="private", show_progress="hidden",
+                       queue=False)
         refresh_jobs = build_jobs_panel(ctx)  # under every tab
         queued.then(*refresh_jobs, api_visibility="private")
         for ev in train_events:
@@ -72,4 +127,4 @@ def build_app(services: Services) -> gr.Blocks:
     return demo
 
 
-__all__ = ["build_app", "CSS", "HEAD", "TITLE"]
+__all__ = ["build_app", "CSS", "TITLE"]

@@ -17,7 +17,9 @@ A test checks every parameter against its service function's (tests/test_api.py)
 from __future__ import annotations
 
 import contextlib
+import inspect
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -93,6 +95,17 @@ class Api:
     def __init__(self, services: Services):
         self.services = services
 
+    def call(self, name: str, *, user: str | None = None, **kwargs):
+        """An endpoint called from Python (the editor's server functions): the same function with the same
+        keyword parameters as the published one, but a ``UserError`` (a ``Conflict`` with its details) is
+        raised as it is instead of becoming a ``gr.Error``; ``user`` is the signed-in user of the call."""
+        if name not in ENDPOINTS:
+            raise AttributeError(f"no endpoint named {name!r}")
+        fn = getattr(type(self), name).__wrapped__
+        if "request" in inspect.signature(fn).parameters:
+            kwargs["request"] = _Caller(user or "local")
+        return fn(self, **kwargs)
+
     def publish(self) -> None:
         """``gr.api`` every endpoint under its own name. Call it first inside the Blocks, before any UI
         event, so each name is claimed here and nowhere else."""
@@ -111,6 +124,11 @@ class Api:
                        request: gr.Request = None) -> dict:
         """A new project with its ordered classes (a list, or one name per line): index = YOLO index."""
         return to_json(self.services.projects.create_project(name, classes, description, user=username(request)))
+
+    @endpoint("projects", **_FAST)
+    def get_project(self, project: str) -> dict:
+        """A project by name or id: its id, name, classes (index and name), description."""
+        return to_json(self.services.projects.get_project(project))
 
     @endpoint("projects")
     def project_details(self, project: str) -> dict:
@@ -221,6 +239,12 @@ class Api:
         """Cancel a queued or running job (a running one stops after its current batch)."""
         return to_json(self.services.jobs.cancel_job(job_id))
 
+    @endpoint("jobs", **_FAST)
+    def jobs_signature(self, limit: int = 12) -> str:
+        """A short string that changes whenever one of the newest ``limit`` jobs is added or moves: poll it
+        to know when to re-read the jobs."""
+        return to_json(self.services.jobs.jobs_signature(limit))
+
     @endpoint("jobs")
     def system_info(self) -> dict:
         """torch, CUDA, the GPUs and the device of the app and of every live worker."""
@@ -243,11 +267,14 @@ class Api:
 
     @endpoint("review", **_FAST)
     def set_review_status(self, project: str, image_ids: list[int], status: str,
-                          drop_machine_below: float | None = None, request: gr.Request = None) -> dict:
+                          drop_machine_below: float | None = None, version: int | None = None,
+                          request: gr.Request = None) -> dict:
         """approved / rejected / unreviewed (reset). Approving with ``drop_machine_below`` first deletes the
-        machine boxes under that confidence."""
+        machine boxes under that confidence. With ``version`` (one image, load_image's) a change by anyone
+        since then refuses the review, as it refuses a save."""
         return to_json(self.services.review.set_review_status(project, image_ids, status, user=username(request),
-                                                              drop_machine_below=drop_machine_below))
+                                                              drop_machine_below=drop_machine_below,
+                                                              version=version))
 
     @endpoint("review", **_FAST)
     def review_queue(self, project: str, offset: int = 0, limit: int = 50, status: str | None = None,
@@ -259,6 +286,48 @@ class Api:
             project, offset=offset, limit=limit, status=status or None, dataset=dataset or None,
             class_name=class_name or None, no_boxes=bool(no_boxes), below_conf=below_conf or None,
             sort=sort or "upload"))
+
+    @endpoint("review", **_FAST)
+    def review_queue_ids(self, project: str, status: str | None = None, dataset: str | None = None,
+                         class_name: str | None = None, no_boxes: bool = False, below_conf: float | None = None,
+                         sort: str = "upload") -> list[int]:
+        """Every image id of the review queue, in order (review_queue's filters)."""
+        return to_json(self.services.review.review_queue_ids(
+            project, status=status or None, dataset=dataset or None, class_name=class_name or None,
+            no_boxes=bool(no_boxes), below_conf=below_conf or None, sort=sort or "upload"))
+
+    @endpoint("review", **_FAST)
+    def queue_thumbs(self, project: str, image_ids: list[int]) -> list[dict]:
+        """Filmstrip entries for these images, in order: thumbnail file, review state, boxes, lowest machine
+        confidence."""
+        return to_json(self.services.review.queue_thumbs(project, image_ids or []))
+
+    @endpoint("review", **_FAST)
+    def copy_boxes(self, project: str, from_image: int, to_image: int) -> list[dict]:
+        """The boxes of one image as new (a person's) boxes for another, scaled by their sizes; nothing saved."""
+        return to_json(self.services.review.copy_boxes(project, from_image, to_image))
+
+    @endpoint("review", **_FAST)
+    def class_colours(self, project: str) -> list[str]:
+        """The colour of each class ("#rrggbb", by class index), as the gallery and the editor draw it."""
+        return to_json(self.services.review.class_colours(project))
+
+    @endpoint("review", **_FAST)
+    def review_stats_counts(self, project: str) -> dict:
+        """Images per review state."""
+        return to_json(self.services.review.review_stats_counts(project))
+
+    @endpoint("review", **_FAST)
+    def project_revision(self, project: str) -> int:
+        """A number that moves whenever the project's boxes, reviews, images, splits or classes change: poll
+        it to know when to re-read."""
+        return to_json(self.services.review.project_revision(project))
+
+    @endpoint("review", **_FAST)
+    def image_changes(self, project: str, image_ids: list[int]) -> dict:
+        """image id -> version, review state, and who or which job changed it last, when (the project's
+        images among those given)."""
+        return to_json(self.services.review.image_changes(project, image_ids or []))
 
     @endpoint("review", **_FAST)
     def review_stats(self, project: str) -> dict:
@@ -345,6 +414,13 @@ class Api:
         return to_json(self.services.transfer.import_labels(
             project, _sources(sources), fmt, dataset or None, mapping or None, bool(add_new_classes),
             bool(approve), user=username(request), progress=_progress.get()))
+
+
+@dataclass(frozen=True)
+class _Caller:
+    """Who calls an endpoint from Python: what ``username(request)`` reads of a ``gr.Request``."""
+
+    username: str
 
 
 def _summary(fn: Callable) -> str:

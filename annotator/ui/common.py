@@ -23,6 +23,15 @@ class UIContext:
     api: "Api"  # the public API: the tabs' handlers call it
     project: gr.Dropdown  # the project picked in the header, shared by every tab
     projects_json: gr.JSON  # result of list_projects, re-rendered into the picker
+    # tab id -> "project:revision" from the app's one timer, written only while that tab is on screen:
+    # changes whenever the picked project's boxes, reviews, images, splits or classes change (the tab
+    # refreshes what it shows on .change, and again when it comes back: see active_tab)
+    revisions: dict[str, gr.Textbox] | None = None
+    active_tab: gr.Textbox | None = None  # id of the tab on screen ("upload", "annotate", "train", ...)
+    jobs_key: gr.Textbox | None = None  # changes when a job is added or moves (the Jobs panel refreshes)
+
+    def revision(self, tab: str) -> gr.Textbox | None:
+        return (self.revisions or {}).get(tab)
 
 
 def username(request: gr.Request | None) -> str:

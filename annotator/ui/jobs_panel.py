@@ -1,6 +1,9 @@
-"""The Jobs panel, under every tab: progress bars, status, log, Cancel and Resume; refreshed by a timer.
+"""The Jobs panel, under every tab: progress bars, status, log, Cancel and Resume; refreshed when the
+app's one timer sees a job added or moved (``UIContext.jobs_key``).
 
-A page reload re-attaches to running work: the panel reads job state from the store, not the session.
+The log (and the Job field that Cancel / Resume act on) follows the newest job, unless the user pinned one
+with Show (or Enter in the Job field); "Follow newest" unpins. A page reload re-attaches to running work:
+the panel reads job state from the store, not the session.
 """
 
 from __future__ import annotations
@@ -52,17 +55,28 @@ def build_jobs_panel(ctx: UIContext):
     """Returns (fn, inputs, outputs) for other tabs to trigger an immediate refresh with ``.then(*...)``."""
     api, services = ctx.api, ctx.services
 
-    def refresh(selected: float | None):
+    def refresh(current: float | None, pinned: int | None, shown: str | None = None):
+        """The table, and the log of the pinned job or else the newest; the Job field follows the newest
+        while nothing is pinned (written only when it changes, so typing into it is not overwritten).
+        Nothing is sent when nothing changed (``shown``: what the page shows), so an idle page stays idle."""
         jobs = [j.as_dict() for j in services.jobs.list_jobs(limit=12)]
         names = services.projects.project_names()
-        sel = int(selected) if selected else (jobs[0]["id"] if jobs else None)
+        sel = int(pinned) if pinned else (jobs[0]["id"] if jobs else None)
         log = ""
         if sel:
             try:
                 log = services.jobs.get_job(sel).log
             except Exception:  # noqa: BLE001 - a deleted job: show nothing
                 log = ""
-        return jobs_html(jobs, names), gr.Number(value=sel), log
+        moved = not (pinned or sel is None or (current and int(current) == sel))
+        field = gr.Number(value=sel) if moved else gr.skip()
+        label = (f"Log of job #{sel}" + (" (pinned: Follow newest to unpin)" if pinned else " (newest)")) if sel \
+            else "Log of the job"
+        view = jobs_html(jobs, names)
+        key = str(hash((view, label, log)))
+        if shown == key and not moved:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return view, field, gr.Textbox(value=log, label=label), key
 
     with gr.Accordion("Jobs", open=True, elem_id="aa-jobs"):
         jobs_view = gr.HTML()
@@ -71,13 +85,27 @@ def build_jobs_panel(ctx: UIContext):
             show_btn = gr.Button("Show", scale=0, min_width=80)
             cancel_btn = gr.Button("Cancel job", variant="stop", scale=0, min_width=120)
             resume_btn = gr.Button("Resume job", scale=0, min_width=120)
-        job_log = gr.Textbox(label="Log of the job", lines=6, max_lines=12, autoscroll=True, interactive=False)
+            follow_btn = gr.Button("Follow newest", scale=0, min_width=120)
+        job_log = gr.Textbox(label="Log of the job", lines=6, max_lines=12, autoscroll=True, interactive=False,
+                             elem_id="aa-job-log")
     job_json = gr.JSON(visible=False)
-    outputs = [jobs_view, job_id, job_log]
+    pinned = gr.State(None)  # the job the user chose to watch; None = the newest
+    shown = gr.State(None)  # a key of what the panel shows now
+    outputs = [jobs_view, job_id, job_log, shown]
     private = dict(api_visibility="private")
-    refresh_event = (refresh, job_id, outputs)
-    timer = gr.Timer(REFRESH_S)
-    timer.tick(*refresh_event, **private, show_progress="hidden", queue=False)
-    for btn, fn in ((show_btn, api.get_job), (cancel_btn, api.cancel_job), (resume_btn, api.resume_job)):
+    refresh_event = (refresh, [job_id, pinned, shown], outputs)
+    if ctx.jobs_key is not None:  # the app's one timer says when a job was added or moved
+        ctx.jobs_key.change(*refresh_event, **private, show_progress="hidden", queue=False)
+    else:
+        gr.Timer(REFRESH_S).tick(*refresh_event, **private, show_progress="hidden", queue=False)
+
+    def pin(j):
+        return int(j) if j else None
+
+    show_btn.click(with_keywords(api.get_job, "job_id"), job_id, job_json, **private).then(
+        pin, job_id, pinned, **private).then(*refresh_event, **private)
+    job_id.submit(pin, job_id, pinned, **private).then(*refresh_event, **private)
+    follow_btn.click(lambda: None, None, pinned, **private).then(*refresh_event, **private)
+    for btn, fn in ((cancel_btn, api.cancel_job), (resume_btn, api.resume_job)):
         btn.click(with_keywords(fn, "job_id"), job_id, job_json, **private).then(*refresh_event, **private)
     return refresh_event

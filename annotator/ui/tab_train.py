@@ -133,7 +133,7 @@ def build_train_tab(ctx: UIContext):
             seed = gr.Number(label="seed", value=0, precision=0)
             reassign = gr.Checkbox(label="re-split every image", value=False)
             apply_btn = gr.Button("Save ratios & assign", scale=0, min_width=160)
-        splits_table = gr.Dataframe(value=table([], SPLIT_HEADERS), interactive=False)
+        splits_table = gr.Dataframe(value=table([], SPLIT_HEADERS), interactive=False, elem_id="aa-splits")
         with gr.Row():
             move_dataset = gr.Dropdown(label="Move dataset (empty = all)", choices=[], allow_custom_value=True)
             move_status = gr.Dropdown(label="review state (empty = any)", choices=["", "approved", "unreviewed",
@@ -250,6 +250,20 @@ def build_train_tab(ctx: UIContext):
 
     for ev in (split_ev, configured, moved):
         ev.success(render_splits, split_json, [splits_table, r_train, r_val, r_test, seed], api_visibility="private")
+
+    # Live: the split table follows reviews, uploads, imports and split moves (the project's revision) while
+    # this tab is on screen, and once on coming back; the ratio fields are left as the user typed them.
+    def live_splits(project_name, tab):
+        if not project_name or tab != "train":
+            return gr.skip()
+        try:
+            return render_splits(services.splits.split_summary(project_name))[0]
+        except UserError:
+            return gr.skip()
+
+    if ctx.revision("train") is not None and ctx.active_tab is not None:
+        for trigger in (ctx.revision("train").change, ctx.active_tab.change):
+            trigger(live_splits, [project, ctx.active_tab], splits_table, **private, show_progress="hidden")
     compared.success(render_compare, [cmp_json, model], [compare_table, model, base], api_visibility="private")
     project.change(user_errors(lambda p: (gr.Dropdown(choices=[d.name for d in services.images.datasets(p)] if p else [], value=[]),
                               gr.Dropdown(choices=[""] + ([d.name for d in services.images.datasets(p)] if p else []),
@@ -268,7 +282,7 @@ def build_train_tab(ctx: UIContext):
         return api.cancel_job(job_id=j)
 
     cancel_btn.click(cancel_shown, job_id, act_json, api_visibility="private")
-    timer = gr.Timer(REFRESH_S)
+    timer = gr.Timer(REFRESH_S, active=ctx.active_tab is None)
     timer.tick(live, [project, job_id], live_outputs, api_visibility="private", show_progress="hidden")
 
     # When the shown job ends, the models table changes: refresh it once per finished job.
@@ -285,4 +299,8 @@ def build_train_tab(ctx: UIContext):
 
     timer.tick(maybe_compare, [project, job_id, rendered, model], [compare_table, model, base, rendered],
                api_visibility="private", show_progress="hidden")
+    if ctx.active_tab is not None:  # the live curves tick only while this tab is on screen (redrawing plots
+        # under other tabs costs the page's main thread, e.g. the Annotate editor's frames)
+        ctx.active_tab.change(lambda t: gr.Timer(active=t == "train"), ctx.active_tab, timer,
+                              api_visibility="private", show_progress="hidden", queue=False)
     return started, evaluated, reannotated

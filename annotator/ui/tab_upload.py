@@ -9,7 +9,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ..services import Services
-from ..types import IMAGE_EXTENSIONS as ACCEPTED_EXTENSIONS
+from ..types import IMAGE_EXTENSIONS as ACCEPTED_EXTENSIONS, UserError
 from .api import reporting
 from .common import UIContext, table, user_errors, with_keywords
 
@@ -198,7 +198,7 @@ def build_upload_tab(ctx: UIContext) -> None:
         refresh_btn = gr.Button("↻ Refresh", scale=1)
     info = gr.Markdown()
     gallery = gr.Gallery(label="Images", columns=8, height=560, object_fit="contain", preview=False,
-                         allow_preview=True, show_label=False)
+                         allow_preview=True, show_label=False, elem_id="aa-gallery")
     with gr.Accordion("Upload history", open=False):
         history = gr.Dataframe(value=table([], UPLOAD_HEADERS), interactive=False, wrap=True)
 
@@ -244,14 +244,18 @@ def build_upload_tab(ctx: UIContext) -> None:
     refresh(prev_btn.click(lambda p: max(1, int(p or 1) - 1), page, page, **private, queue=False))
     refresh(next_btn.click(lambda p: int(p or 1) + 1, page, page, **private, queue=False))
 
-    # While a job works on this project, boxes appear in the gallery as its results land (and once more
-    # after it ends); otherwise the timer changes nothing.
-    def live(project_name, dataset_name, status, page_no, current: dict):
-        was_active = bool((current or {}).get("active_jobs"))
-        if not project_name or not (was_active or any(j.active for j in services.jobs.list_jobs(project_name, limit=20))):
+    # Live: when the project's revision moves (a job's results, an import, reviews, another tab's upload),
+    # the gallery shows it without a click; only while this tab is on screen, and once on coming back.
+    def live(project_name, dataset_name, status, page_no, tab):
+        if not project_name or tab != "upload":
             return [gr.skip()] * (1 + len(gallery_outputs))
-        g = gallery_page(services, project_name, dataset_name, status, page_no)
+        try:
+            g = gallery_page(services, project_name, dataset_name, status, page_no)
+        except UserError:  # a name being typed, a deleted project: the picker says so
+            return [gr.skip()] * (1 + len(gallery_outputs))
         return [g, *render_gallery(g, dataset_name)]
 
-    gr.Timer(3.0).tick(live, [project, filter_dataset, filter_status, page, gallery_json],
-                       [gallery_json, *gallery_outputs], **private, show_progress="hidden")
+    if ctx.revision("upload") is not None and ctx.active_tab is not None:
+        for trigger in (ctx.revision("upload").change, ctx.active_tab.change):
+            trigger(live, [project, filter_dataset, filter_status, page, ctx.active_tab],
+                    [gallery_json, *gallery_outputs], **private, show_progress="hidden")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import ast
 import inspect
 import time
 import zipfile
-from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
@@ -232,30 +230,3 @@ def test_the_public_names_are_the_api_functions_and_nothing_else(services):
         params = [p for p in inspect.signature(getattr(public_api.Api, name[1:])).parameters
                   if p not in ("self", "request")]
         assert [p["parameter_name"] for p in info["parameters"]] == params, name
-
-
-UI = Path(public_api.__file__).parent
-# The Annotate tab's editor is being replaced (gradio_image_annotation goes); these go with it.
-EDITOR_EXCEPTIONS = {("tab_annotate.py", "annotator.overlay"), ("widget.py", "annotator.classmap")}
-
-
-def _our_imports(path: Path) -> list[str]:
-    """Modules of ours a ui file imports, as absolute names (relative imports resolved)."""
-    out = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            out += [a.name for a in node.names if a.name.split(".")[0] in ("annotator", "jobs")]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = ["annotator", "ui"][: 3 - node.level]
-                out.append(".".join(base + ([node.module] if node.module else [])))
-            elif (node.module or "").split(".")[0] in ("annotator", "jobs"):
-                out.append(node.module)
-    return out
-
-
-@pytest.mark.parametrize("path", sorted(UI.glob("*.py")), ids=lambda p: p.name)
-def test_the_ui_imports_only_the_services_facade_and_types(path):
-    for mod in _our_imports(path):
-        assert (mod in ("annotator.services", "annotator.types") or mod.startswith("annotator.ui")
-                or (path.name, mod) in EDITOR_EXCEPTIONS), f"ui/{path.name} imports {mod}"

@@ -18,11 +18,12 @@ test: $(VENV)/.installed-dev
 test-fast: $(VENV)/.installed-dev
 	$(PY) -m pytest -m "not slow and not browser and not redis" $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-dev  # playwright drives Chromium in editor_browser.py
 	$(PY) bench/ingest.py
 	$(PY) bench/store.py
 	$(PY) bench/auto_annotate.py
 	$(PY) bench/editor.py
+	$(PY) bench/editor_browser.py
 	$(PY) bench/export.py
 	$(PY) bench/train.py
 

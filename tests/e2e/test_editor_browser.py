@@ -10,6 +10,7 @@ tests/artifacts/ for a person to look at. Select these with ``-m browser``.
 from __future__ import annotations
 
 import itertools
+import os
 import zipfile
 
 import pytest
@@ -18,6 +19,7 @@ from annotator.launch import start
 from annotator.settings import Settings
 from annotator.types import Box
 
+from ..conftest import PREPARE_ENV_KEYS
 from ..imagegen import jpeg_bytes
 from ..support import free_port
 from .test_browser import ARTIFACTS, CHROMIUM, FLAGS
@@ -35,11 +37,17 @@ def app(tmp_path_factory):
     settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(data / "data"), "ANNOTATOR_DEMO": "0",
                                   "ANNOTATOR_LOCAL_WORKER": "0", "ANNOTATOR_EDITOR_MAX_SIDE": str(MAX_SIDE)}
                                  ).with_overrides(port=free_port())
+    saved = {k: os.environ.get(k) for k in PREPARE_ENV_KEYS}  # start() points them at this app's data folder
     running = start(settings, block=False, quiet=True)
     try:
         yield running
     finally:
         running.close()
+        for k, v in saved.items():  # a module-scoped app: no per-test fixture puts them back for later modules
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @pytest.fixture(scope="module")

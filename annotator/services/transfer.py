@@ -173,7 +173,7 @@ def _read_labels(root: Path, fmt: str, image_size=ingest.exif_size):
     return merged
 
 
-def _class_targets(ctx: AppContext, p, source_names, mapping: dict | None) -> dict[int, int | None]:
+def _class_targets(p, source_names, mapping: dict | None) -> dict[int, int | None]:
     idx = classmap.match_classes(source_names, p.class_names)
     if mapping:
         idx = classmap.apply_overrides(idx, mapping, p.class_names, source_names)
@@ -235,7 +235,7 @@ def import_labels(
                             + (f" ({len(result.problems)} problem(s): {result.problems[0][1]})" if result.problems
                                else ""))
         # Classes: by name, then the user's overrides, then (optionally) new classes for the rest.
-        idx = _class_targets(ctx, p, result.class_names, mapping)
+        idx = _class_targets(p, result.class_names, mapping)
         unmatched = [n for i, n in enumerate(result.class_names) if idx.get(i) is None
                      and not (mapping and (n in mapping or str(i) in mapping))]
         added_classes = []
@@ -243,7 +243,7 @@ def import_labels(
             ctx.store.add_classes(p.id, unmatched)
             added_classes = unmatched
             p = ctx.store.get_project(p.id)
-            idx = _class_targets(ctx, p, result.class_names, mapping)
+            idx = _class_targets(p, result.class_names, mapping)
         # COCO may label images already in the project: found by file name when not in the import.
         named = [rec for rec in result.records if not (root / rec.image).is_file()]
         by_base = ctx.store.image_ids_by_basename(p.id) if named else {}

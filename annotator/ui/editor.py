@@ -33,7 +33,7 @@ from urllib.parse import quote
 import gradio as gr
 
 from ..services import Services
-from ..types import Conflict, UserError
+from ..types import REVIEW_STATES, Conflict, UserError
 from .api import Api
 
 log = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ class EditorFunctions:
 
     def _counts(self, project: str) -> dict:
         c = self.api.call("review_stats_counts", project=project)
-        return {s: int(c.get(s, 0)) for s in ("unreviewed", "approved", "rejected")}
+        return {s: int(c.get(s, 0)) for s in REVIEW_STATES}
 
     def _queue(self, project: str, q: dict) -> list[int]:
         below = q.get("below")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from ..types import REVIEW_STATES
 from .common import UIContext, table, with_keywords
 
 CLASS_HEADERS = ["index", "name", "boxes"]
@@ -33,7 +34,7 @@ def summary_markdown(d: dict) -> str:
             "The order of the classes is their YOLO index."
         )
     status = d.get("status", {})
-    parts = [f"**{status.get(k, 0)}** {k}" for k in ("unreviewed", "approved", "rejected")]
+    parts = [f"**{status.get(k, 0)}** {k}" for k in REVIEW_STATES]
     datasets = ", ".join(f"`{x['name']}` ({x['images']})" for x in d["datasets"]) or "none yet (use the Upload tab)"
     lines = [
         f"### {d['name']}",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ..services import Services
-from ..types import IMAGE_EXTENSIONS as ACCEPTED_EXTENSIONS, UserError
+from ..types import IMAGE_EXTENSIONS as ACCEPTED_EXTENSIONS, REVIEW_STATES, UserError
 from .api import reporting
 from .common import UIContext, table, user_errors, with_keywords
 
@@ -128,7 +128,7 @@ def render_gallery(g: dict, current_dataset: str):
     images = g.get("images", [])
     items = [(i["thumb"], f"{i['dataset']}/{i['rel_path']} · {i['boxes']} box(es) · {i['status']}") for i in images]
     status = g.get("status", {})
-    counts = " · ".join(f"{status.get(k, 0)} {k}" for k in ("unreviewed", "approved", "rejected"))
+    counts = " · ".join(f"{status.get(k, 0)} {k}" for k in REVIEW_STATES)
     if g.get("project"):
         info = (f"**{g['total']}** image(s) shown by this filter · page {g['page']} of {g['pages']}  \n"
                 f"Project total: {sum(status.values())} ({counts})")

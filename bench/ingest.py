@@ -147,7 +147,7 @@ def time_unzip(zip_path: Path, work: Path, reps: int) -> tuple[str, list[float],
 def time_add_images(zip_path: Path, work: Path, reps: int) -> tuple[list[float], list[float], list[dict], list[int], int]:
     """Returns (wall s per run, CPU s per run (all threads), phases per run, images added per run, threads)."""
     from annotator import ingest
-    from annotator.services import Services
+    from annotator.services import Services, images as images_service
     from annotator.settings import Settings
     from annotator.store import Store
 
@@ -163,9 +163,9 @@ def time_add_images(zip_path: Path, work: Path, reps: int) -> tuple[list[float],
                 phases[name] = phases.get(name, 0.0) + time.perf_counter() - t
         return wrapper
 
-    originals = (ingest.prepare_upload, Services._commit_images, Store.add_images, Store.image_shas)
+    originals = (ingest.prepare_upload, images_service._commit_images, Store.add_images, Store.image_shas)
     ingest.prepare_upload = timed("prepare_upload", ingest.prepare_upload)
-    Services._commit_images = timed("commit", Services._commit_images)
+    images_service._commit_images = timed("commit", images_service._commit_images)
     Store.add_images = timed("store_add_images", Store.add_images)
     Store.image_shas = timed("image_shas", Store.image_shas)
     runs, cpu, all_phases, added = [], [], [], []
@@ -193,7 +193,7 @@ def time_add_images(zip_path: Path, work: Path, reps: int) -> tuple[list[float],
                 svc.close()
                 shutil.rmtree(data_dir, ignore_errors=True)
     finally:
-        ingest.prepare_upload, Services._commit_images, Store.add_images, Store.image_shas = originals
+        ingest.prepare_upload, images_service._commit_images, Store.add_images, Store.image_shas = originals
     return runs, cpu, all_phases, added, threads
 
 

@@ -211,7 +211,7 @@ def main(argv=None) -> int:
         use_repo_package()
         import duckdb
 
-        from annotator.services import Services
+        from annotator.services import AppContext, Services
         from annotator.settings import Settings
         from annotator.store import Store
         from annotator.types import Box
@@ -220,7 +220,7 @@ def main(argv=None) -> int:
               f"{args.projects} projects x {args.datasets} datasets ...", flush=True)
         settings = Settings.from_env()
         store = Store.open(settings.db_path)
-        svc = Services(settings, store)
+        svc = Services(AppContext(settings, store))
         rng = random.Random(args.seed)
         try:
             # --- build ---------------------------------------------------------------------------------

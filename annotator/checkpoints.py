@@ -4,20 +4,29 @@ mapping onto a project's class table lives in ``classmap``).
 torch and ultralytics are imported inside the functions that need them, so importing this module is cheap
 (the UI imports services, which import this).
 
-A .pt file is a pickle: loading it runs code from the file. The app tells users so before they upload one;
-here we load it with plain ``torch.load(weights_only=False)`` and never with ultralytics' own loaders, which
-may download files or pip-install a module the pickle names.
+A .pt file is a pickle, and a pickle can call any importable function while it loads (``os.system``,
+``eval`` ...). So before torch ever sees a file, ``pickle_globals`` reads every global its pickles name
+straight from their opcodes (nothing imported from the file, nothing run) and ``check_globals`` refuses any
+outside what a detection checkpoint needs: torch's tensor rebuilders, storages and dtypes, ``torch.nn`` and
+``ultralytics.nn`` module classes, and plain data classes (OrderedDict, Path, numpy arrays ...). Only a file
+that passed is loaded, with plain ``torch.load(weights_only=False)`` and never with ultralytics' own loaders
+(which may download files or pip-install a module the pickle names). ``trust_all=True``
+(``ANNOTATOR_TRUST_ALL_CHECKPOINTS=1``) skips the refusal for a trusted exotic checkpoint.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import inspect
 import math
+import pickletools
 import re
 import warnings
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import IO, Any, Iterable, Mapping
 
 from .types import UserError
 
@@ -61,6 +70,240 @@ class ModelInfo:
 
 # --- reading a checkpoint ----------------------------------------------------------------------------------
 
+# The same module renames ultralytics applies when it loads, so checkpoints from older 8.x releases load.
+MODULE_ALIASES = {
+    "ultralytics.yolo.utils": "ultralytics.utils",
+    "ultralytics.yolo.v8": "ultralytics.models.yolo",
+    "ultralytics.yolo.data": "ultralytics.data",
+}
+ATTRIBUTE_ALIASES = {
+    "ultralytics.nn.modules.block.Silence": "torch.nn.Identity",
+    "ultralytics.nn.tasks.YOLOv10DetectionModel": "ultralytics.nn.tasks.DetectionModel",
+    "ultralytics.utils.loss.v10DetectLoss": "ultralytics.utils.loss.E2EDetectLoss",
+    "pathlib.WindowsPath": "pathlib.PosixPath",
+}
+
+# --- what a checkpoint's pickle may import ------------------------------------------------------------------
+
+# Plain data and torch's own rebuilding functions (what torch.load(weights_only=True) allows, plus the
+# containers ultralytics' checkpoints use). Functions here only build values; none runs or loads anything.
+SAFE_GLOBALS: dict[str, frozenset[str]] = {
+    "builtins": frozenset({"set", "frozenset", "slice", "range", "complex", "bytearray", "bytes", "list", "dict",
+                           "tuple", "int", "float", "bool", "str", "object"}),
+    "collections": frozenset({"OrderedDict", "defaultdict", "deque", "Counter"}),
+    "copyreg": frozenset({"_reconstructor"}),  # protocol-2 objects: cls.__new__ of a class that must pass too
+    "pathlib": frozenset({"Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath"}),
+    "types": frozenset({"SimpleNamespace"}),
+    "argparse": frozenset({"Namespace"}),
+    "datetime": frozenset({"datetime", "date", "time", "timedelta", "timezone"}),
+    "numpy": frozenset({"ndarray", "dtype"}),
+    "numpy.core.multiarray": frozenset({"_reconstruct", "scalar"}),
+    "numpy._core.multiarray": frozenset({"_reconstruct", "scalar"}),
+    "torch._utils": frozenset({"_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
+                               "_rebuild_parameter_with_state", "_rebuild_sparse_tensor", "_rebuild_qtensor",
+                               "_rebuild_device_tensor_from_numpy", "_rebuild_meta_tensor_no_storage",
+                               "_rebuild_wrapper_subclass", "_rebuild_nested_tensor"}),
+    "torch._tensor": frozenset({"_rebuild_from_type_v2"}),
+    "torch.nn.parameter": frozenset({"Parameter"}),
+    "torch.storage": frozenset({"UntypedStorage", "TypedStorage"}),
+    "torch": frozenset({"Size", "device", "Tensor", "memory_format", "layout", "qscheme"}),
+    "ultralytics.utils": frozenset({"IterableSimpleNamespace"}),
+}
+# Modules whose CLASSES may be named when they are torch.nn.Module subclasses (a model's layers): importing
+# them is importing the installed torch and ultralytics, never anything the file brings.
+MODULE_PACKAGES = ("torch.nn.modules", "ultralytics.nn")
+TRUST_SETTING = "ANNOTATOR_TRUST_ALL_CHECKPOINTS=1"
+
+_STRINGS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
+_PUTS = {"PUT", "BINPUT", "LONG_BINPUT"}
+_GETS = {"GET", "BINGET", "LONG_BINGET"}
+_LEGACY_PICKLES = 5  # torch's pre-1.6 format: magic, protocol, sys info, the object, storage keys; then raw bytes
+
+
+class UnsafeCheckpoint(UserError):
+    """A checkpoint refused before loading: its pickle imports something a detection checkpoint never needs."""
+
+
+def _torchscript(name: str) -> UserError:
+    return UserError(f"{name} is a TorchScript export, not an ultralytics checkpoint; upload the original .pt weights")
+
+
+def _yolov5_repo(name: str, missing: str) -> UserError:
+    return UserError(
+        f"{name} looks like a YOLOv5 model from the github.com/ultralytics/yolov5 repository (it needs its "
+        f"'{missing}' module); Auto Annotator needs a model trained with the ultralytics package (YOLOv8 or newer)")
+
+
+class _TorchScript(Exception):
+    """A TorchScript archive: torch.load would hand it to torch.jit.load (code), never to the unpickler."""
+
+
+class _NotAPickle(Exception):
+    """The file is not a torch checkpoint we can read: torch.load's own error path says why in words."""
+
+
+def _globals_of(stream: IO[bytes]) -> set[str]:
+    """The globals ONE pickle in ``stream`` names ("module.name"), read from its opcodes; nothing is
+    imported or run. A global whose name the pickle computes (STACK_GLOBAL on anything but two strings
+    pushed right before it) is refused: only names that can be read are checked."""
+    found: set[str] = set()
+    recent: list[str | None] = []  # what the last pushes put on the stack (None: not a string we know)
+    memo: dict[int, str | None] = {}
+    try:
+        for op, arg, _ in pickletools.genops(stream):
+            name = op.name
+            if name in ("GLOBAL", "INST"):
+                module, _, attr = str(arg).partition(" ")
+                found.add(f"{module}.{attr}")
+                recent.append(None)
+            elif name == "STACK_GLOBAL":
+                if len(recent) < 2 or not isinstance(recent[-1], str) or not isinstance(recent[-2], str):
+                    raise UnsafeCheckpoint("computes the name of something it imports while loading")
+                found.add(f"{recent[-2]}.{recent[-1]}")
+                del recent[-2:]
+                recent.append(None)
+            elif name in _STRINGS:
+                recent.append(arg if isinstance(arg, str) else None)
+            elif name == "MEMOIZE":
+                memo[len(memo)] = recent[-1] if recent else None
+            elif name in _PUTS:
+                memo[int(arg)] = recent[-1] if recent else None
+            elif name in _GETS:
+                recent.append(memo.get(int(arg)))
+            elif name in ("EXT1", "EXT2", "EXT4"):
+                raise UnsafeCheckpoint("imports through the copyreg extension registry")
+            elif name in ("FRAME", "PROTO"):
+                continue
+            elif name == "STOP":
+                break
+            else:
+                recent.append(None)
+    except UnsafeCheckpoint:
+        raise
+    except Exception as e:  # truncated or not a pickle
+        raise _NotAPickle(str(e)) from None
+    return found
+
+
+def pickle_globals(path: Path | str) -> set[str]:
+    """Every global ("module.name") the pickles of a torch checkpoint name: ``data.pkl`` (and any other
+    ``.pkl``) of a zip checkpoint, or the pickles of torch's legacy format. Raises UnsafeCheckpoint for a
+    file torch would load in another way than we read it (two members of one name, TorchScript)."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            zf = zipfile.ZipFile(path)
+        except zipfile.BadZipFile as e:
+            raise _NotAPickle(str(e)) from None
+        with zf:
+            names = zf.namelist()
+            if len(names) != len(set(names)):
+                raise UnsafeCheckpoint("has two entries of the same name (a torch loader may read another "
+                                       "than the one checked)")
+            leaves = [n.rsplit("/", 1)[-1] for n in names]
+            if "constants.pkl" in leaves or any("/code/" in f"/{n}" for n in names):
+                raise _TorchScript()
+            if leaves.count("data.pkl") != 1:
+                raise _NotAPickle("no single data.pkl")
+            found: set[str] = set()
+            for n in names:
+                if n.endswith(".pkl"):
+                    with zf.open(n) as member:
+                        found |= _globals_of(member)
+            return found
+    found = set()
+    with open(path, "rb") as f:
+        for _ in range(_LEGACY_PICKLES):
+            found |= _globals_of(f)
+    return found
+
+
+def _is_module_class(module: str, attr: str) -> bool:
+    """Whether module.attr is a torch.nn.Module subclass of the installed torch / ultralytics layers."""
+    if not any(module == p or module.startswith(p + ".") for p in MODULE_PACKAGES):
+        return False
+    try:
+        import torch
+
+        obj = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except Exception:  # noqa: BLE001 - a class this version lacks: torch.load says so in words
+        return True
+    return inspect.isclass(obj) and issubclass(obj, torch.nn.Module)
+
+
+def _torch_value(attr: str) -> bool:
+    """torch.<attr> that only names a value type: a dtype (torch.float16) or a storage class."""
+    import torch
+
+    obj = getattr(torch, attr, None)
+    return isinstance(obj, torch.dtype) or (inspect.isclass(obj) and attr.endswith("Storage"))
+
+
+def _alias(full: str) -> str:
+    """The name the unpickler really imports: Python 2 names as pickle maps them for protocols < 3
+    (``__builtin__.set`` is ``builtins.set``), then ultralytics' renames."""
+    import _compat_pickle
+
+    module, _, attr = full.rpartition(".")
+    if (module, attr) in _compat_pickle.NAME_MAPPING:
+        module, attr = _compat_pickle.NAME_MAPPING[(module, attr)]
+    elif module in _compat_pickle.IMPORT_MAPPING:
+        module = _compat_pickle.IMPORT_MAPPING[module]
+    full = f"{module}.{attr}"
+    for old, new in MODULE_ALIASES.items():
+        if full.startswith(old + "."):
+            full = new + full[len(old):]
+    return ATTRIBUTE_ALIASES.get(full, full)
+
+
+def check_globals(names: Iterable[str]) -> list[str]:
+    """The names a detection checkpoint has no business importing, as the unpickler would import them
+    (sorted); empty when all are allowed."""
+    bad = set()
+    for full in set(names):
+        real = _alias(full)
+        module, _, attr = real.rpartition(".")
+        if attr in SAFE_GLOBALS.get(module, ()):
+            continue
+        if module == "torch" and _torch_value(attr):
+            continue
+        if _is_module_class(module, attr):
+            continue
+        bad.add(real)
+    return sorted(bad)
+
+
+def check_file(path: Path | str, name: str | None = None, trust_all: bool = False) -> None:
+    """Refuse (UnsafeCheckpoint, naming the file and the globals) a checkpoint whose pickle imports
+    anything outside the allow-list, before any of it runs. A file that is not a readable checkpoint passes
+    here and fails in torch.load's error path, which says why in words."""
+    path = Path(path)
+    name = name or path.name
+    if trust_all:
+        return
+    try:
+        bad = check_globals(pickle_globals(path))
+    except _NotAPickle:
+        return
+    except _TorchScript:
+        raise _torchscript(name) from None
+    except UnsafeCheckpoint as e:
+        raise UnsafeCheckpoint(f"{name} refused: the file {e}. Only load checkpoints you trust; "
+                               f"{TRUST_SETTING} turns this check off.") from None
+    if bad and all(b.split(".")[0] == "models" for b in bad):  # the yolov5 repository's own classes
+        raise _yolov5_repo(name, bad[0].rpartition(".")[0])
+    if bad:
+        shown = ", ".join(f"`{b}`" for b in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise UnsafeCheckpoint(
+            f"{name} refused: the file imports {shown}, which a detection checkpoint never needs (loading it "
+            f"could run code). Nothing of it ran. If you trust this file, start the app with {TRUST_SETTING}.")
+
+
+
 
 def sha256_file(path: Path, chunk: int = HASH_CHUNK) -> str:
     h = hashlib.sha256()
@@ -70,10 +313,12 @@ def sha256_file(path: Path, chunk: int = HASH_CHUNK) -> str:
     return h.hexdigest()
 
 
-def inspect_checkpoint(path: Path | str, display_name: str | None = None) -> ModelInfo:
+def inspect_checkpoint(path: Path | str, display_name: str | None = None, trust_all: bool = False) -> ModelInfo:
     """Check that ``path`` is an ultralytics detection checkpoint and return its facts.
 
-    Raises UserError naming ``display_name`` (default: the file's name) and saying what is wrong.
+    Raises UserError naming ``display_name`` (default: the file's name) and saying what is wrong; a file
+    whose pickle imports anything outside the allow-list is refused before any of it runs (unless
+    ``trust_all``).
     """
     path = Path(path)
     name = display_name or path.name
@@ -84,6 +329,7 @@ def inspect_checkpoint(path: Path | str, display_name: str | None = None) -> Mod
         raise UserError(f"{name} is empty (0 bytes); upload the .pt file again")
 
     digest = sha256_file(path)
+    check_file(path, name, trust_all=trust_all)
     ckpt = _load(path, name)
     model, ckpt_dict = _find_model(ckpt, name)
 
@@ -134,32 +380,15 @@ def _load(path: Path, name: str) -> Any:
     except Exception as e:  # pragma: no cover - the app requires ultralytics
         raise UserError(f"Cannot check {name}: the ultralytics package is not importable ({e})") from None
 
-    # The same module renames ultralytics applies, so checkpoints from older 8.x releases still load.
-    aliases = dict(
-        modules={
-            "ultralytics.yolo.utils": "ultralytics.utils",
-            "ultralytics.yolo.v8": "ultralytics.models.yolo",
-            "ultralytics.yolo.data": "ultralytics.data",
-        },
-        attributes={
-            "ultralytics.nn.modules.block.Silence": "torch.nn.Identity",
-            "ultralytics.nn.tasks.YOLOv10DetectionModel": "ultralytics.nn.tasks.DetectionModel",
-            "ultralytics.utils.loss.v10DetectLoss": "ultralytics.utils.loss.E2EDetectLoss",
-            "pathlib.WindowsPath": "pathlib.PosixPath",
-        },
-    )
     try:
-        with temporary_modules(**aliases), warnings.catch_warnings():
+        with temporary_modules(modules=dict(MODULE_ALIASES), attributes=dict(ATTRIBUTE_ALIASES)), \
+                warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's TorchScript-dispatch and pickle notices; we judge the result
             return torch.load(path, map_location="cpu", weights_only=False)
     except ModuleNotFoundError as e:
         missing = e.name or str(e)
         if missing.split(".")[0] == "models":
-            raise UserError(
-                f"{name} looks like a YOLOv5 model from the github.com/ultralytics/yolov5 repository (it needs "
-                f"its '{missing}' module); Auto Annotator needs a model trained with the ultralytics package "
-                f"(YOLOv8 or newer)"
-            ) from None
+            raise _yolov5_repo(name, missing) from None
         if missing.startswith("ultralytics"):
             raise UserError(
                 f"{name} was saved by a different ultralytics version: it needs the module '{missing}', which "
@@ -221,9 +450,7 @@ def _find_model(ckpt: Any, name: str):
     from ultralytics.nn.tasks import BaseModel
 
     if isinstance(ckpt, torch.jit.ScriptModule):
-        raise UserError(
-            f"{name} is a TorchScript export, not an ultralytics checkpoint; upload the original .pt weights"
-        )
+        raise _torchscript(name)
     if isinstance(ckpt, BaseModel):
         raise UserError(
             f"{name} holds a bare {type(ckpt).__name__} saved with torch.save(model), not an ultralytics "

@@ -470,7 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="the project's model registry")
     msub = models.add_subparsers(dest="models_command", required=True)
-    madd = msub.add_parser("add", parents=[common], help="register an ultralytics detection .pt (trusted files only)")
+    madd = msub.add_parser("add", parents=[common],
+                           help="register an ultralytics detection .pt (what its pickle imports is checked first)")
     madd.add_argument("project")
     madd.add_argument("path")
     madd.add_argument("--name", help="registry name (default: the file name)")

@@ -80,6 +80,7 @@ class Settings:
     demo: bool = True  # create the Demo project on an empty data folder
     stale_after_s: float = 15.0  # a running job whose worker is silent this long is interrupted
     editor_max_side: int = 2560  # the editor shows larger images as a JPEG this size (0 = always the original)
+    trust_all_checkpoints: bool = False  # register .pt files whose pickle imports anything (runs their code)
 
     # --- construction -------------------------------------------------------------------------------
     @classmethod
@@ -112,6 +113,7 @@ class Settings:
             demo=_env_bool(env, "ANNOTATOR_DEMO", True),
             stale_after_s=float(_env_int(env, "ANNOTATOR_STALE_AFTER_S", 15, 2)),
             editor_max_side=_env_int(env, "ANNOTATOR_EDITOR_MAX_SIDE", cls.editor_max_side, 0),
+            trust_all_checkpoints=_env_bool(env, "ANNOTATOR_TRUST_ALL_CHECKPOINTS", False),
         )
 
     def with_overrides(self, **kw) -> "Settings":

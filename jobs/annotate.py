@@ -19,7 +19,7 @@ from annotator.geometry import clamp_xyxy, has_area
 from annotator.types import Box
 
 from .protocol import JobChannel
-from .runtime import WORKER_ID, is_oom, resolve_device, run_attempt
+from .runtime import WORKER_ID, is_oom, resolve_device, run_attempt, verify_model_file
 
 CPU_BATCH = 8  # on CPU, batches of 8 beat batch 1 by ~25% (bench/auto_annotate.py)
 # ultralytics sets torch to min(8, cores - 1) threads when it builds a predictor: one thread on a 2-core
@@ -40,7 +40,7 @@ def load_model(path: str):
     with _models_lock:
         if key not in _models:
             _models.clear()  # one model resident at a time: GPU memory is the scarce thing
-            _models[key] = YOLO(path, task="detect")
+            _models[key] = YOLO(verify_model_file(path), task="detect")
         return _models[key]
 
 

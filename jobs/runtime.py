@@ -24,6 +24,27 @@ class RunState(Protocol):
     def snapshot(self) -> dict: ...
 
 
+def verify_model_file(path: str | os.PathLike) -> str:
+    """A registered model's file, checked before ultralytics loads (unpickles) it: the app stores a .pt
+    under its SHA-256 only after checking what its pickle imports (annotator.checkpoints), so a file whose
+    content no longer matches its name is refused here and never loaded. Returns the path as a string."""
+    import hashlib
+    import re
+    from pathlib import Path
+
+    p = Path(path)
+    if p.suffix.lower() != ".pt" or not re.fullmatch(r"[0-9a-f]{64}", p.stem):
+        raise RuntimeError(f"{p.name} is not a registered model file (the app registers every .pt a job loads)")
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    if h.hexdigest() != p.stem:
+        raise RuntimeError(f"model file {p} changed since it was registered (its SHA-256 is {h.hexdigest()[:12]}...): "
+                           "refusing to load it; register the file again")
+    return str(p)
+
+
 def resolve_device(device: str | int | None) -> str:
     """'auto' -> first GPU if any, else CPU; '0', '1', 'cuda:0', 'cpu', 'mps' pass through."""
     d = str(device if device is not None else "auto").strip().lower() or "auto"

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import yaml
 
 from .protocol import MANIFEST, JobChannel
-from .runtime import WORKER_ID, free_gpu, is_oom, resolve_device, run_attempt
+from .runtime import WORKER_ID, free_gpu, is_oom, resolve_device, run_attempt, verify_model_file
 
 MIN_BATCH = 2  # the OOM fallback halves down to this
 CPU_AUTO_BATCH = 16  # ultralytics' AutoBatch needs CUDA; on CPU 'auto' means its default batch
@@ -110,7 +110,7 @@ def ultralytics_train(base: dict, args: dict, callbacks: dict[str, Callable]) ->
     """One ultralytics training run; returns the trainer. The seam the OOM test replaces."""
     from ultralytics import YOLO
 
-    model = YOLO(base["path"] if base["kind"] == "model" else base["name"], task="detect")
+    model = YOLO(verify_model_file(base["path"]) if base["kind"] == "model" else base["name"], task="detect")
     for event, fn in callbacks.items():
         model.add_callback(event, fn)
     model.train(**args)
@@ -346,8 +346,8 @@ def _train(channel: JobChannel, payload: dict, state: _State, train_fn: Callable
         state.stage = "evaluating the base model"
         t1 = time.perf_counter()
         parent_args = {**args, "imgsz": int(payload.get("parent_imgsz") or args["imgsz"])}
-        overall, per_class, speed, _ = _validate(Path(base["path"]), data_yaml, names, parent_args, job_dir,
-                                                 "base_val", plots=False)
+        overall, per_class, speed, _ = _validate(Path(verify_model_file(base["path"])), data_yaml, names,
+                                                 parent_args, job_dir, "base_val", plots=False)
         result["parent_metrics"] = {**overall, "per_class": per_class, "speed": speed}
         timings["parent_eval_s"] = round(time.perf_counter() - t1, 2)
         channel.log(f"base model {base['name']} on the same val images (imgsz {parent_args['imgsz']}): "
@@ -388,7 +388,8 @@ def run_evaluation(channel: JobChannel, payload: dict) -> str:
         channel.log(f"worker {WORKER_ID}: validating {payload['model_name']} on {written['images']} val image(s), "
                     f"{written['boxes']} box(es), device {state.device}")
         args = {"imgsz": int(payload["imgsz"]), "batch": int(payload.get("batch") or -1), "device": state.device}
-        overall, per_class, speed, plots = _validate(Path(payload["model_path"]), data_yaml, payload["class_names"],
+        overall, per_class, speed, plots = _validate(Path(verify_model_file(payload["model_path"])), data_yaml,
+                                                     payload["class_names"],
                                                      args, job_dir, "val")
         state.epoch = 1
         channel.log(f"mAP50-95 {overall.get('mAP50-95')}, mAP50 {overall.get('mAP50')}, P {overall.get('precision')}, "

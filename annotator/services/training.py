@@ -281,7 +281,8 @@ def finish_evaluation(ctx: AppContext, job: Job, done: dict) -> dict:
 def _register(ctx: AppContext, job: Job, result: dict) -> ModelRecord:
     p = ctx.store.get_project(job.project_id)
     best = ctx.settings.job_dir(job.id) / result["best"]
-    info = checkpoints.inspect_checkpoint(best, display_name=f"best.pt of training job {job.id}")
+    info = checkpoints.inspect_checkpoint(best, display_name=f"best.pt of training job {job.id}",
+                                          trust_all=ctx.settings.trust_all_checkpoints)
     rel = store_model_file(ctx, p, best, info.sha256)
     taken = {m.name.lower() for m in ctx.store.list_models(p.id)}
     name = job.params.get("name") or f"{Path(job.params.get('base') or 'model').stem}-ft{job.id}"

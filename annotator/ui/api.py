@@ -180,8 +180,8 @@ class Api:
     # --- models -----------------------------------------------------------------------------------------
     @endpoint("models")
     def add_model(self, project: str, path: FileData, name: str | None = None, request: gr.Request = None) -> dict:
-        """Register an ultralytics detection .pt (a pickle: trusted files only) under ``name`` (default:
-        the file name)."""
+        """Register an ultralytics detection .pt under ``name`` (default: the file name); a file whose pickle
+        imports anything a detection checkpoint never needs is refused before any of it runs."""
         files = _sources(path)
         if not files:
             raise UserError("Choose a .pt file to upload")

@@ -14,9 +14,14 @@ MAP_HEADERS = ["model index", "model class", "project class"]
 SKIP = "(skip)"
 SCOPES = [("Unreviewed images (default)", "unreviewed"), ("Unreviewed + rejected images", "untouched")]
 PICKLE_WARNING = (
-    "**Only upload weights you trust.** A `.pt` file is a Python pickle: loading it can run code on this "
-    "server. Models must be ultralytics *detection* checkpoints (YOLOv5u/v8/v9/v10/11 detect); "
-    "classification, segmentation, pose and OBB models are refused."
+    "Models must be ultralytics *detection* checkpoints (YOLOv5u/v8/v9/v10/11 detect); classification, "
+    "segmentation, pose and OBB models are refused. A `.pt` file is a Python pickle, which could run code when "
+    "loaded: before loading, the app reads what the file's pickle imports and refuses anything a detection "
+    "checkpoint never needs (nothing of it runs)."
+)
+TRUST_ALL_WARNING = (
+    "**This app trusts every checkpoint** (`ANNOTATOR_TRUST_ALL_CHECKPOINTS=1`): files are registered without "
+    "that check, so a `.pt` can run code on this server when loaded. Only upload weights you trust."
 )
 
 
@@ -73,6 +78,8 @@ def build_autoannotate_tab(ctx: UIContext):
         with gr.Column(scale=2, min_width=320):
             gr.Markdown("### Models")
             gr.Markdown(PICKLE_WARNING)
+            if services.settings.trust_all_checkpoints:
+                gr.Markdown(TRUST_ALL_WARNING, elem_id="aa-trust-all")
             model_file = gr.File(label="Upload an ultralytics .pt", file_types=[".pt"], file_count="single")
             model_name = gr.Textbox(label="Name in the registry (default: the file name)")
             upload_btn = gr.Button("Register model")

@@ -137,3 +137,23 @@ def test_auto_device_is_cpu_without_a_gpu():
     import torch
 
     assert resolve_device("auto") == ("0" if torch.cuda.is_available() else "cpu")
+
+
+def test_the_worker_loads_only_a_registered_model_file_that_still_has_its_hash(tmp_path):
+    """The app registers a .pt under its SHA-256 after checking what its pickle imports; a worker refuses a
+    file whose content no longer matches its name (or one that was never registered) before loading it."""
+    import hashlib
+
+    from jobs.runtime import verify_model_file
+
+    content = b"checked weights"
+    good = tmp_path / f"{hashlib.sha256(content).hexdigest()}.pt"
+    good.write_bytes(content)
+    assert verify_model_file(good) == str(good)
+    good.write_bytes(b"swapped after the check")
+    with pytest.raises(RuntimeError, match="changed since it was registered"):
+        verify_model_file(good)
+    stray = tmp_path / "best.pt"
+    stray.write_bytes(content)
+    with pytest.raises(RuntimeError, match="not a registered model file"):
+        verify_model_file(stray)

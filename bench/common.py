@@ -46,6 +46,20 @@ def set_data_dir(path: Path) -> Path:
     return path
 
 
+def app_settings(data_dir: Path, **env: str):
+    """Settings for an app a bench launches: its own data folder, no demo project, no local worker, a free
+    port; ``env`` adds ANNOTATOR_* variables. Call after use_repo_package()."""
+    import socket
+
+    from annotator.settings import Settings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return Settings.from_env({"ANNOTATOR_DATA_DIR": str(data_dir), "ANNOTATOR_DEMO": "0", "ANNOTATOR_LOCAL_WORKER": "0",
+                              **env}).with_overrides(port=port)
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank-with-interpolation percentile (q in 0..100), no numpy needed."""
     xs = sorted(values)

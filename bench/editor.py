@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit_result, machine, set_data_dir, table, temp_workdir, time_calls, use_repo_package  # noqa: E402
+from common import (app_settings, emit_result, machine, set_data_dir, table, temp_workdir, time_calls,  # noqa: E402
+                    use_repo_package)
 
 HTTP_MS, SERVICE_MS, QUEUE_MS = 150.0, 20.0, 100.0
 CLASSES = ["person", "car", "bicycle", "dog", "cat", "truck", "bus", "bird", "traffic light", "stop sign"]
@@ -52,15 +53,9 @@ def main(argv=None) -> int:
         use_repo_package()
         from annotator.demo.scenes import scene_jpeg
         from annotator.launch import start
-        from annotator.settings import Settings
         from annotator.types import Box
 
-        import socket
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(work / "data"), "ANNOTATOR_DEMO": "0",
-                                      "ANNOTATOR_LOCAL_WORKER": "0"}).with_overrides(port=port)
+        settings = app_settings(work / "data")
         app = start(settings, block=False, quiet=True)
         svc, store = app.services, app.services.ctx.store
         rng = random.Random(args.seed)

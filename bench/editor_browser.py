@@ -27,13 +27,13 @@ import argparse
 import os
 import random
 import shutil
-import socket
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit_result, machine, percentile, set_data_dir, table, temp_workdir, use_repo_package  # noqa: E402
+from common import (app_settings, emit_result, machine, percentile, set_data_dir, table, temp_workdir,  # noqa: E402
+                    use_repo_package)
 
 CLASSES = ["person", "car", "bicycle", "dog", "cat", "truck", "bus", "bird", "traffic light", "stop sign"]
 SIZES = [(640, 480), (4000, 3000)]
@@ -122,15 +122,9 @@ def main(argv=None) -> int:
         set_data_dir(work / "data")
         use_repo_package()
         from annotator.launch import start
-        from annotator.settings import Settings
         from annotator.types import Box
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(work / "data"), "ANNOTATOR_DEMO": "0",
-                                      "ANNOTATOR_LOCAL_WORKER": "0",
-                                      "ANNOTATOR_EDITOR_MAX_SIDE": str(args.max_side)}).with_overrides(port=port)
+        settings = app_settings(work / "data", ANNOTATOR_EDITOR_MAX_SIDE=str(args.max_side))
         t = time.perf_counter()
         folder = work / "images"
         folder.mkdir()

@@ -196,17 +196,23 @@ def decode_image(data: bytes, limits: Limits) -> Decoded:
                 im.load()
                 return Decoded(data, "jpg", "JPEG", w, h, _make_thumb(im, limits.thumb_size, 2 * limits.thumb_size))
             im.load()
-            if not rotate and fmt != "TIFF":
+            # A multi-page TIFF or an animated PNG / WebP: what is stored, shown and predicted is the first
+            # frame, and the report says so (a browser would animate it under boxes drawn for frame 1).
+            frames = int(getattr(im, "n_frames", 1) or 1)
+            animated = frames > 1 and fmt in ("PNG", "WEBP")
+            if not rotate and fmt != "TIFF" and not animated:
                 return Decoded(data, STORED_EXT[fmt], fmt, w, h, _make_thumb(im, limits.thumb_size))
-            # Rewrite once: rotate pixels to match EXIF orientation, and/or convert TIFF to PNG.
+            # Rewrite once: rotate pixels to match EXIF orientation, convert TIFF to PNG, keep one frame.
             notes = []
             if rotate:
                 im = ImageOps.exif_transpose(im)
                 notes.append(f"rotated per EXIF orientation {orientation}")
+            if animated:
+                notes.append(f"animated ({frames} frames): kept the first frame")
             out = io.BytesIO()
             save_fmt = "PNG" if fmt == "TIFF" else ("JPEG" if fmt == "MPO" else fmt)
             if fmt == "TIFF":
-                notes.append("converted TIFF to PNG")
+                notes.append("converted TIFF to PNG" + (f", kept page 1 of {frames}" if frames > 1 else ""))
                 if im.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "I;16"):
                     im = im.convert("RGB")
             kwargs = {}

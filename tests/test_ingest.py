@@ -167,6 +167,31 @@ def test_exif_rotated_upload_is_stored_upright(services, project, tmp_path, orie
         assert _bright_corner(np.asarray(th.convert("RGB"))) == corner
 
 
+@pytest.mark.parametrize("fmt,frames,note", [
+    ("TIFF", 200, "converted TIFF to PNG, kept page 1 of 200"),
+    ("PNG", 3, "animated (3 frames): kept the first frame"),
+    ("WEBP", 4, "animated (4 frames): kept the first frame"),
+])
+def test_multi_page_and_animated_images_keep_the_first_frame_and_say_so(services, project, tmp_path, fmt, frames,
+                                                                        note):
+    """Was: a 200-page TIFF was stored as page 1 saying only "converted TIFF to PNG", and an animated WebP
+    was accepted silently (the model saw frame 1 while a browser animated it)."""
+    pages = [Image.new("RGB", (64, 48), (40 * k % 256, 255 - 40 * k % 256, 90)) for k in range(frames)]
+    buf = io.BytesIO()
+    kwargs = {"lossless": True} if fmt == "WEBP" else {}
+    pages[0].save(buf, fmt, save_all=True, append_images=pages[1:], **kwargs)
+    ext = {"TIFF": "tif", "PNG": "png", "WEBP": "webp"}[fmt]
+    src = tmp_path / f"many.{ext}"
+    src.write_bytes(buf.getvalue())
+    report = services.images.add_images(project, [src], dataset="frames")
+    assert report.added == [f"many.{ext}"] and report.notes == [f"many.{ext}: {note}"]
+    (img,) = _images(services, project)
+    with Image.open(services.images.image_file(img)) as im:
+        assert getattr(im, "n_frames", 1) == 1 and im.size == (64, 48)
+        got, first = im.convert("RGB").getpixel((5, 5)), pages[0].getpixel((5, 5))
+        assert all(abs(a - b) <= 3 for a, b in zip(got, first)), (got, first)  # frame 1 (WebP re-encodes lossy)
+
+
 @pytest.mark.parametrize("fmt,ext,stored_format,stored_ext", FORMATS)
 def test_every_accepted_format(services, project, tmp_path, fmt, ext, stored_format, stored_ext):
     data = imagegen.image_bytes(fmt, 320, 200, seed=7)

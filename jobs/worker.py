@@ -21,6 +21,8 @@ from .queue import make_huey
 from .runtime import WORKER_ID, system_info
 
 ANNOUNCE_S = 3.0
+PARENT_ENV = "ANNOTATOR_PARENT_PID"  # set by the app for its own worker: exit when that process is gone
+PARENT_CHECK_S = 1.0
 log = logging.getLogger("annotator.worker")
 
 
@@ -41,9 +43,35 @@ def run_worker(settings: Settings, workers: int = 1) -> None:
             time.sleep(ANNOUNCE_S)
 
     threading.Thread(target=beat, name="announce", daemon=True).start()
+    parent = os.environ.get(PARENT_ENV)
+    if parent and parent.isdigit():
+        threading.Thread(target=_exit_with_parent, args=(int(parent),), name="parent-watch", daemon=True).start()
     consumer = huey.create_consumer(workers=workers, worker_type="thread", periodic=False,
                                     initial_delay=0.1, backoff=1.15, max_delay=1.0, check_worker_health=True)
     consumer.run()
+
+
+def _parent_alive(pid: int) -> bool:
+    if os.getppid() != pid:  # re-parented: the app is gone
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _exit_with_parent(pid: int, interval: float = PARENT_CHECK_S) -> None:
+    """The app's own worker ends when the app does (kill -9 included), within ``interval`` seconds: an orphan
+    would keep a GPU and pile up beside the next app's worker. A task it was running is recorded as running
+    in the app's job table, which the next start reconciles (interrupted, resumable)."""
+    while _parent_alive(pid):
+        time.sleep(interval)
+    log.warning("the app (pid %s) stopped: this worker exits too", pid)
+    logging.shutdown()
+    os._exit(0)
 
 
 class LocalWorker:
@@ -57,7 +85,7 @@ class LocalWorker:
         self._last_start = 0.0
 
     def start(self) -> None:
-        env = {**os.environ, "ANNOTATOR_DATA_DIR": str(self.settings.data_dir)}
+        env = {**os.environ, "ANNOTATOR_DATA_DIR": str(self.settings.data_dir), PARENT_ENV: str(os.getpid())}
         if self.settings.queue_url:
             env["ANNOTATOR_QUEUE_URL"] = self.settings.queue_url
         logfile = open(self.settings.worker_log_path, "ab")  # noqa: SIM115 - owned by the child

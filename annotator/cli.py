@@ -357,7 +357,17 @@ def _follow(args, b, job: dict, line) -> dict:
     try:
         last = ""
         while True:
-            job = b.call("jobs", "get_job", job_id=job["id"])
+            try:
+                job = b.call("jobs", "get_job", job_id=job["id"])
+            except UserError:
+                raise
+            except Exception as e:  # noqa: BLE001 - through the app, which stopped answering: say so
+                if b.services is not None:
+                    raise
+                raise UserError(
+                    f"The app stopped answering ({type(e).__name__}); job {job['id']} is still recorded as "
+                    f"{job['status']}. Start the app again: it resumes the job's bookkeeping (or marks it "
+                    f"interrupted, to resume with: annotator jobs resume {job['id']}).") from None
             text = line(job)
             if text != last:
                 print(text, file=sys.stderr, flush=True)

@@ -247,3 +247,26 @@ def test_remote_and_local_answer_alike(running_app, tmp_path):
         assert remote.call(domain, name, **kwargs) == local.call(domain, name, **kwargs), name
     with pytest.raises(cli.UserError, match="No project named 'Nope'"):
         remote.call("projects", "project_details", project="Nope")
+
+
+def test_wait_says_the_app_stopped_instead_of_a_traceback():
+    """Was: `--wait` through the app crashed with a traceback when the app died; now the CLI says which job is
+    still recorded how (and exits 2, like every UserError)."""
+    import httpx
+
+    from annotator import cli
+    from annotator.types import UserError
+
+    class DeadApp:  # a remote backend whose app went away after the job was queued
+        services = None
+
+        def run_jobs_here(self):
+            return None
+
+        def call(self, domain, name, **kwargs):
+            raise httpx.ConnectError("[Errno 111] Connection refused")
+
+    job = {"id": 12, "status": "running", "done": 3, "total": 9}
+    with pytest.raises(UserError, match=r"The app stopped answering \(ConnectError\); job 12 is still recorded as "
+                                        r"running\..*annotator jobs resume 12"):
+        cli._follow(None, DeadApp(), job, lambda j: "")

@@ -18,6 +18,7 @@ import posixpath
 import shutil
 import stat
 import sys
+import unicodedata
 import warnings
 import zipfile
 from collections import deque
@@ -89,8 +90,10 @@ class PreparedUpload:
 
 # --- names ---------------------------------------------------------------------------------------------
 def safe_relpath(name: str) -> str:
-    """Normalize an archive member name to a relative posix path, or raise ValueError saying why not."""
-    p = name.replace("\\", "/")
+    """Normalize an archive member name to a relative posix path (NFC, control characters replaced by
+    '_'), or raise ValueError saying why not."""
+    p = unicodedata.normalize("NFC", name.replace("\\", "/"))
+    p = "".join("_" if unicodedata.category(c).startswith("C") else c for c in p)
     if p.startswith("/") or (len(p) > 1 and p[1] == ":"):
         raise ValueError("absolute path in archive (zip-slip), not extracted")
     parts = [x for x in p.split("/") if x not in ("", ".")]

@@ -5,6 +5,7 @@ Pure: imports only ``types``. Every refusal is a ``UserError`` naming the value 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 import unicodedata
@@ -13,6 +14,7 @@ from typing import Sequence
 from .types import ImageRecord, UserError
 
 MAX_NAME = 100
+MAX_FILE_NAME_BYTES = 120  # an exported file's name: unzip, tar and every filesystem take it (most allow 255)
 
 
 def clean_name(value: str | None, what: str, forbid: str = "") -> str:
@@ -56,16 +58,39 @@ def slug(name: str) -> str:
     return out.strip("-") or "project"
 
 
+def plain_text(name: str) -> str:
+    """NFC, with control characters (and path separators) replaced by '_': a name as we store or write it."""
+    name = unicodedata.normalize("NFC", name)
+    return "".join("_" if unicodedata.category(c).startswith("C") or c in "/\\" else c for c in name)
+
+
+def fit_file_name(name: str, limit: int = MAX_FILE_NAME_BYTES) -> str:
+    """``name`` (plain_text) at most ``limit`` bytes of UTF-8: a longer one keeps its extension and as much
+    of its stem as fits (whole characters), plus '~' and 8 hex digits of a hash of the whole name, so two
+    long names that share their start stay apart."""
+    name = plain_text(name)
+    if len(name.encode("utf-8")) <= limit:
+        return name
+    stem, ext = posixpath.splitext(name)
+    if len(ext.encode("utf-8")) > 16:  # not an extension: a dot inside a long name
+        stem, ext = name, ""
+    tag = "~" + hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
+    budget = max(1, limit - len(ext.encode("utf-8")) - len(tag))
+    return stem.encode("utf-8")[:budget].decode("utf-8", "ignore") + tag + ext
+
+
 def unique_export_names(images: Sequence[ImageRecord], splits: dict[int, str]) -> dict[int, str]:
     """Exported file names, unique (by stem, case-insensitively) within each split: the base name when it
     is unique, else the dataset and folder path flattened with '__', else that plus the image id.
-    The extension is the stored file's."""
-    bases = {img.id: posixpath.splitext(posixpath.basename(img.rel_path))[0] + posixpath.splitext(img.file)[1]
-             for img in images}
+    The extension is the stored file's. Every name is plain text of at most MAX_FILE_NAME_BYTES bytes
+    (fit_file_name), so any unzip and any training run can create it."""
+    bases = {img.id: fit_file_name(posixpath.splitext(posixpath.basename(img.rel_path))[0]
+                                   + posixpath.splitext(img.file)[1]) for img in images}
 
     def flat(img: ImageRecord) -> str:
         folders = [part for part in posixpath.dirname(img.rel_path).split("/") if part]
-        return "__".join([img.dataset, *folders, bases[img.id]]).replace(" ", "_")
+        base = posixpath.splitext(posixpath.basename(img.rel_path))[0] + posixpath.splitext(img.file)[1]
+        return fit_file_name("__".join([img.dataset, *folders, base]).replace(" ", "_"))
 
     def key(img: ImageRecord, name: str) -> tuple[str, str]:  # YOLO labels are named by stem: a.jpg ~ a.png
         return splits[img.id], posixpath.splitext(name)[0].lower()
@@ -80,6 +105,7 @@ def unique_export_names(images: Sequence[ImageRecord], splits: dict[int, str]) -
         k = key(img, names[img.id])
         seen[k] = seen.get(k, 0) + 1
         if seen[k] > 1:
-            stem, ext = os.path.splitext(names[img.id])
-            names[img.id] = f"{stem}__{img.id}{ext}"
+            tail = f"__{img.id}"
+            stem, ext = os.path.splitext(fit_file_name(names[img.id], MAX_FILE_NAME_BYTES - len(tail)))
+            names[img.id] = f"{stem}{tail}{ext}"
     return names

@@ -191,3 +191,37 @@ def test_same_stem_different_formats_get_distinct_label_files(services, tmp_path
         images = [n for n in zf.namelist() if n.startswith("images/")]
     assert len(labels) == len(images) == 3
     assert len({Path(n).stem.lower() for n in labels}) == 3
+
+
+def test_long_and_odd_file_names_export_names_any_unzip_can_create(services, tmp_path):
+    """Was: a 300-character file name was accepted, the export held a name `unzip` cannot create (exit 50)
+    and every training job on the project failed with "File name too long". Stored names are NFC with
+    control characters replaced; exported names are at most 120 bytes, cut with a hash, unique."""
+    import shutil
+    import subprocess
+    import unicodedata
+
+    p = services.projects.create_project("Names", ["x"])
+    long_a, long_b = "a" * 290 + "-one", "a" * 290 + "-two"  # the same first 290 characters
+    decomposed = unicodedata.normalize("NFD", "café")
+    archive = tmp_path / "odd.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(f"{long_a}.jpg", imagegen.jpeg_bytes(40, 30, seed=1))
+        zf.writestr(f"{long_b}.jpg", imagegen.jpeg_bytes(40, 30, seed=2))
+        zf.writestr(f"{'é' * 150}.png", imagegen.image_bytes("PNG", 40, 30, seed=3))  # 300 bytes of UTF-8
+        zf.writestr(f"{decomposed}\x07bell.jpg", imagegen.jpeg_bytes(40, 30, seed=4))
+    report = services.images.add_images(p, [archive], dataset="d")
+    assert len(report.added) == 4 and not report.skipped
+    stored = {i.rel_path for i in services.images.list_images(p).images}
+    assert "café_bell.jpg" in stored  # NFC, the control character replaced
+    services.ctx.store.set_review_status([i.id for i in services.images.list_images(p).images], "approved", "ann")
+    r = services.transfer.export_dataset(p, "yolo", include_images=True, val_ratio=0.0)
+    with zipfile.ZipFile(r["file"]) as zf:
+        names = [n for n in zf.namelist() if n.startswith(("images/", "labels/"))]
+    leaves = [n.rsplit("/", 1)[-1] for n in names]
+    assert len(leaves) == 8 and max(len(n.encode()) for n in leaves) <= 120, leaves
+    assert len({Path(n).stem.lower() for n in leaves if n.endswith(".txt")}) == 4  # the two long ones stay apart
+    if shutil.which("unzip"):
+        out = subprocess.run(["unzip", "-q", r["file"], "-d", str(tmp_path / "x")], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert len(list((tmp_path / "x").rglob("*.txt"))) == 4

@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from .login import LoginThrottle
 from .settings import Settings
 from .types import UserError
 
@@ -119,7 +120,7 @@ def start(settings: Settings, *, block: bool = True, quiet: bool = False) -> Run
             server_name=settings.host,
             server_port=settings.port,
             share=settings.share,
-            auth=list(settings.auth) or None,
+            auth=LoginThrottle(settings.auth).check if settings.auth else None,  # a coroutine function
             auth_message="Auto Annotator: sign in" if settings.auth else None,
             prevent_thread_lock=not block,
             quiet=quiet,

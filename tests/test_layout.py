@@ -82,6 +82,7 @@ RULES = [
     ("annotator.geometry", ()),
     ("annotator.store.schema", ()),
     ("jobs.protocol", ()),
+    ("annotator.login", ()),
     ("annotator.names", ("annotator.types",)),
     ("annotator.splits", ("annotator.types",)),
     ("annotator.classmap", ("annotator.types",)),

@@ -248,12 +248,15 @@ class EditorFunctions:
 
     def save(self, req: dict, user: str) -> dict:
         """Save the boxes if the image is still at ``version``; back come its new version and its boxes as
-        stored now (ids and provenance). A save changes no review counter: none are sent."""
+        stored now (ids and provenance), and the project's revision after it (a page that sees the revision
+        its own write made needs no second look). A save changes no review counter: none are sent."""
         saved = self.api.call("save_image", user=user, project=self._name(req),
                               image_id=_int(req.get("id"), "image id"), boxes=req.get("boxes") or [],
                               version=req.get("version"))
         stored = saved.pop("stored")
-        return {"saved": saved, "version": saved["version"], "boxes": stored, "by": user}
+        name = self._name(req)
+        return {"saved": saved, "version": saved["version"], "boxes": stored, "by": user, "project": name,
+                "revision": self.api.call("project_revision", project=name)}
 
     def review(self, req: dict, user: str) -> dict:
         """Approve / reject / reset the image the reviewer saw at ``version``: its edits (``boxes``, when
@@ -278,7 +281,8 @@ class EditorFunctions:
                 raise
             raise Conflict(f"Your boxes were saved, but the review was not: {e}", image_id=e.image_id,
                            version=e.version, changed_by=e.changed_by, changed_at=e.changed_at) from None
-        out = {"status": done["status"], "version": done["version"], "saved": saved, "counts": self._counts(name)}
+        out = {"status": done["status"], "version": done["version"], "saved": saved, "counts": self._counts(name),
+               "project": name, "revision": self.api.call("project_revision", project=name)}
         if req.get("stay"):
             out["image"] = self.image(name, image_id)
         return out

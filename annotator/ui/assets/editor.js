@@ -54,6 +54,7 @@ const S = {
   film: new Map(),      // image id -> filmstrip entry
   nav: 0, opSeq: 0, busy: 0, prefetchTimer: null, prefetchDue: 0, lastEdit: 0, dialog: null, drag: null, space: false, pointer: null,
   notice: null, stale: false, checking: false, recheck: false, pendingQuery: null,
+  knownRev: null,       // the project revision this page has caught up with (its own writes included)
   timings: [], frames: [], shown: false, msgTimer: null,
 };
 let nextK = 1;
@@ -85,7 +86,12 @@ async function call(name, req) {
   const t0 = performance.now();
   let r;
   try { r = await server[name](req); } catch (e) { r = undefined; }
-  if (name === 'aa_save' || name === 'aa_review') S.timings.push({ op: name.slice(3), ms: performance.now() - t0 });
+  if (name === 'aa_save' || name === 'aa_review') {
+    S.timings.push({ op: name.slice(3), ms: performance.now() - t0 });
+    // A write answers with the project's revision after it: when that is the very next one, nothing but
+    // this write happened since the page caught up, and its answer already says what changed.
+    if (r && r.ok && r.project === S.project && S.knownRev !== null && r.revision === S.knownRev + 1) S.knownRev = r.revision;
+  }
   if (S.timings.length > 1000) S.timings.splice(0, 500);
   if (!r || typeof r !== 'object') return { ok: false, error: 'The app did not answer (is it still running?). Nothing was saved.' };
   return r;
@@ -1046,6 +1052,7 @@ async function openQueue(q) {
   S.project = r.project;
   setClasses(r.classes, r.colours);
   S.ids = r.ids; S.counts = r.counts; S.queueTotal = countTotal(r.counts); S.cache.clear();
+  S.knownRev = Number.isInteger(r.revision) ? r.revision : null;
   S.pos = -1;
   if (visible()) scrollToEditor();
   show(0);
@@ -1068,6 +1075,7 @@ async function checkChanges() {
     // the project's image count when the queue was last read: the server sends the queue again if it grew
     const r = await call('aa_changes', { project, ids, film, query: S.query, total: S.queueTotal });
     if (!r.ok || project !== S.project) return;
+    if (Number.isInteger(r.revision) && (S.knownRev === null || r.revision > S.knownRev)) S.knownRev = r.revision;
     S.counts = r.counts;
     if (JSON.stringify(r.classes) !== JSON.stringify(S.classes)) setClasses(r.classes, r.colours);
     for (const it of r.film) S.film.set(it.id, it);
@@ -1141,7 +1149,14 @@ window.aaEditor = {
   timings: () => S.timings.slice(),
   frames: () => S.frames.slice(),
   pending: () => S.pending.size,
-  revisionChanged: (key) => { S.revision = key; checkChanges(); },
+  revisionChanged: (key) => {
+    S.revision = key;
+    // "project:revision" from the app's timer: a revision this page caused itself needs no round trip
+    const at = String(key || '').lastIndexOf(':');
+    const rev = Number(String(key).slice(at + 1));
+    if (at > 0 && String(key).slice(0, at) === S.project && S.knownRev !== null && rev === S.knownRev) return;
+    checkChanges();
+  },
   revision: () => S.revision,
 };
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import os
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,24 @@ def _sources(files: Any) -> list[tuple[Path, str]]:
             continue
         out.append((Path(path), name or Path(path).name))
     return out
+
+
+def _drop_uploads(files: list[tuple[Path, str]]) -> None:
+    """Remove uploaded files from Gradio's temp folder once what they carried is stored (otherwise every
+    upload costs its size twice for a day). Only files inside that folder: never a path of the caller's."""
+    root = os.environ.get("GRADIO_TEMP_DIR")
+    if not root:
+        return
+    root_path = Path(root).resolve()
+    for path, _ in files:
+        try:
+            p = Path(path).resolve()
+            if root_path in p.parents and p.is_file():
+                p.unlink()
+                if p.parent != root_path and not any(p.parent.iterdir()):
+                    p.parent.rmdir()
+        except OSError:  # already gone, or in use: the hourly cache cleanup takes it
+            continue
 
 
 def _download(path: str | Path, name: str | None = None) -> dict:
@@ -167,8 +186,11 @@ class Api:
                    request: gr.Request = None) -> dict:
         """Upload zips or image files into a dataset (default: the zip's name). The report lists what was
         added, duplicates and skipped files with reasons."""
-        return to_json(self.services.images.add_images(project, _sources(sources), dataset or None,
-                                                       user=username(request), progress=_progress.get()))
+        files = _sources(sources)
+        report = self.services.images.add_images(project, files, dataset or None, user=username(request),
+                                                 progress=_progress.get())
+        _drop_uploads(files)
+        return to_json(report)
 
     @endpoint("images")
     def list_images(self, project: str, dataset: str | None = None, status: str | None = None, page: int = 0,
@@ -186,8 +208,10 @@ class Api:
         if not files:
             raise UserError("Choose a .pt file to upload")
         file, shown = files[0]
-        return to_json(self.services.models.add_model(project, file, name or None, user=username(request),
-                                                      display_name=shown))
+        model = self.services.models.add_model(project, file, name or None, user=username(request),
+                                               display_name=shown)
+        _drop_uploads(files)  # registered: the registry holds its own copy
+        return to_json(model)
 
     @endpoint("models")
     def list_models(self, project: str) -> list[dict]:
@@ -411,9 +435,12 @@ class Api:
                       request: gr.Request = None) -> dict:
         """Import images labelled elsewhere (a YOLO or COCO zip). ``mapping``: source class -> project class
         (null to drop); ``add_new_classes`` adds the unmatched ones."""
-        return to_json(self.services.transfer.import_labels(
-            project, _sources(sources), fmt, dataset or None, mapping or None, bool(add_new_classes),
-            bool(approve), user=username(request), progress=_progress.get()))
+        files = _sources(sources)
+        report = self.services.transfer.import_labels(
+            project, files, fmt, dataset or None, mapping or None, bool(add_new_classes), bool(approve),
+            user=username(request), progress=_progress.get())
+        _drop_uploads(files)
+        return to_json(report)
 
 
 @dataclass(frozen=True)

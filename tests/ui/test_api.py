@@ -58,6 +58,9 @@ def test_create_upload_list_through_the_api(app, tmp_path):
     assert sorted(report["added_files"]) == ["north/a.jpg", "south/b.jpg"]
     assert [d["name"] for d in report["duplicate_files"]] == ["south/b_copy.jpg"]
     assert [s["name"] for s in report["skipped_files"]] == ["lot.zip:notes.txt"]
+    # Was: every uploaded zip stayed in Gradio's temp folder for a day (each upload cost its size twice).
+    left = [f for f in (app.services.settings.tmp_dir / "gradio").rglob("*.zip")]
+    assert left == [], left
 
     listing = client.predict(project="Parking", api_name="/list_images")
     assert (listing["total"], listing["page"], listing["pages"]) == (2, 0, 1)

@@ -139,7 +139,13 @@ class _TorchScript(Exception):
 
 
 class _NotAPickle(Exception):
-    """The file is not a torch checkpoint we can read: torch.load's own error path says why in words."""
+    """The file is not a torch checkpoint we can read to its end: torch.load's own error path says why in
+    words. ``found``: the globals named before the point where reading stopped (an unpickler runs the same
+    opcodes in the same order, so it cannot get past that point either: these are all it could import)."""
+
+    def __init__(self, reason: str, found: set[str] | None = None):
+        super().__init__(reason)
+        self.found = set(found or ())
 
 
 def _globals_of(stream: IO[bytes]) -> set[str]:
@@ -180,8 +186,8 @@ def _globals_of(stream: IO[bytes]) -> set[str]:
                 recent.append(None)
     except UnsafeCheckpoint:
         raise
-    except Exception as e:  # truncated or not a pickle
-        raise _NotAPickle(str(e)) from None
+    except Exception as e:  # truncated or not a pickle: what came before still counts
+        raise _NotAPickle(str(e), found) from None
     return found
 
 
@@ -210,13 +216,19 @@ def pickle_globals(path: Path | str) -> set[str]:
             found: set[str] = set()
             for n in names:
                 if n.endswith(".pkl"):
-                    with zf.open(n) as member:
-                        found |= _globals_of(member)
+                    try:
+                        with zf.open(n) as member:
+                            found |= _globals_of(member)
+                    except _NotAPickle as e:
+                        raise _NotAPickle(str(e), found | e.found) from None
             return found
     found = set()
     with open(path, "rb") as f:
         for _ in range(_LEGACY_PICKLES):
-            found |= _globals_of(f)
+            try:
+                found |= _globals_of(f)
+            except _NotAPickle as e:
+                raise _NotAPickle(str(e), found | e.found) from None
     return found
 
 
@@ -280,15 +292,18 @@ def check_globals(names: Iterable[str]) -> list[str]:
 def check_file(path: Path | str, name: str | None = None, trust_all: bool = False) -> None:
     """Refuse (UnsafeCheckpoint, naming the file and the globals) a checkpoint whose pickle imports
     anything outside the allow-list, before any of it runs. A file that is not a readable checkpoint passes
-    here and fails in torch.load's error path, which says why in words."""
+    here, unless what could be read of it already imports something refused, and fails in torch.load's
+    error path, which says why in words."""
     path = Path(path)
     name = name or path.name
     if trust_all:
         return
     try:
         bad = check_globals(pickle_globals(path))
-    except _NotAPickle:
-        return
+    except _NotAPickle as e:  # damaged or not a checkpoint: torch.load says why, unless it could import first
+        bad = check_globals(e.found)
+        if not bad:
+            return
     except _TorchScript:
         raise _torchscript(name) from None
     except UnsafeCheckpoint as e:

@@ -128,6 +128,25 @@ def test_a_computed_import_name_is_refused(tmp_path):
         check_file(path)
 
 
+@pytest.mark.parametrize("damage", ["cut", "garbage"])
+def test_a_payload_before_damage_is_refused_not_passed_on(tmp_path, damage):
+    """A pickle that cannot be read to its end still runs everything before the damage when loaded: a
+    payload there must be refused, not handed to torch.load as "just a damaged file"."""
+    marker = tmp_path / "ran"
+    head = pickle.dumps(Payload(os.system, f"touch {marker}"), protocol=2)[:-1]  # the REDUCE, without STOP
+    body = head + (b"" if damage == "cut" else b"\xff\xfe garbage")
+    for name, data in (("legacy.pt", body), ("zip.pt", None)):
+        path = tmp_path / name
+        if data is None:
+            with zipfile.ZipFile(path, "w") as zf:
+                zf.writestr("ckpt/data.pkl", body)
+        else:
+            path.write_bytes(data)
+        with pytest.raises(UnsafeCheckpoint, match="imports `posix.system`"):
+            inspect_checkpoint(path)
+    assert not marker.exists()
+
+
 def test_two_members_of_one_name_are_refused(detector, tmp_path):
     good = _save({"model": detector}, tmp_path / "good.pt")
     twin = tmp_path / "twin.pt"

@@ -34,10 +34,20 @@ class UIContext:
         return (self.revisions or {}).get(tab)
 
 
-def username(request: gr.Request | None) -> str:
-    """The Gradio auth user, or "local" when the app runs without login."""
+def username(request) -> str:
+    """The signed-in Gradio user of an event, an API call or an editor server function, or "local" when the
+    app runs without login. An event's ``gr.Request`` says it; a server function gets the raw request, whose
+    name comes from Gradio's session cookie (as Gradio's own /user route finds it)."""
     name = getattr(request, "username", None) if request is not None else None
-    return name or "local"
+    if name:
+        return name
+    app = getattr(request, "app", None)
+    try:
+        cookie = getattr(app, "cookie_id", None)
+        token = request.cookies.get(f"access-token-{cookie}") or request.cookies.get(f"access-token-unsecure-{cookie}")
+        return app.tokens.get(token) or "local"
+    except Exception:  # noqa: BLE001 - no auth, or not a Gradio app: the local user
+        return "local"
 
 
 def user_errors(fn: Callable) -> Callable:

@@ -35,6 +35,7 @@ import gradio as gr
 from ..services import Services
 from ..types import REVIEW_STATES, Conflict, UserError
 from .api import Api
+from .common import username
 
 log = logging.getLogger(__name__)
 
@@ -97,28 +98,13 @@ def file_url(path) -> str:
     return "gradio_api/file=" + quote(str(path))
 
 
-def user_of(request) -> str:
-    """The signed-in user of a server-function call (Gradio auth), or "local". Server functions get the
-    raw request: the name comes from Gradio's session cookie, as Gradio's own /user route finds it."""
-    name = getattr(request, "username", None)
-    if name:
-        return name
-    app = getattr(request, "app", None)
-    try:
-        cookie = getattr(app, "cookie_id", None)
-        token = request.cookies.get(f"access-token-{cookie}") or request.cookies.get(f"access-token-unsecure-{cookie}")
-        return app.tokens.get(token) or "local"
-    except Exception:  # noqa: BLE001 - no auth, or not a Gradio app: the local user
-        return "local"
-
-
 def _server_fn(name: str, fn):
     """A server function: one JSON object in, one out; user errors and conflicts come back as data (the
     page shows them), anything else is logged and reported without a stack trace."""
 
     def call(req, request: gr.Request = None):
         try:
-            out = fn(req if isinstance(req, dict) else {}, user_of(request))
+            out = fn(req if isinstance(req, dict) else {}, username(request))
             return {"ok": True, **out}
         except Conflict as e:
             return {"ok": False, "error": str(e), "conflict": e.as_dict()}
@@ -219,10 +205,7 @@ class EditorFunctions:
 
     def _project(self, req: dict) -> dict:
         """The request's project (its name, classes and their colours), looked up once per call."""
-        name = req.get("project")
-        if not name:
-            raise UserError("Choose a project first")
-        p = self.api.call("get_project", project=str(name))
+        p = self.api.call("get_project", project=self._name(req))
         return {"name": p["name"], "classes": [c["name"] for c in sorted(p["classes"], key=lambda c: c["index"])],
                 "colours": self.api.call("class_colours", project=p["name"])}
 
@@ -250,11 +233,10 @@ class EditorFunctions:
         """Save the boxes if the image is still at ``version``; back come its new version and its boxes as
         stored now (ids and provenance), and the project's revision after it (a page that sees the revision
         its own write made needs no second look). A save changes no review counter: none are sent."""
-        saved = self.api.call("save_image", user=user, project=self._name(req),
-                              image_id=_int(req.get("id"), "image id"), boxes=req.get("boxes") or [],
-                              version=req.get("version"))
-        stored = saved.pop("stored")
         name = self._name(req)
+        saved = self.api.call("save_image", user=user, project=name, image_id=_int(req.get("id"), "image id"),
+                              boxes=req.get("boxes") or [], version=req.get("version"))
+        stored = saved.pop("stored")
         return {"saved": saved, "version": saved["version"], "boxes": stored, "by": user, "project": name,
                 "revision": self.api.call("project_revision", project=name)}
 

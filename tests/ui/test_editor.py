@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 from annotator.types import Box
 from annotator.ui.api import Api
-from annotator.ui.editor import EditorFunctions, user_of
+from annotator.ui.common import username
+from annotator.ui.editor import EditorFunctions
 
 from ..imagegen import jpeg_bytes
 
@@ -68,8 +69,8 @@ def test_editor_server_functions_answer_data_never_a_stack_trace(services, proje
 
 def test_the_editor_knows_the_signed_in_user_from_gradio_s_session_cookie():
     app = SimpleNamespace(cookie_id="abc", tokens={"tok": "ann"})
-    assert user_of(SimpleNamespace(username="bob")) == "bob"  # a gr.Request
-    assert user_of(SimpleNamespace(app=app, cookies={"access-token-abc": "tok"})) == "ann"  # the raw request
-    assert user_of(SimpleNamespace(app=app, cookies={"access-token-unsecure-abc": "tok"})) == "ann"
-    assert user_of(SimpleNamespace(app=app, cookies={})) == "local"  # no auth
-    assert user_of(None) == "local"
+    assert username(SimpleNamespace(username="bob")) == "bob"  # a gr.Request
+    assert username(SimpleNamespace(app=app, cookies={"access-token-abc": "tok"})) == "ann"  # the raw request
+    assert username(SimpleNamespace(app=app, cookies={"access-token-unsecure-abc": "tok"})) == "ann"
+    assert username(SimpleNamespace(app=app, cookies={})) == "local"  # no auth
+    assert username(None) == "local"

@@ -800,17 +800,13 @@ function nudge(dx, dy) {
   if (!mx && !my) return;
   commit(replaceBox(b.k, edited(b, { x1: b.x1 + mx, x2: b.x2 + mx, y1: b.y1 + my, y2: b.y2 + my })));
 }
-function undo() {
+function undo() { stepHistory(true); }
+function redo() { stepHistory(false); }
+function stepHistory(back) {  // undo (back) or redo: one step between the image's two stacks of box lists
   const c = S.cur;
-  if (!c || !c.undo.length) { msg('Nothing to undo'); return; }
-  c.redo.push(c.boxes); c.boxes = c.undo.pop();
-  if (!c.boxes.some((b) => b.k === S.selK)) S.selK = null;
-  changed();
-}
-function redo() {
-  const c = S.cur;
-  if (!c || !c.redo.length) { msg('Nothing to redo'); return; }
-  c.undo.push(c.boxes); c.boxes = c.redo.pop();
+  const from = c && (back ? c.undo : c.redo), to = c && (back ? c.redo : c.undo);
+  if (!c || !from.length) { msg(back ? 'Nothing to undo' : 'Nothing to redo'); return; }
+  to.push(c.boxes); c.boxes = from.pop();
   if (!c.boxes.some((b) => b.k === S.selK)) S.selK = null;
   changed();
 }

@@ -462,6 +462,54 @@ def test_a_digit_reclasses_the_selected_machine_box_and_leaves_the_others_alone(
     assert (c, xyxy, conf, job) == (2, (200.25, 100.5, 300.75, 200.125), None, None)
 
 
+def test_switching_project_on_the_annotate_tab_gives_the_keys_back_to_the_editor(app, page, tmp_path):
+    """With the Annotate tab open, picking another project in the header's box (typed, Enter) opens its queue
+    with the whole editor on a 1366x768 screen, and A approves at once: no click to take the keys back."""
+    first, _ = make_project(app, tmp_path, [(640, 480)])
+    name, ids = make_project(app, tmp_path, [(1280, 960)] * 2)
+    open_editor(page, app, first)
+    page.locator("#aa-project input").fill(name)
+    page.keyboard.press("Enter")
+    wait_ready(page, ids[0])
+    page.wait_for_timeout(300)
+    box = page.evaluate("(() => { const r = document.querySelector('#aa-editor').getBoundingClientRect(); "
+                        "return {top: r.top, bottom: r.bottom}; })()")
+    assert box["top"] >= -1 and box["bottom"] <= VIEWPORT["height"] + 1, box  # toolbar to filmstrip on screen
+    page.keyboard.press("a")  # no click first
+    wait_ready(page, ids[1])
+    page.wait_for_function("window.aaEditor.pending() === 0")
+    assert app.services.ctx.store.editor_state(ids[0])["status"] == "approved"
+    assert page.locator("#aa-project input").input_value() == name
+
+
+def test_a_save_under_way_says_saving(app, page, tmp_path):
+    """The toolbar says "saving…" while a write is on its way (held here at the network), and not after."""
+    name, ids = make_project(app, tmp_path, [(640, 480)], machine={0: [(0, 50, 50, 150, 150, 0.8)]})
+    open_editor(page, app, name)
+    held = []
+
+    def hold_saves(route):
+        if "aa_save" in (route.request.post_data or ""):
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/component_server**", hold_saves)
+    click_at(page, 100, 100)
+    page.keyboard.press("Delete")
+    page.keyboard.press("Control+s")
+    saving = page.locator("#aa-editor .aa-saving")
+    saving.wait_for(state="visible")
+    assert held and attr(page, "dirty") == "1"
+    page.screenshot(path=str(ARTIFACTS / "editor-saving.png"))
+    for route in held:
+        route.continue_()
+    page.unroute("**/component_server**")
+    wait_saved(page)
+    saving.wait_for(state="detached")
+    assert stored(app, ids[0]) == []
+
+
 def test_keys_work_right_after_A_without_a_click_and_never_while_typing(app, page, tmp_path):
     name, ids = make_project(app, tmp_path, [(640, 480)] * 4, machine={1: [(1, 50, 50, 150, 150, 0.8)]})
     open_editor(page, app, name)

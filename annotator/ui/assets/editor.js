@@ -307,7 +307,8 @@ function info() {
   const total = counts ? counts.unreviewed + counts.approved + counts.rejected : 0;
   counterEl.innerHTML = !counts ? '' :
     `<b>approved ${counts.approved} / total ${total}</b> · rejected ${counts.rejected} · unreviewed ${counts.unreviewed}` +
-    (n ? ` · image <b>${S.pos + 1}</b> of ${n}` : '');
+    (n ? ` · image <b>${S.pos + 1}</b> of ${n}` : '') +
+    (S.busy > 0 ? ' · <span class="aa-saving" role="status">saving…</span>' : '');
   const i = S.curClass;
   classBtn.innerHTML = S.classes.length
     ? `Class: <span class="aa-swatch" style="background:${S.colours[i % S.colours.length]}"></span><b>${esc(S.classes[i])}</b>` +
@@ -542,8 +543,9 @@ function runOp(c, op, force) {
     if (!built) return { ok: true, nothing: true };
     S.opSeq++;
     S.busy++;
+    info();  // "saving…" beside the counters while a write is under way
     const sentBoxes = c.boxes;
-    const r = await call(built.fn, built.req).finally(() => { S.busy--; });
+    const r = await call(built.fn, built.req).finally(() => { S.busy--; info(); });
     S.opSeq++;
     r.sentBoxes = sentBoxes;
     return r;

@@ -83,7 +83,9 @@ class LoginThrottle:
                         dict(keys).get("address", "?"), max(self.failures(k) for k in keys), wait)
             await self._sleep(wait)
         expected = self.users.get(username)
-        ok = expected is not None and secrets.compare_digest(password.encode(), expected.encode())
+        # Compared whether or not the name exists: the answer's timing does not tell which names do.
+        same = secrets.compare_digest(password.encode(), (expected if expected is not None else "\0").encode())
+        ok = expected is not None and same
         if ok:
             self._failures.pop(keys[0], None)
             return True

@@ -238,7 +238,7 @@ class EditorFunctions:
                               boxes=req.get("boxes") or [], version=req.get("version"))
         stored = saved.pop("stored")
         return {"saved": saved, "version": saved["version"], "boxes": stored, "by": user, "project": name,
-                "revision": self.api.call("project_revision", project=name)}
+                "revision": saved.pop("revision")}
 
     def review(self, req: dict, user: str) -> dict:
         """Approve / reject / reset the image the reviewer saw at ``version``: its edits (``boxes``, when

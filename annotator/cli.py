@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .settings import Settings
-from .types import API_ALIASES, StoreBusy, UserError, to_json
+from .types import API_ALIASES, StoreBusy, UserError, disk_problem, to_json
 
 
 # --- the backend: the services in this process, or the running app's API, under the same names ---------------
@@ -593,6 +593,12 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(args, settings)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        problem = disk_problem(e)  # a full disk or a read-only data folder: a message and exit 2, no traceback
+        if problem is None:
+            raise
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

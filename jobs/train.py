@@ -83,6 +83,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 def write_dataset(job_dir: Path, splits: tuple[str, ...] | None = None) -> tuple[Path, dict]:
     """manifest.json -> dataset/ (the shared YOLO writer). Returns (data.yaml, summary)."""
+    from annotator.diskspace import files_size, require_space
     from annotator.formats import ExportImage
     from annotator.formats.yolo import write_yolo
     from annotator.types import Box
@@ -95,6 +96,10 @@ def write_dataset(job_dir: Path, splits: tuple[str, ...] | None = None) -> tuple
     ]
     root = job_dir / "dataset"
     shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
+    first = next((r.source for r in records if r.source is not None and r.source.exists()), None)
+    if first is not None and os.stat(first).st_dev != os.stat(root).st_dev:  # another disk: copies, not links
+        require_space(root, files_size(r.source for r in records), f"copy {len(records)} images for training")
     summary = write_yolo(root, records, manifest["class_names"], copy=_link_or_copy)
     return root / "data.yaml", {"images": summary.images, "boxes": summary.boxes, "negatives": summary.negatives,
                                 "per_split": summary.per_split, "dropped": len(summary.dropped)}

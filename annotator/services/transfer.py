@@ -37,6 +37,7 @@ def export_dataset(
     stored, and the summary lists them (``split_assigned``). Rejected images are never exported; without
     ``approved_only``, unreviewed images that have no boxes are left out (not labelled yet).
     """
+    from ..diskspace import files_size, require_space
     from ..formats import BoxTable, ExportImage, ZipSink
     from ..formats.coco import write_coco
     from ..formats.yolo import write_yolo
@@ -75,6 +76,9 @@ def export_dataset(
     ]
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = ctx.settings.exports_dir(p.id)
+    payload = (files_size(r.source for r in records) if include_images else 0) + 1024 * len(records) \
+        + 200 * len(table)
+    require_space(out_dir, payload, f"export {len(records)} images of {p.name!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
     zip_path = out_dir / f"{slug(p.name)}-{fmt}-{stamp}.zip"
     options = {"format": fmt, "datasets": list(datasets or []), "approved_only": bool(approved_only),

@@ -314,14 +314,17 @@ def cmd_export(args, settings: Settings) -> int:
 def cmd_import(args, settings: Settings) -> int:
     mapping = _class_map(args.map, "SOURCE")
     options = {"fmt": args.format, "dataset": args.dataset, "mapping": mapping,
-               "add_new_classes": args.add_classes, "approve": args.approve}
+               "add_new_classes": args.add_classes, "approve": args.approve, "replace": args.replace}
     with backend(settings) as b:
         r = b.call("transfer", "import_labels", project=args.project,
                    sources=[Path(p).expanduser() for p in args.paths], **options)
     per_class = ", ".join(f"{k}: {v}" for k, v in r["per_class"].items()) or "none"
     lines = [f"Imported {r['boxes']} box(es) ({per_class}) on {r['labelled_images']} image(s); "
              f"{r['images_added']} new image(s), {r['negatives']} negative(s), {r['approved']} approved, "
-             f"{r['protected']} left alone"]
+             f"{r['protected']} left alone (edited or approved by a person"
+             f"{'' if r['protected'] == 0 else '; --replace replaces their boxes too'}), "
+             f"{r['replaced_machine']} machine box(es) replaced"
+             + (f", {r['replaced_protected']} person-labelled image(s) replaced" if r["replaced_protected"] else "")]
     if r["added_classes"]:
         lines.append("  new classes: " + ", ".join(r["added_classes"]))
     if r["dropped_by_class"]:
@@ -527,6 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--format", choices=["yolo", "coco"], required=True)
     imp.add_argument("--dataset", help="dataset for the images (default: the zip's or folder's name)")
     imp.add_argument("--approve", action="store_true", help="mark the imported images approved")
+    imp.add_argument("--replace", action="store_true",
+                     help="also replace the boxes of images a person edited or approved (default: left alone)")
     imp.add_argument("--add-classes", action="store_true", help="add source classes the project lacks")
     imp.add_argument("--map", action="append", metavar="SOURCE=PROJECT", help="map a class (or =skip)")
     imp.set_defaults(func=cmd_import)

@@ -205,12 +205,15 @@ def analyze_labels(ctx: AppContext, ref, sources, fmt: str) -> dict:
 
 def import_labels(
     ctx: AppContext, ref, sources, fmt: str, dataset: str | None = None, mapping: dict | None = None,
-    add_new_classes: bool = False, approve: bool = False, user: str | None = None, progress=None,
+    add_new_classes: bool = False, approve: bool = False, replace: bool = False, user: str | None = None,
+    progress=None,
 ) -> dict:
     """Bring a dataset labelled elsewhere into the project: its images (as an upload) and their boxes
     (source=import). Classes map by name (case-insensitive); ``mapping`` overrides rows (source name ->
     project class name, or None to drop); unmatched classes are added (``add_new_classes``) or dropped
-    and counted. Images a person approved or edited keep their boxes.
+    and counted. The imported boxes replace the machine's boxes of the images they label (counted in
+    ``replaced_machine``). Images a person approved or edited keep their boxes (``protected``), unless
+    ``replace``: then the import's labels replace theirs too (``replaced_protected``).
 
     Each image file is read once, by the upload: its image id and EXIF-corrected size come back with the
     upload's report, and the label readers take the size from there."""
@@ -293,7 +296,7 @@ def import_labels(
                 boxes.append(Box(*xyxy, class_idx=int(target), source="import", created_by=user))
                 per_class[p.class_names[target]] = per_class.get(p.class_names[target], 0) + 1
             items.append((img.id, boxes, rec.split))
-        saved = ctx.store.save_imported_labels(items, approve=approve, user=user)
+        saved = ctx.store.save_imported_labels(items, approve=approve, user=user, replace=bool(replace))
     skipped = [{"name": x.name, "reason": x.reason} for x in extract_skipped]
     if upload is not None:
         skipped += [{"name": x.name, "reason": x.reason} for x in upload.skipped
@@ -304,6 +307,7 @@ def import_labels(
         "duplicates": len(upload.duplicates) if upload else 0,
         "labelled_images": saved["images"], "boxes": saved["boxes"], "per_class": per_class,
         "negatives": sum(1 for _, b, _ in items if not b), "protected": saved["protected"],
+        "replaced_machine": saved["replaced_machine"], "replaced_protected": saved["replaced_protected"],
         "approved": saved["approved"], "added_classes": added_classes, "dropped_by_class": dropped,
         "problems": problems, "skipped": skipped,
     }

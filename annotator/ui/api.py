@@ -446,14 +446,15 @@ class Api:
     @endpoint("transfer", **_HEAVY)
     def import_labels(self, project: str, sources: list[FileData], fmt: str, dataset: str | None = None,
                       mapping: dict | None = None, add_new_classes: bool = False, approve: bool = False,
-                      request: gr.Request = None) -> dict:
+                      replace: bool = False, request: gr.Request = None) -> dict:
         """Import images labelled elsewhere (a YOLO or COCO zip). ``mapping``: source class -> project class
-        (null to drop); ``add_new_classes`` adds the unmatched ones."""
+        (null to drop); ``add_new_classes`` adds the unmatched ones. The imported boxes replace the machine's;
+        ``replace`` also replaces the boxes of images a person edited or approved."""
         files = _sources(sources)
         with _consuming(files):
             report = self.services.transfer.import_labels(
                 project, files, fmt, dataset or None, mapping or None, bool(add_new_classes), bool(approve),
-                user=username(request), progress=_progress.get())
+                bool(replace), user=username(request), progress=_progress.get())
         return to_json(report)
 
 

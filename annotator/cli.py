@@ -187,17 +187,28 @@ def cmd_project_list(args, settings: Settings) -> int:
 
 
 def cmd_ingest(args, settings: Settings) -> int:
+    """Without --dataset, each zip and each folder goes into a dataset named after it, and loose image files
+    together into one; with --dataset, everything goes into that one."""
     paths = [Path(p).expanduser() for p in args.paths]
     for p in paths:
         if not p.exists():
             raise UserError(f"{p}: no such file or folder")
+    if args.dataset:
+        groups = [paths]
+    else:
+        named = [p for p in paths if p.is_dir() or p.suffix.lower() == ".zip"]
+        loose = [p for p in paths if p not in named]
+        groups = [[p] for p in named] + ([loose] if loose else [])
+    reports, lines = [], []
     with backend(settings) as b:
-        r = b.call("images", "add_images", project=args.project, sources=paths, dataset=args.dataset)
-    lines = [f"Added {r['added']} image(s) to {r['project']}/{r['dataset']}; "
-             f"{r['duplicates']} duplicate(s), {r['skipped']} skipped ({r['seconds']:.1f} s)"]
-    lines += [f"  duplicate  {d['name']}  (same as {d['same_as']})" for d in r["duplicate_files"]]
-    lines += [f"  skipped    {s['name']}: {s['reason']}" for s in r["skipped_files"]]
-    _print(args, r, "\n".join(lines))
+        for group in groups:
+            r = b.call("images", "add_images", project=args.project, sources=group, dataset=args.dataset)
+            reports.append(r)
+            lines.append(f"Added {r['added']} image(s) to {r['project']}/{r['dataset']}; "
+                         f"{r['duplicates']} duplicate(s), {r['skipped']} skipped ({r['seconds']:.1f} s)")
+            lines += [f"  duplicate  {d['name']}  (same as {d['same_as']})" for d in r["duplicate_files"]]
+            lines += [f"  skipped    {s['name']}: {s['reason']}" for s in r["skipped_files"]]
+    _print(args, reports[0] if len(reports) == 1 else {"uploads": reports}, "\n".join(lines))
     return 0
 
 
@@ -271,6 +282,7 @@ def cmd_annotate(args, settings: Settings) -> int:
         if not args.wait:
             _print(args, job, f"Queued job {job['id']}: {job['total']} image(s). Follow it with: "
                               f"annotator jobs status {job['id']}")
+            _say_if_nothing_runs_it(b, job)
             return 0
         job = _follow(args, b, job, _job_line)  # progress to stderr: stdout stays machine-readable
     c = job["result"]
@@ -352,6 +364,21 @@ def cmd_review_stats(args, settings: Settings) -> int:
     return 0
 
 
+def _say_if_nothing_runs_it(b, job: dict) -> None:
+    """A job queued from the CLI without the app: unless a worker is alive on the queue, nothing runs it until
+    the app or a worker starts. Say so (on stderr: stdout stays the job's JSON)."""
+    if b.services is None:  # through the running app: its worker takes it
+        return
+    try:
+        alive = b.services.jobs.live_workers()
+    except Exception:  # noqa: BLE001 - no queue to ask: say it
+        alive = []
+    if not alive:
+        print(f"note: nothing runs jobs for this data folder now (no app, no worker): job {job['id']} stays "
+              "queued until the app (make run / annotator serve) or a worker (annotator worker) starts. "
+              "Add --wait to run it in this command instead.", file=sys.stderr)
+
+
 def _follow(args, b, job: dict, line) -> dict:
     """Print ``line(job)`` to stderr whenever it changes, until the job ends (Ctrl+C cancels it)."""
     import time
@@ -408,6 +435,7 @@ def cmd_train(args, settings: Settings) -> int:
         if not args.wait:
             _print(args, job, f"Queued training job {job['id']}: {job['total']} epoch(s). Follow it with: "
                               f"annotator jobs status {job['id']}")
+            _say_if_nothing_runs_it(b, job)
             return 0
         job = _follow(args, b, job, _train_line)
     result = job["result"]
@@ -433,6 +461,7 @@ def cmd_evaluate(args, settings: Settings) -> int:
         if not args.wait:
             _print(args, job, f"Queued evaluation job {job['id']}. Follow it with: "
                               f"annotator jobs status {job['id']}")
+            _say_if_nothing_runs_it(b, job)
             return 0
         job = _follow(args, b, job, lambda j: f"job {j['id']} {j['status']}")
     met = job["result"].get("metrics") or {}
@@ -471,7 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     ing = sub.add_parser("ingest", parents=[common], help="add a zip, a folder or image files to a project")
     ing.add_argument("project", help="project name (or id)")
     ing.add_argument("paths", nargs="+", help="zip file(s), folder(s) or image file(s)")
-    ing.add_argument("--dataset", help="dataset name (default: the zip's or folder's name)")
+    ing.add_argument("--dataset", help="one dataset for everything (default: each zip or folder its own, named "
+                                       "after it; loose image files together in upload-<time>)")
     ing.set_defaults(func=cmd_ingest)
 
     worker = sub.add_parser("worker", help="run a job worker alone (e.g. on a GPU host; see README)")

@@ -105,6 +105,15 @@ def write_dataset(job_dir: Path, splits: tuple[str, ...] | None = None) -> tuple
                                 "per_split": summary.per_split, "dropped": len(summary.dropped)}
 
 
+def nominal_batch(batch: int, train_images: int) -> int:
+    """ultralytics' ``nbs``: it accumulates gradients over round(nbs / batch) batches per optimizer step
+    (64 by default), so 60 training images in batches of 16 made ONE step per epoch. A fixed batch steps
+    after every batch; an automatic one (GPU AutoBatch) after at most a quarter of the training set."""
+    if batch >= 1:
+        return int(batch)
+    return max(1, min(64, train_images // 4))
+
+
 def read_manifest(job_dir: Path) -> dict:
     """The job's input, written by the app (protocol.Manifest)."""
     return json.loads((job_dir / MANIFEST).read_text())
@@ -281,11 +290,13 @@ def _train(channel: JobChannel, payload: dict, state: _State, train_fn: Callable
             "project": str(job_dir), "name": "run", "exist_ok": True, "plots": True, "verbose": False}
     if t.get("lr0"):
         args["lr0"] = float(t["lr0"])
+    args["nbs"] = nominal_batch(batch, int(written["per_split"].get("train", 0)))
     base = payload["base"]
     if base["kind"] == "arch":
         args["pretrained"] = False
     channel.log(f"training {base['name']} on {device}: {args['epochs']} epoch(s), imgsz {args['imgsz']}, batch "
-                f"{'auto' if batch < 1 else batch}, optimizer {args['optimizer']}"
+                f"{'auto' if batch < 1 else batch} (an optimizer step every {args['nbs']} images), optimizer "
+                f"{args['optimizer']}"
                 + (f", lr0 {args['lr0']}" if 'lr0' in args else ""))
     t_train = time.perf_counter()
     while True:

@@ -346,6 +346,24 @@ def cmd_import(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_loop_stats(args, settings: Settings) -> int:
+    with backend(settings) as b:
+        st = b.call("review", "loop_stats", project=args.project)
+    if not st["rounds"]:
+        _print(args, st, f"{st['project']}: no approved image was pre-annotated by a job yet: nothing measured.")
+        return 0
+    lines = [f"{st['project']}: {st['images']} approved image(s) pre-annotated by a job, "
+             f"{st['edits_per_image']} edit(s) per image", "",
+             f"{'model':<24} {'images':>7} {'edits/img':>9} {'accepted':>9} {'deleted':>8} {'added':>6} "
+             f"{'reclassed':>9} {'adjusted':>8}"]
+    for r in st["rounds"]:
+        name = (r["model"] or ("(model gone)" if r["model_id"] is not None else "(no model recorded)"))[:24]
+        lines.append(f"{name:<24} {r['images']:>7} {r['edits_per_image']:>9} {100 * r['acceptance']:>8.0f}% "
+                     f"{r['deleted']:>8} {r['added']:>6} {r['reclassed']:>9} {r['adjusted']:>8}")
+    _print(args, st, "\n".join(lines))
+    return 0
+
+
 def cmd_review_stats(args, settings: Settings) -> int:
     with backend(settings) as b:
         st = b.call("review", "review_stats", project=args.project)
@@ -570,6 +588,10 @@ def build_parser() -> argparse.ArgumentParser:
                             help="review progress and boxes per class (human / model / import)")
     rstats.add_argument("project")
     rstats.set_defaults(func=cmd_review_stats)
+    lstats = sub.add_parser("loop-stats", parents=[common],
+                            help="edits per image and acceptance rate per model round (what the loop saves)")
+    lstats.add_argument("project")
+    lstats.set_defaults(func=cmd_loop_stats)
     tr = sub.add_parser("train", parents=[common], help="fine-tune a YOLO model on the project's approved images")
     tr.add_argument("project")
     tr.add_argument("--base", help="registered model (name or id) or an architecture such as yolov8n.yaml "

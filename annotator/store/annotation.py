@@ -8,6 +8,10 @@ from typing import Sequence
 from ..types import Box
 from .rows import BOX_KINDS, utcnow
 
+# The columns of a prediction row (the machine's box as the job wrote it), in insert order.
+PREDICTION_KINDS = {"image_id": "int", "class_idx": "int", "x1": "float", "y1": "float", "x2": "float",
+                    "y2": "float", "confidence": "float", "model_id": "int", "job_id": "int"}
+
 
 class AnnotationMixin:
     """Auto-annotation jobs' reads and writes.
@@ -61,6 +65,7 @@ class AnnotationMixin:
                 cur.execute(
                     "DELETE FROM boxes WHERE source = 'model' AND image_id IN (SELECT unnest(?::BIGINT[]))", [writable]
                 )
+                cur.execute("DELETE FROM predictions WHERE image_id IN (SELECT unnest(?::BIGINT[]))", [writable])
                 # An editor that opened one of these images before gets a conflict instead of erasing them.
                 cur.execute("UPDATE images SET version = version + 1, changed_by = ?, changed_at = ? "
                             "WHERE id IN (SELECT unnest(?::BIGINT[]))", [f"job #{job_id}", now, writable])
@@ -80,6 +85,8 @@ class AnnotationMixin:
                 BOX_KINDS,
                 rows,
             )
+            self._bulk_insert(cur, "predictions", PREDICTION_KINDS, [r[:7] + r[8:10] for r in rows],
+                              returning="image_id")
             self._bulk_insert(
                 cur, "job_images",
                 {"job_id": "int", "image_id": "int", "attempt": "int", "boxes": "int", "status": "str"},

@@ -81,7 +81,9 @@ class ProjectsMixin:
 
     def delete_project(self, project_id: int) -> None:
         with self.transaction() as cur:
-            cur.execute("DELETE FROM boxes WHERE image_id IN (SELECT id FROM images WHERE project_id = ?)", [project_id])
+            for table in ("boxes", "predictions", "review_edits"):
+                cur.execute(f"DELETE FROM {table} WHERE image_id IN (SELECT id FROM images WHERE project_id = ?)",
+                            [project_id])
             cur.execute("DELETE FROM job_images WHERE job_id IN (SELECT id FROM jobs WHERE project_id = ?)", [project_id])
             cur.execute("DELETE FROM training_images WHERE job_id IN (SELECT id FROM jobs WHERE project_id = ?)",
                         [project_id])

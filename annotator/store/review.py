@@ -191,3 +191,45 @@ class ReviewMixin:
         return {"per_class": [(int(c), s, int(n)) for c, s, n in per_class],
                 "status": self.image_status_counts(project_id),
                 "per_day": [(d, s, int(n)) for d, s, n in per_day]}
+
+    # --- the loop: what the machine showed, what the reviewer changed ------------------------------------
+    def predictions_for(self, image_ids: Sequence[int]) -> dict[int, tuple[int, int | None, list[tuple]]]:
+        """image id -> (job id, model id, [(class, x1, y1, x2, y2), ...]): the latest machine pass of each
+        image as its job wrote it (images no job annotated are left out)."""
+        ids = [int(i) for i in image_ids]
+        if not ids:
+            return {}
+        rows = self._all("SELECT image_id, job_id, model_id, class_idx, x1, y1, x2, y2 FROM predictions "
+                         "WHERE image_id IN (SELECT unnest(?::BIGINT[])) ORDER BY image_id", [ids])
+        out: dict[int, tuple[int, int | None, list[tuple]]] = {}
+        for image_id, job_id, model_id, *box in rows:
+            entry = out.setdefault(int(image_id), (int(job_id), None if model_id is None else int(model_id), []))
+            entry[2].append((int(box[0]), *map(float, box[1:])))
+        return out
+
+    def record_review_edits(self, rows: Sequence[tuple], drop: Sequence[int] = ()) -> None:
+        """Replace the edit records of images: ``rows`` are (image_id, job_id, model_id, shown, approved,
+        deleted, added, reclassed, adjusted, edits, reviewed_by); ``drop``: images whose record goes (their
+        approval was withdrawn)."""
+        ids = [int(r[0]) for r in rows] + [int(i) for i in drop]
+        if not ids:
+            return
+        now = utcnow()
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM review_edits WHERE image_id IN (SELECT unnest(?::BIGINT[]))", [ids])
+            if rows:
+                one = "(" + ", ".join("?" * 12) + ")"
+                cur.execute(f"INSERT INTO review_edits VALUES {', '.join([one] * len(rows))}",
+                            [v for r in rows for v in (*r, now)])
+
+    def review_edit_rows(self, project_id: int, image_ids: Sequence[int] | None = None) -> list[dict]:
+        """The edit records of a project's approved images (optionally only these), with the job's model."""
+        where, params = "i.project_id = ?", [project_id]
+        if image_ids is not None:
+            where += " AND e.image_id IN (SELECT unnest(?::BIGINT[]))"
+            params.append([int(i) for i in image_ids])
+        cols = ("image_id", "job_id", "model_id", "shown", "approved", "deleted", "added", "reclassed", "adjusted",
+                "edits", "reviewed_by", "measured_at")
+        rows = self._all(f"SELECT {', '.join('e.' + c for c in cols)} FROM review_edits e "
+                         f"JOIN images i ON i.id = e.image_id WHERE {where} ORDER BY e.job_id, e.image_id", params)
+        return [dict(zip(cols, r)) for r in rows]

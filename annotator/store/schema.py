@@ -261,3 +261,40 @@ MIGRATIONS.append((
         "ALTER TABLE projects ADD COLUMN revision BIGINT DEFAULT 0",
     ],
 ))
+
+MIGRATIONS.append((
+    7,
+    "the loop: the machine's boxes as a job wrote them, and the edits a reviewer made to them",
+    [
+        # The latest machine pass of each image, exactly as the job wrote it (boxes change under review;
+        # these do not): what a reviewer was shown.
+        """CREATE TABLE predictions (
+            image_id BIGINT NOT NULL,
+            job_id INTEGER NOT NULL,
+            model_id INTEGER,
+            class_idx INTEGER NOT NULL,
+            x1 DOUBLE NOT NULL, y1 DOUBLE NOT NULL, x2 DOUBLE NOT NULL, y2 DOUBLE NOT NULL,
+            confidence DOUBLE
+        )""",
+        # Machine boxes no person has touched yet are still the job's predictions.
+        """INSERT INTO predictions SELECT b.image_id, b.job_id, b.model_id, b.class_idx, b.x1, b.y1, b.x2, b.y2,
+            b.confidence FROM boxes b JOIN images i ON i.id = b.image_id
+            WHERE b.source = 'model' AND b.job_id IS NOT NULL AND i.edited_at IS NULL AND i.status <> 'approved'""",
+        # One row per approved image that a job pre-annotated: the edits between its predictions and the
+        # approved boxes (annotator/edits.py), the latest approval only.
+        """CREATE TABLE review_edits (
+            image_id BIGINT NOT NULL,
+            job_id INTEGER NOT NULL,
+            model_id INTEGER,
+            shown INTEGER NOT NULL,
+            approved INTEGER NOT NULL,
+            deleted INTEGER NOT NULL,
+            added INTEGER NOT NULL,
+            reclassed INTEGER NOT NULL,
+            adjusted INTEGER NOT NULL,
+            edits INTEGER NOT NULL,
+            reviewed_by VARCHAR,
+            measured_at TIMESTAMP NOT NULL
+        )""",
+    ],
+))

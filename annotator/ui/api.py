@@ -372,6 +372,12 @@ class Api:
         """Boxes per class by source, images per review state, reviews per day."""
         return to_json(self.services.review.review_stats(project))
 
+    @endpoint("review", **_FAST)
+    def loop_stats(self, project: str) -> dict:
+        """Edits per image and acceptance rate (approved with zero edits) per model round: what each model's
+        pre-annotations cost the reviewers (deleted, added, reclassed, adjusted boxes)."""
+        return to_json(self.services.review.loop_stats(project))
+
     # --- splits and training ----------------------------------------------------------------------------
     @endpoint("splits")
     def split_summary(self, project: str) -> dict:

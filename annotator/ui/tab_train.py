@@ -16,6 +16,7 @@ from .common import UIContext, table, user_errors, with_keywords
 
 REFRESH_S = 2.0
 SPLIT_HEADERS = ["split", "images", "approved", "unreviewed", "rejected", "approved boxes"]
+EDIT_HEADERS = ["model", "images", "edits per image", "accepted", "deleted", "added", "reclassed", "adjusted"]
 CLASS_HEADERS = ["class", "instances", "precision", "recall", "mAP50", "mAP50-95"]
 LOSSES = ("train/box_loss", "train/cls_loss", "train/dfl_loss", "val/box_loss", "val/cls_loss", "val/dfl_loss")
 METRICS = ("precision", "recall", "mAP50", "mAP50-95")
@@ -118,6 +119,13 @@ def render_compare(cmp: dict, current: str | None):
 
 
 # --- wiring ------------------------------------------------------------------------------------------
+def render_edits(st: dict):
+    rows = [[r["model"] or ("(model removed)" if r["model_id"] is not None else "(unknown model)"), r["images"],
+             r["edits_per_image"], f"{100 * r['acceptance']:.0f}%", r["deleted"], r["added"], r["reclassed"],
+             r["adjusted"]] for r in st.get("rounds", [])]
+    return table(rows, EDIT_HEADERS)
+
+
 def build_train_tab(ctx: UIContext):
     """Returns the event of a queued job, for the app to chain a Jobs-panel refresh onto."""
     api, services = ctx.api, ctx.services
@@ -186,6 +194,11 @@ def build_train_tab(ctx: UIContext):
         download_btn = gr.Button("Download .pt", scale=0, min_width=120)
     action_md = gr.Markdown()
     weights_file = gr.File(label="Weights", interactive=False, height=80)
+    gr.Markdown("### What each model cost the reviewers\n"
+                "For every approved image a job pre-annotated: the edits between the model's boxes and the approved "
+                "ones (deleted + added + reclassed + moved/resized beyond IoU 0.85). Fewer is better: this is what "
+                "a fine-tune round should cut. Accepted: approved with no edit.")
+    edits_table = gr.Dataframe(value=table([], EDIT_HEADERS), interactive=False, wrap=True, elem_id="aa-loop")
 
     job_json, cmp_json, split_json, act_json, status_json = (gr.JSON(visible=False) for _ in range(5))
     live_outputs = [status_md, loss_plot, metric_plot, log_box, class_table, confusion, pr_curve, job_id]
@@ -261,9 +274,19 @@ def build_train_tab(ctx: UIContext):
         except UserError:
             return gr.skip()
 
+    def live_edits(project_name, tab=None):
+        if not project_name or tab not in (None, "train"):
+            return gr.skip()
+        try:
+            return render_edits(services.review.loop_stats(project_name))
+        except UserError:
+            return gr.skip()
+
+    project.change(live_edits, project, edits_table, **private, show_progress="hidden")
     if ctx.revision("train") is not None and ctx.active_tab is not None:
         for trigger in (ctx.revision("train").change, ctx.active_tab.change):
             trigger(live_splits, [project, ctx.active_tab], splits_table, **private, show_progress="hidden")
+            trigger(live_edits, [project, ctx.active_tab], edits_table, **private, show_progress="hidden")
     compared.success(render_compare, [cmp_json, model], [compare_table, model, base], api_visibility="private")
     project.change(user_errors(lambda p: (gr.Dropdown(choices=[d.name for d in services.images.datasets(p)] if p else [], value=[]),
                               gr.Dropdown(choices=[""] + ([d.name for d in services.images.datasets(p)] if p else []),

@@ -14,7 +14,7 @@ from ..store import utcnow
 from ..types import Box, Job, UserError
 from .context import AppContext, dataset_ids, model, project
 from .jobs import JobKind, enqueue, get_job
-from .models import class_mapping
+from .models import class_mapping, suggest_imgsz
 
 SCOPES = {"unreviewed": ("unreviewed",), "untouched": ("unreviewed", "rejected")}
 
@@ -34,7 +34,11 @@ def start_annotation(
         raise UserError(f"confidence threshold must be between 0 and 1, got {conf}")
     if not (0.0 < float(iou) <= 1.0):
         raise UserError(f"IoU threshold must be in (0, 1], got {iou}")
-    imgsz = int(imgsz or m.params.get("imgsz") or 640)
+    imgsz_reason = "as chosen"
+    if not imgsz:
+        advice = suggest_imgsz(ctx, p, m, device)
+        imgsz, imgsz_reason = advice["imgsz"], advice["reason"]
+    imgsz = int(imgsz)
     if not (32 <= imgsz <= 4096):
         raise UserError(f"image size must be between 32 and 4096, got {imgsz}")
     if int(max_det) < 1:
@@ -55,7 +59,8 @@ def start_annotation(
                         "or the project has no images yet")
     params = {
         "model": m.name, "model_file": m.file, "datasets": list(datasets or []), "dataset_ids": ds_ids,
-        "conf": float(conf), "iou": float(iou), "imgsz": imgsz, "max_det": int(max_det), "device": device,
+        "conf": float(conf), "iou": float(iou), "imgsz": imgsz, "imgsz_reason": imgsz_reason,
+        "max_det": int(max_det), "device": device,
         "batch": int(batch), "scope": scope,
         "mapping": {str(k): v for k, v in mapping.items()},
         "mapping_named": {m.class_names[k]: (p.class_names[v] if v is not None else None)
@@ -76,7 +81,8 @@ def _enqueue(ctx: AppContext, job_id: int, attempt: int, project_id: int, params
         "mapping": {int(k): v for k, v in params["mapping"].items()},
     }
     task = enqueue(ctx, ANNOTATE, payload)
-    ctx.store.update_job(job_id, task_id=task.id, log=f"attempt {attempt}: queued {len(images)} image(s)")
+    size = f" at imgsz {params['imgsz_reason']}" if params.get("imgsz_reason") not in (None, "as chosen") else ""
+    ctx.store.update_job(job_id, task_id=task.id, log=f"attempt {attempt}: queued {len(images)} image(s){size}")
 
 
 def resume_job(ctx: AppContext, job_id: int | str, user: str | None = None) -> Job:

@@ -10,6 +10,7 @@ from pathlib import Path
 from .. import checkpoints, classmap
 from ..diskspace import files_size, require_space
 from ..names import clean_name
+from ..sizing import SizeProfile, choose_imgsz
 from ..types import ModelRecord, Project, UserError
 from .context import AppContext, model, project
 
@@ -87,3 +88,36 @@ def class_mapping(ctx: AppContext, ref, model_ref, overrides: dict | None = None
     if overrides:
         mapping = classmap.apply_overrides(mapping, overrides, p.class_names, m.class_names)
     return mapping
+
+
+def _device_class(ctx: AppContext, device: str | None) -> str:
+    """ "gpu" when the jobs will run on a GPU (asked for one, or "auto" and a live worker has one), else "cpu"."""
+    d = (device or ctx.settings.device or "auto").strip().lower()
+    if d in ("cpu", "mps"):
+        return "cpu"
+    if d not in ("", "auto"):
+        return "gpu"
+    try:
+        from jobs.protocol import live_workers
+
+        workers = live_workers(ctx.queue)
+    except Exception:  # noqa: BLE001 - no queue to ask: assume the modest case
+        return "cpu"
+    return "gpu" if any(str(w.get("device", "cpu")) not in ("cpu", "mps") for w in workers) else "cpu"
+
+
+def suggest_imgsz(ctx: AppContext, ref, model_ref: str | None = None, device: str | None = None) -> dict:
+    """The image size a job on this project should run at, from the project's images and boxes (see
+    annotator/sizing.py), with the reason in words. ``model_ref``: the base (a registered model, whose
+    training size is the floor; an architecture yaml or none: no floor)."""
+    p = project(ctx, ref)
+    base = None
+    if model_ref:
+        try:
+            base = int(model(ctx, p, model_ref).params.get("imgsz") or 0) or None
+        except UserError:
+            base = None  # an architecture yaml: no floor
+    n, p90, k, r10, source = ctx.store.size_profile(p.id)
+    kind = _device_class(ctx, device)
+    size, reason = choose_imgsz(SizeProfile(n, p90, k, r10, source), base, kind)
+    return {"imgsz": size, "reason": reason, "device": kind, "base_imgsz": base}

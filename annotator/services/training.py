@@ -22,7 +22,7 @@ from ..types import SPLITS, Job, ModelRecord, NotFound, Project, UserError
 from . import snapshot
 from .context import AppContext, dataset_ids, model, project
 from .jobs import JobKind, enqueue, get_job
-from .models import model_file, store_model_file
+from .models import model_file, store_model_file, suggest_imgsz
 from .splits import assign_missing_splits
 
 # Fresh architectures (no weights needed: ultralytics builds them from its bundled yaml files).
@@ -131,8 +131,10 @@ def start_training(ctx: AppContext, ref, base: str | None = None, datasets: Sequ
     """
     p = project(ctx, ref)
     parent, base_name = _base(ctx, p, base)
+    imgsz_reason = "as chosen"
     if imgsz in (None, "", 0):
-        imgsz = (parent.params.get("imgsz") if parent else None) or 640
+        advice = suggest_imgsz(ctx, p, parent, device)
+        imgsz, imgsz_reason = advice["imgsz"], advice["reason"]
     args = train_args(imgsz, epochs, batch, optimizer, lr0, patience, device or ctx.settings.device or "auto")
     if name:
         name = clean_name(name, "Model name")
@@ -166,7 +168,7 @@ def start_training(ctx: AppContext, ref, base: str | None = None, datasets: Sequ
     params = {
         **args, "base": base_name, "base_kind": "model" if parent else "architecture",
         "datasets": list(datasets or []), "approved_only": bool(approved_only), "name": name,
-        "onnx_check": bool(onnx_check), "snapshot": fp,
+        "onnx_check": bool(onnx_check), "snapshot": fp, "imgsz_reason": imgsz_reason,
     }
     job_id = ctx.store.create_job(p.id, "train", params, args["epochs"], model_id=parent.id if parent else None,
                                   user=user)
@@ -188,7 +190,8 @@ def start_training(ctx: AppContext, ref, base: str | None = None, datasets: Sequ
     ctx.store.update_job(job_id, log=(
         f"queued: {len(images)} image(s) (train {per_split['train']}, val {per_split['val']}, test "
         f"{per_split['test']}), {snap.num_boxes} box(es), {negatives} negative(s); "
-        f"base {base_name}; {args['epochs']} epoch(s) at imgsz {args['imgsz']}"))
+        f"base {base_name}; {args['epochs']} epoch(s) at imgsz "
+        f"{imgsz_reason if imgsz_reason != 'as chosen' else args['imgsz']}"))
     return ctx.store.get_job(job_id)
 
 

@@ -232,6 +232,12 @@ class Api:
         """The project's registered models."""
         return to_json(self.services.models.list_models(project))
 
+    @endpoint("models", **_FAST)
+    def suggest_imgsz(self, project: str, model: str | None = None, device: str | None = None) -> dict:
+        """The image size jobs on this project should run at, from its images and boxes (the smallest
+        objects must stay about 12 px; never below the base model's size), with the reason in words."""
+        return to_json(self.services.models.suggest_imgsz(project, model or None, device or None))
+
     @endpoint("models")
     def class_mapping(self, project: str, model: str, overrides: dict | None = None) -> dict:
         """Model class index -> project class index (null = skipped): by name, then ``overrides``. Edit it

@@ -70,6 +70,17 @@ def user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def imgsz_hint(api, project: str | None, model: str | None, device: str | None) -> str:
+    """The line under an image-size field: what 0 means for this project now (api.suggest_imgsz)."""
+    if not project:
+        return ""
+    try:
+        advice = api.suggest_imgsz(project=project, model=model or None, device=device or None)
+    except Exception:  # noqa: BLE001 - a name being typed, a project without images: no hint
+        return ""
+    return f"<small>0 = from the data: {html.escape(advice['reason'], quote=False)}</small>"
+
+
 def with_keywords(fn: Callable, *names: str) -> Callable:
     """An event handler passing the event's inputs to ``fn`` as the keyword arguments ``names`` (and the
     request, when ``fn`` takes one): the order of a tab's widgets never decides which parameter gets which

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .common import UIContext, table, user_errors, with_keywords
+from .common import UIContext, imgsz_hint, table, user_errors, with_keywords
 
 MODEL_HEADERS = ["name", "source", "classes", "imgsz", "size MB", "sha256", "added"]
 MAP_HEADERS = ["model index", "model class", "project class"]
@@ -98,11 +98,12 @@ def build_autoannotate_tab(ctx: UIContext):
                 conf = gr.Slider(0.0, 1.0, value=0.25, step=0.01, label="Confidence threshold")
                 iou = gr.Slider(0.05, 1.0, value=0.7, step=0.05, label="IoU threshold (NMS)")
             with gr.Row():
-                imgsz = gr.Number(label="Image size (0 = the model's)", value=0, precision=0, minimum=0)
+                imgsz = gr.Number(label="Image size (0 = from the data)", value=0, precision=0, minimum=0)
                 max_det = gr.Number(label="Max detections", value=300, precision=0, minimum=1)
                 device = gr.Dropdown(label="Device", choices=["auto", "cpu", "0", "1", "2", "3"], value="auto",
                                      allow_custom_value=True)
                 batch = gr.Number(label="Batch (0 = auto)", value=0, precision=0, minimum=0)
+            imgsz_note = gr.Markdown(elem_id="aa-annotate-imgsz")
             mapping = gr.Dataframe(
                 value=table([], MAP_HEADERS), label="Class mapping: model class -> project class "
                 "(edit the last column; (skip) drops those predictions)", interactive=True,
@@ -149,6 +150,9 @@ def build_autoannotate_tab(ctx: UIContext):
 
     model.input(user_errors(mapping_rows), [project, model], mapping, **private)
     show_mapping(show_models(project.change(list_models, project, models_json, **private)))
+    for trigger in (project.change, model.change, device.change):
+        trigger(lambda p, m, d: imgsz_hint(api, p, m, d), [project, model, device], imgsz_note, **private,
+                show_progress="hidden")
     project.change(user_errors(lambda p: gr.Dropdown(choices=[d.name for d in services.images.datasets(p)] if p else [],
                                                       value=[])), project, datasets, **private)
 

@@ -12,7 +12,7 @@ import gradio as gr
 import pandas as pd
 
 from ..types import UserError
-from .common import UIContext, table, user_errors, with_keywords
+from .common import UIContext, imgsz_hint, table, user_errors, with_keywords
 
 REFRESH_S = 2.0
 SPLIT_HEADERS = ["split", "images", "approved", "unreviewed", "rejected", "approved boxes"]
@@ -156,9 +156,10 @@ def build_train_tab(ctx: UIContext):
             datasets = gr.Dropdown(label="Datasets (empty = all)", choices=[], multiselect=True, allow_custom_value=True)
             approved_only = gr.Checkbox(value=True, label="Approved images only")
             with gr.Row():
-                imgsz = gr.Number(label="Image size (0 = the base's)", value=0, precision=0, minimum=0)
+                imgsz = gr.Number(label="Image size (0 = from the data)", value=0, precision=0, minimum=0)
                 epochs = gr.Number(label="Epochs", value=50, precision=0, minimum=1)
                 batch = gr.Textbox(label="Batch (number or auto)", value="auto")
+            imgsz_note = gr.Markdown(elem_id="aa-train-imgsz")
             with gr.Row():
                 optimizer = gr.Dropdown(label="Optimizer", choices=list(OPTIMIZERS), value="auto")
                 lr0 = gr.Number(label="Learning rate (0 = default)", value=0, minimum=0)
@@ -283,6 +284,9 @@ def build_train_tab(ctx: UIContext):
             return gr.skip()
 
     project.change(live_edits, project, edits_table, **private, show_progress="hidden")
+    for trigger in (project.change, base.change, device.change):
+        trigger(lambda p, b, d: imgsz_hint(api, p, b, d), [project, base, device], imgsz_note, **private,
+                show_progress="hidden")
     if ctx.revision("train") is not None and ctx.active_tab is not None:
         for trigger in (ctx.revision("train").change, ctx.active_tab.change):
             trigger(live_splits, [project, ctx.active_tab], splits_table, **private, show_progress="hidden")

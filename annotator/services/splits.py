@@ -81,8 +81,21 @@ def set_split(ctx: AppContext, ref, split: str, image_ids: Sequence[int] | None 
     return {**split_summary(ctx, p), "moved": moved}
 
 
+VAL_MIN_IMAGES = 8  # fewer validation images than this: the metrics are noise, and the app says so
+
+
+def val_warning(val_images: int, total: int) -> str | None:
+    """A warning when the validation split is too small for its metrics to mean much, else None."""
+    if val_images >= VAL_MIN_IMAGES and val_images >= 0.1 * total:
+        return None
+    return (f"the validation metrics (and the model comparison) rest on {val_images} image(s) of {total}: "
+            f"approve more images or give val at least {max(VAL_MIN_IMAGES, -(-total // 10))} "
+            "(the split manager moves images) before trusting them")
+
+
 def split_summary(ctx: AppContext, ref) -> dict:
-    """Images and boxes per split and review state, plus the stored ratios."""
+    """Images and boxes per split and review state, plus the stored ratios; ``warning`` when the approved
+    val images are too few for the metrics to mean much (val_warning)."""
     p = project(ctx, ref)
     rows = ctx.store.split_summary(p.id)
     table: dict[str, dict] = {}
@@ -94,4 +107,7 @@ def split_summary(ctx: AppContext, ref) -> dict:
         t[status] += n
         if status == "approved":
             t["approved_boxes"] += nb
-    return {"project": p.name, "config": split_config(ctx, p), "splits": table}
+    approved = sum(t["approved"] for t in table.values())
+    val = table.get("val", {}).get("approved", 0)
+    return {"project": p.name, "config": split_config(ctx, p), "splits": table,
+            "warning": val_warning(val, approved) if approved else None}

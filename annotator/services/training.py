@@ -23,7 +23,7 @@ from . import snapshot
 from .context import AppContext, dataset_ids, model, project
 from .jobs import JobKind, enqueue, get_job
 from .models import model_file, store_model_file, suggest_imgsz
-from .splits import assign_missing_splits
+from .splits import assign_missing_splits, val_warning
 
 # Fresh architectures (no weights needed: ultralytics builds them from its bundled yaml files).
 ARCHITECTURES = ("yolov8n.yaml", "yolov8s.yaml", "yolov8m.yaml", "yolo11n.yaml", "yolo11s.yaml", "yolo11m.yaml")
@@ -163,12 +163,13 @@ def start_training(ctx: AppContext, ref, base: str | None = None, datasets: Sequ
     weights = files_size([model_file(ctx, parent)]) if parent else 50 * 1024 * 1024
     require_space(ctx.settings.data_dir, 2 * weights + 1024 * len(images) + 32 * 1024 * 1024,
                   f"train on {len(images)} images of {p.name!r}")
+    val_note = val_warning(per_split["val"], len(images))
     fp = snapshot.data_fingerprint(snap)
     same_classes = parent is not None and list(parent.class_names) == p.class_names
     params = {
         **args, "base": base_name, "base_kind": "model" if parent else "architecture",
         "datasets": list(datasets or []), "approved_only": bool(approved_only), "name": name,
-        "onnx_check": bool(onnx_check), "snapshot": fp, "imgsz_reason": imgsz_reason,
+        "onnx_check": bool(onnx_check), "snapshot": fp, "imgsz_reason": imgsz_reason, "val_warning": val_note,
     }
     job_id = ctx.store.create_job(p.id, "train", params, args["epochs"], model_id=parent.id if parent else None,
                                   user=user)
@@ -191,7 +192,8 @@ def start_training(ctx: AppContext, ref, base: str | None = None, datasets: Sequ
         f"queued: {len(images)} image(s) (train {per_split['train']}, val {per_split['val']}, test "
         f"{per_split['test']}), {snap.num_boxes} box(es), {negatives} negative(s); "
         f"base {base_name}; {args['epochs']} epoch(s) at imgsz "
-        f"{imgsz_reason if imgsz_reason != 'as chosen' else args['imgsz']}"))
+        f"{imgsz_reason if imgsz_reason != 'as chosen' else args['imgsz']}"
+        + (f"\nwarning: {val_note}" if val_note else "")))
     return ctx.store.get_job(job_id)
 
 

@@ -43,7 +43,8 @@ def render_splits(summary: dict):
     cfg = (summary or {}).get("config")
     values = ([round(100 * cfg["train"]), round(100 * cfg["val"]), round(100 * cfg["test"]), cfg["seed"]]
               if cfg else [80, 20, 0, 0])
-    return (table(rows, SPLIT_HEADERS), *values)
+    warning = (summary or {}).get("warning")
+    return (table(rows, SPLIT_HEADERS), f"⚠ {warning}" if warning else "", *values)
 
 
 def curves(epochs: list[dict]) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
@@ -142,6 +143,7 @@ def build_train_tab(ctx: UIContext):
             reassign = gr.Checkbox(label="re-split every image", value=False)
             apply_btn = gr.Button("Save ratios & assign", scale=0, min_width=160)
         splits_table = gr.Dataframe(value=table([], SPLIT_HEADERS), interactive=False, elem_id="aa-splits")
+        splits_note = gr.Markdown(elem_id="aa-splits-note")
         with gr.Row():
             move_dataset = gr.Dropdown(label="Move dataset (empty = all)", choices=[], allow_custom_value=True)
             move_status = gr.Dropdown(label="review state (empty = any)", choices=["", "approved", "unreviewed",
@@ -263,17 +265,18 @@ def build_train_tab(ctx: UIContext):
     reannotated = reannotate_btn.click(reannotate, [project, model], act_json, **private)
 
     for ev in (split_ev, configured, moved):
-        ev.success(render_splits, split_json, [splits_table, r_train, r_val, r_test, seed], api_visibility="private")
+        ev.success(render_splits, split_json, [splits_table, splits_note, r_train, r_val, r_test, seed],
+                   api_visibility="private")
 
     # Live: the split table follows reviews, uploads, imports and split moves (the project's revision) while
     # this tab is on screen, and once on coming back; the ratio fields are left as the user typed them.
     def live_splits(project_name, tab):
         if not project_name or tab != "train":
-            return gr.skip()
+            return gr.skip(), gr.skip()
         try:
-            return render_splits(services.splits.split_summary(project_name))[0]
+            return render_splits(services.splits.split_summary(project_name))[:2]
         except UserError:
-            return gr.skip()
+            return gr.skip(), gr.skip()
 
     def live_edits(project_name, tab=None):
         if not project_name or tab not in (None, "train"):
@@ -289,7 +292,8 @@ def build_train_tab(ctx: UIContext):
                 show_progress="hidden")
     if ctx.revision("train") is not None and ctx.active_tab is not None:
         for trigger in (ctx.revision("train").change, ctx.active_tab.change):
-            trigger(live_splits, [project, ctx.active_tab], splits_table, **private, show_progress="hidden")
+            trigger(live_splits, [project, ctx.active_tab], [splits_table, splits_note], **private,
+                    show_progress="hidden")
             trigger(live_edits, [project, ctx.active_tab], edits_table, **private, show_progress="hidden")
     compared.success(render_compare, [cmp_json, model], [compare_table, model, base], api_visibility="private")
     project.change(user_errors(lambda p: (gr.Dropdown(choices=[d.name for d in services.images.datasets(p)] if p else [], value=[]),

@@ -146,3 +146,24 @@ def test_export_reads_splits_and_never_stores_them(services, project, tmp_path):
     # Storing them later (an explicit split-manager action) gives the same splits the export used.
     assert services.splits.assign_missing_splits(project) == 5
     assert sorted(i.split for i in services.images.list_images(project).images).count("val") == 6
+
+
+def test_too_few_validation_images_are_warned_about(services, tmp_path):
+    from annotator.services.splits import val_warning
+
+    assert val_warning(8, 40) is None and val_warning(20, 200) is None
+    assert "rest on 3 image(s) of 40" in val_warning(3, 40)
+    assert "give val at least 30" in val_warning(10, 300)  # 10% of 300
+    from .. import imagegen
+
+    p = services.projects.create_project("Few", ["a"])
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for i in range(10):
+        (folder / f"f{i}.jpg").write_bytes(imagegen.jpeg_bytes(64, 64, seed=i))
+    services.images.add_images(p, [folder], dataset="d")
+    ids = [i.id for i in services.ctx.store.list_images(p.id, offset=0, limit=20)]
+    services.review.set_review_status(p, ids, "approved")
+    services.splits.configure_splits(p, 80, 20, 0)
+    summary = services.splits.split_summary(p)
+    assert summary["splits"]["val"]["approved"] == 2 and "rest on 2 image(s) of 10" in summary["warning"]

@@ -364,7 +364,7 @@ def _train(channel: JobChannel, payload: dict, state: _State, train_fn: Callable
         parent_args = {**args, "imgsz": int(payload.get("parent_imgsz") or args["imgsz"])}
         overall, per_class, speed, _ = _validate(Path(verify_model_file(base["path"])), data_yaml, names,
                                                  parent_args, job_dir, "base_val", plots=False)
-        result["parent_metrics"] = {**overall, "per_class": per_class, "speed": speed}
+        result["parent_metrics"] = {**overall, "per_class": per_class, "speed": speed, "imgsz": parent_args["imgsz"]}
         timings["parent_eval_s"] = round(time.perf_counter() - t1, 2)
         channel.log(f"base model {base['name']} on the same val images (imgsz {parent_args['imgsz']}): "
                     f"mAP50-95 {overall.get('mAP50-95')}")

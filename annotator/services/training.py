@@ -178,7 +178,9 @@ def start_training(ctx: AppContext, ref, base: str | None = None, datasets: Sequ
         "base": ({"kind": "model", "path": str(model_file(ctx, parent)), "name": parent.name}
                  if parent else {"kind": "arch", "name": base_name}),
         "parent_eval": bool(same_classes), "onnx": bool(onnx_check),
-        "parent_imgsz": int((parent.params.get("imgsz") if parent else None) or args["imgsz"]),
+        # The base is scored at the new model's size: scored at its own, the comparison would credit the
+        # training with what the image size alone does.
+        "parent_imgsz": int(args["imgsz"]),
         "train": {**args, "workers": 2 if workers is None else int(workers), "seed": 0},
     }
 
@@ -342,7 +344,8 @@ def compare_models(ctx: AppContext, ref) -> dict:
         rows.append({
             "id": m.id, "name": m.name, "source": m.source,
             "parent": by_id[m.parent_id].name if m.parent_id in by_id else None, "job_id": m.job_id,
-            "imgsz": m.params.get("imgsz"), "mAP50-95": met.get("mAP50-95"), "mAP50": met.get("mAP50"),
+            "imgsz": m.params.get("imgsz"), "evaluated_imgsz": met.get("imgsz") or m.params.get("imgsz"),
+            "mAP50-95": met.get("mAP50-95"), "mAP50": met.get("mAP50"),
             "precision": met.get("precision"), "recall": met.get("recall"), "per_class": per_class,
             "speed_ms": speed or None, "evaluated": bool(ev),
             "val_images": snap.get("images"), "val_box_hash": (snap.get("box_hash") or "")[:12] or None,
@@ -350,6 +353,16 @@ def compare_models(ctx: AppContext, ref) -> dict:
             "evaluated_at": ev["created_at"].isoformat(timespec="seconds") if ev else None,
             "onnx": (m.metrics.get("onnx") or {}).get("detail") if m.source == "trained" else None,
         })
+    # A trained model against its parent, when both were scored on the same val images (at the same size:
+    # the training job scores the parent at the child's size): "better", "worse" or None (not comparable).
+    by_row = {r["id"]: r for r in rows}
+    for r in rows:
+        parent = by_row.get(by_id[r["id"]].parent_id) if r["id"] in by_id else None
+        r["vs_parent"] = None
+        if parent and r["mAP50-95"] is not None and parent["mAP50-95"] is not None \
+                and r["val_box_hash"] and r["val_box_hash"] == parent["val_box_hash"] \
+                and r["evaluated_imgsz"] == parent["evaluated_imgsz"]:
+            r["vs_parent"] = "better" if r["mAP50-95"] >= parent["mAP50-95"] else "worse"
     return {"project": p.name, "classes": p.class_names, "current_val": current, "models": rows,
             "architectures": list(ARCHITECTURES)}
 

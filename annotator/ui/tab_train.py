@@ -109,9 +109,10 @@ def render_compare(cmp: dict, current: str | None):
         on = (f"{m['val_images']} val img ({m['val_box_hash']})" + (" = current" if m["on_current_val"] else " (older)")
               if m["evaluated"] else "not evaluated")
         speed = (m.get("speed_ms") or {}).get("inference")
-        rows.append([m["name"], m["source"], m["parent"] or "", _fmt(m["mAP50-95"]), _fmt(m["mAP50"]),
+        mark = {"better": " ▲ beats its parent", "worse": " ▼ worse than its parent"}.get(m.get("vs_parent"), "")
+        rows.append([m["name"] + mark, m["source"], m["parent"] or "", _fmt(m["mAP50-95"]), _fmt(m["mAP50"]),
                      _fmt(m["precision"]), _fmt(m["recall"]), *[_fmt(m["per_class"].get(c)) for c in classes],
-                     _fmt(speed), on, m["imgsz"] or "", m["job_id"] or ""])
+                     _fmt(speed), on, m.get("evaluated_imgsz") or m["imgsz"] or "", m["job_id"] or ""])
     names = [m["name"] for m in cmp.get("models") or []]
     value = current if current in names else (names[-1] if names else None)
     archs = list(cmp.get("architectures") or [])
@@ -250,7 +251,13 @@ def build_train_tab(ctx: UIContext):
     def reannotate(project_name, model_name, request: gr.Request = None):
         if not model_name:
             raise gr.Error("Choose the model to re-annotate with")
-        return api.start_annotation(project=project_name, model=model_name, scope="unreviewed", request=request)
+        job = api.start_annotation(project=project_name, model=model_name, scope="unreviewed", request=request)
+        rows = {m["name"]: m for m in api.compare_models(project=project_name)["models"]}
+        if rows.get(model_name, {}).get("vs_parent") == "worse":
+            gr.Warning(f"{model_name} scores worse than its parent {rows[model_name]['parent']} on the same val "
+                       f"images: the re-annotation (job {job['id']}) uses it anyway; cancel it in the Jobs panel "
+                       "if that was not meant.")
+        return job
 
     started = start_btn.click(train, [project, datasets, approved_only, base, imgsz, epochs, batch, optimizer, lr0,
                                       patience, device, model_name, onnx_check], job_json, **private)

@@ -98,6 +98,9 @@ def test_fine_tune_registers_a_loadable_model_with_lineage_then_evaluate_and_rea
     table = {r["name"]: r for r in services.training.compare_models(p)["models"]}
     assert table[m.name]["parent"] == "demo-shapes" and table[m.name]["on_current_val"]
     assert table["demo-shapes"]["evaluated"] and table["demo-shapes"]["val_box_hash"] == table[m.name]["val_box_hash"]
+    # ... at the SAME image size (the parent scored at the child's, whatever its own), so one is marked better
+    assert table["demo-shapes"]["evaluated_imgsz"] == table[m.name]["evaluated_imgsz"] == IMGSZ
+    assert table[m.name]["vs_parent"] in ("better", "worse") and table["demo-shapes"]["vs_parent"] is None
 
     # Evaluate the uploaded model on the current approved val split, as a job.
     ev = _wait(services, services.training.start_evaluation(p, "demo-shapes", imgsz=IMGSZ).id, lambda j: not j.active)

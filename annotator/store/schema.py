@@ -298,3 +298,12 @@ MIGRATIONS.append((
         )""",
     ],
 ))
+
+MIGRATIONS.append((
+    8,
+    "keep learning: a fine-tune round after every K new approvals",
+    [
+        "ALTER TABLE projects ADD COLUMN learn_every INTEGER DEFAULT 0",  # K; 0 = off
+        "ALTER TABLE projects ADD COLUMN learn_mark BIGINT DEFAULT 0",  # approved images when the last round began
+    ],
+))

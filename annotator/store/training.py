@@ -45,3 +45,17 @@ class TrainingMixin:
             "QUALIFY row_number() OVER (PARTITION BY model_id ORDER BY id DESC) = 1", [project_id])
         return {int(r[0]): {"id": int(r[1]), "job_id": r[2], "metrics": json.loads(r[3]),
                             "snapshot": json.loads(r[4]), "created_at": r[5]} for r in rows}
+
+    # --- keep learning --------------------------------------------------------------------------------------
+    def learn_setting(self, project_id: int) -> tuple[int, int]:
+        """(every K approvals, 0 = off; approved images when the last round began)."""
+        row = self._one("SELECT coalesce(learn_every, 0), coalesce(learn_mark, 0) FROM projects WHERE id = ?",
+                        [project_id])
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    def set_learn_setting(self, project_id: int, every: int | None = None, mark: int | None = None) -> None:
+        with self.transaction() as cur:
+            if every is not None:
+                cur.execute("UPDATE projects SET learn_every = ? WHERE id = ?", [int(every), project_id])
+            if mark is not None:
+                cur.execute("UPDATE projects SET learn_mark = ? WHERE id = ?", [int(mark), project_id])

@@ -48,6 +48,17 @@ class Conflict(UserError):
                 "changed_at": self.changed_at.isoformat(timespec="seconds") if self.changed_at else None}
 
 
+class Forbidden(UserError):
+    """The acting user's role does not allow this ("deleting a project needs the admin role; alice is an
+    annotator"). ``needed``: the role it needs; ``role``: the user's (None for a name the app does not know)."""
+
+    def __init__(self, message: str, user: str | None = None, needed: str | None = None, role: str | None = None):
+        super().__init__(message)
+        self.user = user
+        self.needed = needed
+        self.role = role
+
+
 class StoreBusy(UserError):
     """The metadata database is held by another process (normally the running app)."""
 

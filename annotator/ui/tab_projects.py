@@ -123,12 +123,13 @@ def build_projects_tab(ctx: UIContext) -> None:
         return api.project_details(project=project_name) if project_name else {}
 
     def then_details(action, *names):
-        """An edit through the API, then the project's details (with the edit's outcome when it has one)."""
-        def run(project_name, *values):
-            outcome = action(project=project_name, **dict(zip(names, values, strict=True)))
+        """An edit through the API (as the signed-in user), then the project's details (with the edit's
+        outcome when it has one)."""
+        def run(project_name, request: gr.Request = None, **values):
+            outcome = action(project=project_name, **values, request=request)
             d = api.project_details(project=project_name)
             return {**d, "outcome": outcome} if "id" not in outcome else d
-        return run
+        return with_keywords(run, "project_name", *names)
 
     def show(ev):
         return ev.success(render_details, details_json, detail_outputs, **private)

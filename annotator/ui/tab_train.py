@@ -223,8 +223,9 @@ def build_train_tab(ctx: UIContext):
         return api.configure_splits(project=project_name, train=train_, val=val_, test=test_, seed=int(seed_ or 0),
                                     reassign=reassign_, request=request)
 
-    def move(project_name, split, dataset, status):
-        return api.set_split(project=project_name, split=split, dataset=dataset or None, status=status or None)
+    def move(project_name, split, dataset, status, request: gr.Request = None):
+        return api.set_split(project=project_name, split=split, dataset=dataset or None, status=status or None,
+                             request=request)
 
     def weights(project_name, model_name):
         if not model_name:
@@ -276,10 +277,10 @@ def build_train_tab(ctx: UIContext):
                                   f"{j['total']} image(s). Progress below, under *Jobs*.", act_json, action_md,
                         api_visibility="private")
 
-    def cancel_shown(j):
+    def cancel_shown(j, request: gr.Request = None):
         if not j:
             raise gr.Error("No training job is shown")
-        return api.cancel_job(job_id=j)
+        return api.cancel_job(job_id=j, request=request)
 
     cancel_btn.click(cancel_shown, job_id, act_json, api_visibility="private")
     timer = gr.Timer(REFRESH_S, active=ctx.active_tab is None)

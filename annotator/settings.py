@@ -102,7 +102,9 @@ class Settings:
 
     # --- construction -------------------------------------------------------------------------------
     @classmethod
-    def from_env(cls, env=None) -> "Settings":
+    def from_env(cls, env=None, *, load_users: bool = True) -> "Settings":
+        """``load_users=False`` reads no users (``annotator users``, which edits the file, must work on a
+        missing or broken one)."""
         env = os.environ if env is None else env
         data_dir = Path(env.get("ANNOTATOR_DATA_DIR") or "data").expanduser().resolve()
         users: list[User] = []
@@ -111,9 +113,9 @@ class Settings:
                       for u, p in parse_auth(env["ANNOTATOR_AUTH"], "ANNOTATOR_AUTH")]
         users_file = (env.get("ANNOTATOR_USERS_FILE") or "").strip()
         path = Path(users_file).expanduser() if users_file else data_dir / "users.txt"
-        if users_file and not path.is_file():
+        if users_file and not path.is_file() and load_users:
             raise UserError(f"ANNOTATOR_USERS_FILE={users_file!r}: no such file")
-        if path.is_file():
+        if path.is_file() and load_users:
             from_file = read_users_file(path)
             twice = sorted({u.name for u in users} & {u.name for u in from_file})
             if twice:

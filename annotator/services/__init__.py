@@ -15,11 +15,12 @@ from types import ModuleType
 from ..settings import Settings
 from ..store import Store
 from ..users import Users
-from . import annotation, images, jobs, models, projects, review, snapshot, splits, training, transfer
+from . import annotation, images, jobs, models, projects, review, snapshot, splits, training, transfer, users
 from .context import AppContext
 
 DOMAINS = {"projects": projects, "images": images, "models": models, "annotation": annotation, "jobs": jobs,
-           "review": review, "splits": splits, "training": training, "transfer": transfer, "snapshot": snapshot}
+           "review": review, "splits": splits, "training": training, "transfer": transfer, "snapshot": snapshot,
+           "users": users}
 
 
 class Domain:
@@ -64,6 +65,7 @@ class Services:
     training: Domain
     transfer: Domain
     snapshot: Domain
+    users: Domain
 
     def __init__(self, ctx: AppContext):
         self.ctx = ctx

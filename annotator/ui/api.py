@@ -181,6 +181,12 @@ class Api:
         """Delete a project with everything in it; ``confirm`` is its exact name. Returns the name."""
         return to_json(self.services.projects.delete_project(project, confirm, user=username(request)))
 
+    @endpoint("users", **_FAST)
+    def whoami(self, request: gr.Request = None) -> dict:
+        """Who is signed in (``user``), their ``role`` (viewer, annotator, admin), whether the app has
+        ``login``, and the roles theirs includes (``can``)."""
+        return to_json(self.services.users.whoami(user=username(request)))
+
     # --- images -----------------------------------------------------------------------------------------
     @endpoint("images", **_HEAVY)
     def add_images(self, project: str, sources: list[FileData], dataset: str | None = None,

@@ -132,14 +132,14 @@ def build_train_tab(ctx: UIContext):
             r_test = gr.Number(label="test %", value=0, minimum=0)
             seed = gr.Number(label="seed", value=0, precision=0)
             reassign = gr.Checkbox(label="re-split every image", value=False)
-            apply_btn = gr.Button("Save ratios & assign", scale=0, min_width=160)
+            apply_btn = gr.Button("Save ratios & assign", elem_classes=["aa-needs-admin"], scale=0, min_width=160)
         splits_table = gr.Dataframe(value=table([], SPLIT_HEADERS), interactive=False, elem_id="aa-splits")
         with gr.Row():
             move_dataset = gr.Dropdown(label="Move dataset (empty = all)", choices=[], allow_custom_value=True)
             move_status = gr.Dropdown(label="review state (empty = any)", choices=["", "approved", "unreviewed",
                                                                                    "rejected"], value="")
             move_to = gr.Dropdown(label="to split", choices=["train", "val", "test"], value="val")
-            move_btn = gr.Button("Move", scale=0, min_width=100)
+            move_btn = gr.Button("Move", elem_classes=["aa-needs-admin"], scale=0, min_width=100)
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
             gr.Markdown("### Train")
@@ -160,7 +160,7 @@ def build_train_tab(ctx: UIContext):
                                      allow_custom_value=True)
                 model_name = gr.Textbox(label="New model's name (optional)")
                 onnx_check = gr.Checkbox(value=True, label="Check ONNX export")
-            start_btn = gr.Button("Start training", variant="primary")
+            start_btn = gr.Button("Start training", variant="primary", elem_classes=["aa-needs-admin"])
         with gr.Column(scale=3, min_width=420):
             status_md = gr.Markdown()
             with gr.Row():
@@ -169,7 +169,7 @@ def build_train_tab(ctx: UIContext):
                                           height=260, y_lim=[0, 1])
             with gr.Row():
                 job_id = gr.Number(label="Job shown", precision=0, minimum=0, scale=1)
-                cancel_btn = gr.Button("Cancel training", variant="stop", scale=0, min_width=140)
+                cancel_btn = gr.Button("Cancel training", variant="stop", elem_classes=["aa-needs-admin"], scale=0, min_width=140)
             log_box = gr.Textbox(label="Log (tail)", lines=6, max_lines=10, autoscroll=True, interactive=False)
     with gr.Row():
         class_table = gr.Dataframe(value=table([], CLASS_HEADERS), label="Validation per class", interactive=False,
@@ -180,8 +180,8 @@ def build_train_tab(ctx: UIContext):
     compare_table = gr.Dataframe(interactive=False, wrap=True)
     with gr.Row():
         model = gr.Dropdown(label="Model", choices=[], allow_custom_value=True)
-        eval_btn = gr.Button("Evaluate on the approved val split", scale=0, min_width=220)
-        reannotate_btn = gr.Button("Re-annotate not-yet-approved images with it", variant="primary", scale=0,
+        eval_btn = gr.Button("Evaluate on the approved val split", elem_classes=["aa-needs-admin"], scale=0, min_width=220)
+        reannotate_btn = gr.Button("Re-annotate not-yet-approved images with it", variant="primary", elem_classes=["aa-needs-annotator"], scale=0,
                                    min_width=260)
         download_btn = gr.Button("Download .pt", scale=0, min_width=120)
     action_md = gr.Markdown()

@@ -155,6 +155,8 @@ def test_roles_through_the_api(tmp_path):
         with pytest.raises(AppError, match="Renaming a class needs the admin role; cy is a viewer"):
             cy.predict(project="Lot", class_ref="car", new_name="auto", api_name="/rename_class")
         assert ann.predict(project="Lot", confirm="Lot", api_name="/delete_project") == "Lot"
+        assert cy.predict(api_name="/whoami") == {"user": "cy", "role": "viewer", "login": True, "can": ["viewer"]}
+        assert bob.predict(api_name="/whoami")["can"] == ["viewer", "annotator"]
         for c in (ann, bob, cy):
             c.close()
     finally:

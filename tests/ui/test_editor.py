@@ -109,3 +109,10 @@ def test_a_viewer_s_save_and_review_come_back_as_errors(tmp_path):
                               request=SimpleNamespace(username="ann"))["ok"]
     finally:
         services.close()
+
+
+def test_the_header_says_who_is_signed_in_only_with_login():
+    from annotator.ui import render_whoami
+
+    assert render_whoami({"user": "local", "role": "admin", "login": False}) == ""
+    assert render_whoami({"user": "cy", "role": "viewer", "login": True}) == "Signed in as **cy** · viewer"

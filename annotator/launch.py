@@ -153,7 +153,8 @@ def start(settings: Settings, *, block: bool = True, quiet: bool = False) -> Run
             server_name=settings.host,
             server_port=settings.port,
             share=settings.share,
-            auth=LoginThrottle(settings.users).check if settings.users else None,  # a coroutine function
+            # a coroutine function; it checks the users file as it is at each sign-in
+            auth=LoginThrottle(services.ctx.users_source).check if settings.users else None,
             auth_message="Auto Annotator: sign in" if settings.users else None,
             prevent_thread_lock=not block,
             quiet=quiet,

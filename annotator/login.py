@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Awaitable, Callable, Sequence
 
-from .users import User, Users
+from .users import User, Users, UsersFile
 
 log = logging.getLogger("annotator.login")
 
@@ -56,9 +56,9 @@ class LoginThrottle:
     """The users (a ``Users``, or plain (user, password) pairs) with the throttle the module doc describes;
     ``check`` is Gradio's ``auth=``."""
 
-    def __init__(self, users: Users | Sequence[tuple[str, str]], *, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, users: Users | UsersFile | Sequence[tuple[str, str]], *, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable] = asyncio.sleep):
-        if not isinstance(users, Users):
+        if not isinstance(users, (Users, UsersFile)):
             users = Users(User(u, "admin", plain=p, origin="login") for u, p in users)
         self.users = users
         self._clock = clock
@@ -91,7 +91,7 @@ class LoginThrottle:
                         dict(keys).get("address", "?"), max(self.failures(k) for k in keys), wait)
             await self._sleep(wait)
         # Hashed whether or not the name exists: the answer's timing does not tell which names do.
-        ok = await asyncio.to_thread(self.users.verify, username or "", password or "")
+        ok = await asyncio.to_thread(self.users.current().verify, username or "", password or "")
         if ok:
             self._failures.pop(keys[0], None)
             return True

@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -123,9 +124,11 @@ class User:
 
 
 class Users:
-    """The users who may sign in. Empty: the app runs without login, and everyone acting is an admin."""
+    """The users who may sign in. Empty: the app runs without login, and everyone acting is an admin (unless
+    ``login_required``: an app started with login that has no users left lets nobody in)."""
 
-    def __init__(self, users: Iterable[User] = ()):
+    def __init__(self, users: Iterable[User] = (), login_required: bool | None = None):
+        self._login = login_required
         self._users: dict[str, User] = {}
         for u in users:
             if u.name in self._users:
@@ -151,14 +154,18 @@ class Users:
 
     @property
     def login_required(self) -> bool:
-        return bool(self._users)
+        return bool(self._users) if self._login is None else self._login
+
+    def current(self) -> "Users":
+        """These users (a ``UsersFile`` answers the users as its file says now)."""
+        return self
 
     def get(self, name: str | None) -> User | None:
         return self._users.get(name or "")
 
     def role(self, name: str | None) -> str | None:
         """The role of ``name``: admin for anyone when no login is configured; None for an unknown name."""
-        if not self._users:
+        if not self.login_required:
             return "admin"
         u = self._users.get(name or "")
         return u.role if u else None
@@ -168,14 +175,57 @@ class Users:
         return tuple((u.name, u.plain) for u in self if u.plain is not None)
 
     def verify(self, name: str, password: str) -> bool:
-        """Whether ``password`` is ``name``'s: always one hash computed (a dummy one for an unknown name or a
-        plain-text password), compared in constant time, so timing tells nothing about which names exist."""
+        """Whether ``password`` is ``name``'s, compared in constant time. When any user has a hashed password,
+        every check computes one hash (a dummy one for an unknown name or a plain-text password), so timing
+        tells nothing about which names exist; with plain-text users only (ANNOTATOR_AUTH), none does."""
         u = self._users.get(name or "")
         password = password or ""
         if u is None or u.password_hash is None:
-            verify_password(password, dummy_hash())
-            return u is not None and secrets.compare_digest(password.encode("utf-8"), (u.plain or "").encode("utf-8"))
+            if any(x.password_hash is not None for x in self._users.values()):  # as costly as a real check
+                verify_password(password, dummy_hash())
+            expected = u.plain if u is not None else "\0"  # compared either way: the same time for any name
+            same = secrets.compare_digest(password.encode("utf-8"), (expected or "\0").encode("utf-8"))
+            return u is not None and same
         return verify_password(password, u.password_hash)
+
+
+class UsersFile:
+    """The users of an app started with login, as its users file says NOW: ``current()`` re-reads the file
+    when it changed (``annotator users add|remove`` while the app runs takes effect at the next sign-in or
+    write, without a restart), plus the fixed ``ANNOTATOR_AUTH`` users. A file that no longer parses keeps
+    the users as they were (logged); a file emptied or removed lets nobody but the fixed users in."""
+
+    def __init__(self, initial: Users, path: Path, fixed: Sequence[User] = ()):
+        self._users, self._path, self._fixed = initial, path, list(fixed)
+        self._stamp = self._stat()
+        self._lock = threading.Lock()
+
+    def _stat(self):
+        try:
+            st = self._path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def current(self) -> Users:
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return self._users
+        with self._lock:
+            if stamp == self._stamp:
+                return self._users
+            try:
+                users = Users([*self._fixed, *(read_users_file(self._path) if stamp else [])], login_required=True)
+            except UserError as e:
+                log.error("%s; keeping the users as they were", e)
+            else:
+                log.info("users file %s changed: %s", self._path, users)
+                self._users = users
+            self._stamp = stamp
+            return self._users
+
+    def __repr__(self) -> str:
+        return f"UsersFile({self._path}: {self._users!r})"
 
 
 def parse_users_file(text: str, origin: str) -> list[User]:
@@ -275,5 +325,5 @@ def remove_user(path: Path, name: str) -> None:
     write_users_file(path, keep)
 
 
-__all__ = ["ROLES", "User", "Users", "hash_password", "verify_password", "dummy_hash", "role_rank",
+__all__ = ["ROLES", "User", "Users", "UsersFile", "hash_password", "verify_password", "dummy_hash", "role_rank",
            "parse_users_file", "read_users_file", "write_users_file", "upsert_user", "remove_user"]

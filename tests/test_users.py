@@ -113,3 +113,46 @@ def test_login_accepts_the_hashed_password(tmp_path):
         assert not await t.check("nobody", "right-pass", "10.0.0.1")
 
     asyncio.run(run())
+
+
+def test_a_running_app_follows_the_users_file(tmp_path, caplog):
+    """`annotator users add|remove` while the app runs: the next sign-in and the next write see the change."""
+    from annotator.services import Services
+    from annotator.types import Forbidden
+
+    path = tmp_path / "users.txt"
+    upsert_user(path, "ann", "a-pass", "admin", **{})
+    upsert_user(path, "bob", "b-pass", "viewer")
+    svc = Services.open(Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path), "ANNOTATOR_AUTH": "env:e-pass"}))
+    try:
+        login = LoginThrottle(svc.ctx.users_source)
+        with pytest.raises(Forbidden, match="bob is a viewer"):
+            svc.projects.create_project("P", ["a"], user="bob")
+        upsert_user(path, "bob", "new-pass", "admin", update=True)
+        assert svc.projects.create_project("P", ["a"], user="bob").name == "P"
+        assert asyncio.run(login.check("bob", "new-pass", "10.9.9.9"))
+        assert not asyncio.run(login.check("bob", "b-pass", "10.9.9.9"))
+        remove_user(path, "bob")
+        with pytest.raises(Forbidden, match="bob is not a user"):
+            svc.projects.delete_project("P", "P", user="bob")
+        path.write_text("broken line\n")  # a bad edit keeps the users as they were
+        with caplog.at_level(logging.ERROR, logger="annotator.users"):
+            assert svc.ctx.role("ann") == "admin"
+        assert "line 1" in caplog.text
+        path.unlink()  # no file left: only ANNOTATOR_AUTH users; nobody else (never "no login")
+        assert svc.ctx.role("ann") is None and svc.ctx.role("env") == "admin" and svc.ctx.role("local") is None
+    finally:
+        svc.close()
+
+
+def test_an_unknown_name_costs_a_hash_like_a_known_one(monkeypatch):
+    import annotator.users as users_mod
+
+    users = Users([users_mod.User("ann", "admin", password_hash=hash_password("a", **FAST)),
+                   users_mod.User("env", "admin", plain="e")])
+    calls = []
+    real = users_mod.verify_password
+    monkeypatch.setattr(users_mod, "verify_password", lambda p, h: calls.append(h) or real(p, h))
+    assert not users.verify("nobody", "a") and not users.verify("env", "a") and users.verify("env", "e")
+    assert users.verify("ann", "a")
+    assert len(calls) == 4 and calls[0] == users_mod.dummy_hash()  # one hash per check, whoever is asked

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 from ..settings import Settings
 from ..store import Store
 from ..types import REVIEW_STATES, Forbidden, ImageRecord, ModelRecord, NotFound, Project, UserError
-from ..users import Users, role_rank
+from ..users import Users, UsersFile, role_rank
 
 log = logging.getLogger("annotator.audit")
 
@@ -27,6 +27,13 @@ class AppContext:
     # Who may do what: the signed-in users' roles. None: the settings' users (the app); the CLI's local
     # backend passes an empty ``Users`` (it holds the database lock, i.e. the files: it acts as an admin).
     users: Users | None = field(default=None, repr=False)
+    _live: UsersFile | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        if self.users is None and s.users.login_required:  # started with login: follow the users file
+            fixed = [u for u in s.users if u.origin == "ANNOTATOR_AUTH"]
+            self._live = UsersFile(s.users, s.users_path, fixed)
 
     @property
     def queue(self):
@@ -43,7 +50,17 @@ class AppContext:
 
     @property
     def registry(self) -> Users:
-        return self.users if self.users is not None else self.settings.users
+        """The users and their roles as they are now (the users file is re-read when it changes)."""
+        if self.users is not None:
+            return self.users
+        return self._live.current() if self._live is not None else self.settings.users
+
+    @property
+    def users_source(self) -> Users | UsersFile:
+        """What sign-in checks passwords against: ``.current()`` is the users as they are now."""
+        if self.users is not None:
+            return self.users
+        return self._live if self._live is not None else self.settings.users
 
     def role(self, user: str | None) -> str | None:
         """The role of ``user``: admin for anyone when no login is configured; None for an unknown name."""

@@ -489,8 +489,8 @@ def cmd_users(args, settings: Settings) -> int:
     if args.users_command == "add":
         user = upsert_user(path, args.name, _read_password(args.name), args.role, update=args.update)
         _print(args, {"name": user.name, "role": user.role, "file": str(path)},
-               f"{'Updated' if args.update else 'Added'} {user.name} ({user.role}) in {path}. A running app reads "
-               "it at its next start.")
+               f"{'Updated' if args.update else 'Added'} {user.name} ({user.role}) in {path}. An app started with "
+               "login applies it at the next sign-in; one started without login needs a restart.")
     elif args.users_command == "remove":
         remove_user(path, args.name)
         _print(args, {"removed": args.name, "file": str(path)}, f"Removed {args.name} from {path}")

@@ -667,7 +667,7 @@ def main(argv: list[str] | None = None) -> int:
     global _STDOUT
     _STDOUT = sys.stdout
     try:
-        settings = Settings.from_env(load_users=args.func is not cmd_users)
+        settings = Settings.from_env(load_users=args.func not in (cmd_users, cmd_worker))  # neither needs logins
         if args.func is cmd_serve or args.func is cmd_worker:
             return args.func(args, settings)
         # ultralytics prints a banner on its first import, gradio_client its progress: keep --json clean.

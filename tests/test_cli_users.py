@@ -89,3 +89,39 @@ def test_cli_credentials_for_the_running_app(tmp_path):
     hashed = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path)})
     with pytest.raises(UserError, match="ANNOTATOR_CLI_USER and ANNOTATOR_CLI_PASSWORD"):
         cli_credentials(hashed, env={}, tty=False)
+
+
+@pytest.mark.slow
+def test_the_cli_through_a_running_app_acts_with_its_user_s_role(tmp_path, monkeypatch):
+    from annotator.cli import Backend
+    from annotator.launch import start
+
+    from .support import free_port
+
+    data = tmp_path / "data"
+    upsert_user(data / "users.txt", "ann", "a-pass", "admin")
+    upsert_user(data / "users.txt", "cy", "c-pass", "viewer")
+    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(data), "ANNOTATOR_DEMO": "0",
+                                  "ANNOTATOR_LOCAL_WORKER": "0"}).with_overrides(port=free_port())
+    app = start(settings, block=False, quiet=True)
+    try:
+        monkeypatch.setenv("ANNOTATOR_CLI_USER", "cy")
+        monkeypatch.setenv("ANNOTATOR_CLI_PASSWORD", "c-pass")
+        viewer = Backend.remote(app.url, settings)
+        try:
+            with pytest.raises(UserError, match="Creating a project needs the admin role; cy is a viewer"):
+                viewer.call("projects", "create_project", name="Lot", classes=["car"])
+            assert viewer.call("projects", "list_projects") == []
+        finally:
+            viewer.close()
+        monkeypatch.setenv("ANNOTATOR_CLI_USER", "ann")
+        monkeypatch.setenv("ANNOTATOR_CLI_PASSWORD", "a-pass")
+        admin = Backend.remote(app.url, settings)
+        try:
+            assert admin.call("projects", "create_project", name="Lot", classes=["car"])["name"] == "Lot"
+            assert admin.call("users", "whoami") == {"user": "ann", "role": "admin", "login": True,
+                                                     "can": ["viewer", "annotator", "admin"]}
+        finally:
+            admin.close()
+    finally:
+        app.close()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .settings import Settings
-from .types import API_ALIASES, StoreBusy, UserError, to_json
+from .types import API_ALIASES, StoreBusy, UserError, disk_problem, to_json
 from .users import ROLES
 
 
@@ -211,17 +211,28 @@ def cmd_project_list(args, settings: Settings) -> int:
 
 
 def cmd_ingest(args, settings: Settings) -> int:
+    """Without --dataset, each zip and each folder goes into a dataset named after it, and loose image files
+    together into one; with --dataset, everything goes into that one."""
     paths = [Path(p).expanduser() for p in args.paths]
     for p in paths:
         if not p.exists():
             raise UserError(f"{p}: no such file or folder")
+    if args.dataset:
+        groups = [paths]
+    else:
+        named = [p for p in paths if p.is_dir() or p.suffix.lower() == ".zip"]
+        loose = [p for p in paths if p not in named]
+        groups = [[p] for p in named] + ([loose] if loose else [])
+    reports, lines = [], []
     with backend(settings) as b:
-        r = b.call("images", "add_images", project=args.project, sources=paths, dataset=args.dataset)
-    lines = [f"Added {r['added']} image(s) to {r['project']}/{r['dataset']}; "
-             f"{r['duplicates']} duplicate(s), {r['skipped']} skipped ({r['seconds']:.1f} s)"]
-    lines += [f"  duplicate  {d['name']}  (same as {d['same_as']})" for d in r["duplicate_files"]]
-    lines += [f"  skipped    {s['name']}: {s['reason']}" for s in r["skipped_files"]]
-    _print(args, r, "\n".join(lines))
+        for group in groups:
+            r = b.call("images", "add_images", project=args.project, sources=group, dataset=args.dataset)
+            reports.append(r)
+            lines.append(f"Added {r['added']} image(s) to {r['project']}/{r['dataset']}; "
+                         f"{r['duplicates']} duplicate(s), {r['skipped']} skipped ({r['seconds']:.1f} s)")
+            lines += [f"  duplicate  {d['name']}  (same as {d['same_as']})" for d in r["duplicate_files"]]
+            lines += [f"  skipped    {s['name']}: {s['reason']}" for s in r["skipped_files"]]
+    _print(args, reports[0] if len(reports) == 1 else {"uploads": reports}, "\n".join(lines))
     return 0
 
 
@@ -295,6 +306,7 @@ def cmd_annotate(args, settings: Settings) -> int:
         if not args.wait:
             _print(args, job, f"Queued job {job['id']}: {job['total']} image(s). Follow it with: "
                               f"annotator jobs status {job['id']}")
+            _say_if_nothing_runs_it(b, job)
             return 0
         job = _follow(args, b, job, _job_line)  # progress to stderr: stdout stays machine-readable
     c = job["result"]
@@ -338,14 +350,17 @@ def cmd_export(args, settings: Settings) -> int:
 def cmd_import(args, settings: Settings) -> int:
     mapping = _class_map(args.map, "SOURCE")
     options = {"fmt": args.format, "dataset": args.dataset, "mapping": mapping,
-               "add_new_classes": args.add_classes, "approve": args.approve}
+               "add_new_classes": args.add_classes, "approve": args.approve, "replace": args.replace}
     with backend(settings) as b:
         r = b.call("transfer", "import_labels", project=args.project,
                    sources=[Path(p).expanduser() for p in args.paths], **options)
     per_class = ", ".join(f"{k}: {v}" for k, v in r["per_class"].items()) or "none"
     lines = [f"Imported {r['boxes']} box(es) ({per_class}) on {r['labelled_images']} image(s); "
              f"{r['images_added']} new image(s), {r['negatives']} negative(s), {r['approved']} approved, "
-             f"{r['protected']} left alone"]
+             f"{r['protected']} left alone (edited or approved by a person"
+             f"{'' if r['protected'] == 0 else '; --replace replaces their boxes too'}), "
+             f"{r['replaced_machine']} machine box(es) replaced"
+             + (f", {r['replaced_protected']} person-labelled image(s) replaced" if r["replaced_protected"] else "")]
     if r["added_classes"]:
         lines.append("  new classes: " + ", ".join(r["added_classes"]))
     if r["dropped_by_class"]:
@@ -371,6 +386,21 @@ def cmd_review_stats(args, settings: Settings) -> int:
         lines += [f"  {d['day']}  {d['status']:<9} {d['images']:>6}" for d in st["per_day"]]
     _print(args, st, "\n".join(lines))
     return 0
+
+
+def _say_if_nothing_runs_it(b, job: dict) -> None:
+    """A job queued from the CLI without the app: unless a worker is alive on the queue, nothing runs it until
+    the app or a worker starts. Say so (on stderr: stdout stays the job's JSON)."""
+    if b.services is None:  # through the running app: its worker takes it
+        return
+    try:
+        alive = b.services.jobs.live_workers()
+    except Exception:  # noqa: BLE001 - no queue to ask: say it
+        alive = []
+    if not alive:
+        print(f"note: nothing runs jobs for this data folder now (no app, no worker): job {job['id']} stays "
+              "queued until the app (make run / annotator serve) or a worker (annotator worker) starts. "
+              "Add --wait to run it in this command instead.", file=sys.stderr)
 
 
 def _follow(args, b, job: dict, line) -> dict:
@@ -429,6 +459,7 @@ def cmd_train(args, settings: Settings) -> int:
         if not args.wait:
             _print(args, job, f"Queued training job {job['id']}: {job['total']} epoch(s). Follow it with: "
                               f"annotator jobs status {job['id']}")
+            _say_if_nothing_runs_it(b, job)
             return 0
         job = _follow(args, b, job, _train_line)
     result = job["result"]
@@ -454,6 +485,7 @@ def cmd_evaluate(args, settings: Settings) -> int:
         if not args.wait:
             _print(args, job, f"Queued evaluation job {job['id']}. Follow it with: "
                               f"annotator jobs status {job['id']}")
+            _say_if_nothing_runs_it(b, job)
             return 0
         job = _follow(args, b, job, lambda j: f"job {j['id']} {j['status']}")
     met = job["result"].get("metrics") or {}
@@ -535,7 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
     ing = sub.add_parser("ingest", parents=[common], help="add a zip, a folder or image files to a project")
     ing.add_argument("project", help="project name (or id)")
     ing.add_argument("paths", nargs="+", help="zip file(s), folder(s) or image file(s)")
-    ing.add_argument("--dataset", help="dataset name (default: the zip's or folder's name)")
+    ing.add_argument("--dataset", help="one dataset for everything (default: each zip or folder its own, named "
+                                       "after it; loose image files together in upload-<time>)")
     ing.set_defaults(func=cmd_ingest)
 
     worker = sub.add_parser("worker", help="run a job worker alone (e.g. on a GPU host; see README)")
@@ -594,6 +627,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--format", choices=["yolo", "coco"], required=True)
     imp.add_argument("--dataset", help="dataset for the images (default: the zip's or folder's name)")
     imp.add_argument("--approve", action="store_true", help="mark the imported images approved")
+    imp.add_argument("--replace", action="store_true",
+                     help="also replace the boxes of images a person edited or approved (default: left alone)")
     imp.add_argument("--add-classes", action="store_true", help="add source classes the project lacks")
     imp.add_argument("--map", action="append", metavar="SOURCE=PROJECT", help="map a class (or =skip)")
     imp.set_defaults(func=cmd_import)
@@ -675,6 +710,12 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(args, settings)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        problem = disk_problem(e)  # a full disk or a read-only data folder: a message and exit 2, no traceback
+        if problem is None:
+            raise
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -131,6 +131,9 @@ def start(settings: Settings, *, block: bool = True, quiet: bool = False) -> Run
         import gradio as gr
 
         from .ui import CSS, TITLE, build_app
+        from .ui.uploads import sweep_leftovers
+
+        sweep_leftovers(settings.tmp_dir / "gradio")  # partial uploads of a run that was killed
 
         # Thumbnails and images are served from the data folder directly, without copies in the cache.
         gr.set_static_paths([str(settings.projects_dir)])

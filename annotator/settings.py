@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .types import UserError
+from .types import UserError, set_data_folder
 from .users import User, Users, read_users_file
 
 DEFAULT_PORT = 7860
@@ -249,6 +249,7 @@ class Settings:
     # --- side effects -----------------------------------------------------------------------------
     def prepare(self) -> "Settings":
         """Create the data folder and make ultralytics/Gradio offline-safe and data-dir-contained."""
+        set_data_folder(self.data_dir)  # a full disk's message names it when the failing write did not
         for d in (self.data_dir, self.projects_dir, self.tmp_dir / "gradio", self.config_dir / "Ultralytics"):
             d.mkdir(parents=True, exist_ok=True)
         # Derived from the data folder: always ours.

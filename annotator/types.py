@@ -6,9 +6,13 @@ conversions to other conventions live in geometry.py and the format/edge modules
 
 from __future__ import annotations
 
+import errno
 import math
+import os
+import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 BOX_SOURCES = ("human", "model", "import")
 REVIEW_STATES = ("unreviewed", "approved", "rejected")
@@ -57,6 +61,78 @@ class Forbidden(UserError):
         self.user = user
         self.needed = needed
         self.role = role
+
+
+class DiskProblem(UserError):
+    """The data folder's disk is full or cannot be written (read-only, no permission): said in words, with
+    the folder and its free space, instead of a stack trace. Whatever failed wrote nothing lasting."""
+
+
+_DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+_READ_ONLY = (errno.EROFS,)
+_NO_PERMISSION = (errno.EACCES, errno.EPERM)
+# What DuckDB (and other libraries that do not raise OSError) put in their messages for the same failures.
+_DISK_TEXTS = (("No space left on device", _DISK_FULL[0]), ("Disk quota exceeded", _DISK_FULL[0]),
+               ("Read-only file system", errno.EROFS), ("Permission denied", errno.EACCES))
+
+
+_DATA_FOLDER: list = [None]  # the process's data folder (Settings.prepare): where a write without a name went
+
+
+def set_data_folder(path: "str | os.PathLike | None") -> None:
+    _DATA_FOLDER[0] = path
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:,.0f} MB" if n >= 10e6 else f"{n / 1e6:.1f} MB"
+
+
+def free_space_text(folder: "str | os.PathLike | None") -> str:
+    """ "123 MB free in /data/projects" for the nearest existing folder at or above ``folder``."""
+    if folder is None:
+        return ""
+    path = Path(folder)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return f"{_mb(shutil.disk_usage(path).free)} free in {path}"
+    except OSError:
+        return ""
+
+
+def disk_problem(exc: BaseException, folder: "str | os.PathLike | None" = None) -> DiskProblem | None:
+    """``exc`` (or an exception it was raised from) as a DiskProblem when it is a full disk, a read-only file
+    system or a missing permission; None for anything else. ``folder``: where the write went (else the
+    file named in the error), for the free-space figure."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, DiskProblem):
+            return exc
+        code = exc.errno if isinstance(exc, OSError) else None
+        if code is None:
+            text = str(exc)
+            code = next((c for t, c in _DISK_TEXTS if t in text), None)
+        if code is not None and code in (*_DISK_FULL, *_READ_ONLY, *_NO_PERMISSION):
+            where = folder or (getattr(exc, "filename", None) if isinstance(exc, OSError) else None) \
+                or _DATA_FOLDER[0]
+            if where is not None and not Path(where).is_dir():
+                where = Path(where).parent
+            free = free_space_text(where)
+            if code in _DISK_FULL:
+                msg = "The disk is full" + (f" ({free})" if free else "") + \
+                      ": nothing was stored. Free some space and try again."
+            elif code in _READ_ONLY:
+                msg = f"The data folder{f' {where}' if where else ''} is on a read-only file system: nothing " \
+                      "can be stored. Mount it writable (or choose another ANNOTATOR_DATA_DIR)."
+            else:
+                msg = f"No permission to write in{f' {where}' if where else ' the data folder'}: nothing was " \
+                      "stored. Give the app's user write access (or choose another ANNOTATOR_DATA_DIR)."
+            problem = DiskProblem(msg)
+            problem.__cause__ = exc
+            return problem
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 class StoreBusy(UserError):

@@ -4,8 +4,8 @@
 
 Builds one project (not timed): --images generated JPEGs, half 640x480 and half 4000x3000, alternating (so
 every transition lands on both sizes), each with 3-8 machine boxes with a confidence. Launches the app on it
-(annotator.launch.start, no worker, ANNOTATOR_EDITOR_MAX_SIDE as configured: 2560 by default, so the
-4000x3000 images are shown from their display copy) and drives Debian's Chromium (Playwright, 1366x768,
+in its own process (``python -m annotator serve``, no worker, ANNOTATOR_EDITOR_MAX_SIDE as configured: 2560
+by default, so the 4000x3000 images are shown from their display copy) and drives Debian's Chromium (Playwright, 1366x768,
 the test flags; never a downloaded browser) through the editor's test hook:
 
 - A transitions: press A (approve and next) on --approve images in a row;
@@ -85,6 +85,44 @@ def make_images(folder: Path, n: int, seed: int) -> list[list[tuple]]:
     return boxes
 
 
+class AppProcess:
+    """``python -m annotator serve`` on the bench's data folder (no demo, no worker), up when built."""
+
+    def __init__(self, settings, env: dict[str, str], timeout_s: float = 120.0):
+        import subprocess
+        import urllib.request
+
+        self.url = f"http://127.0.0.1:{settings.port}/"
+        child_env = {**os.environ, **env, "ANNOTATOR_DATA_DIR": str(settings.data_dir), "ANNOTATOR_DEMO": "0",
+                     "ANNOTATOR_LOCAL_WORKER": "0", "ANNOTATOR_PORT": str(settings.port),
+                     "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
+                                                                 os.environ.get("PYTHONPATH")]))}
+        self.proc = subprocess.Popen([sys.executable, "-m", "annotator", "serve"], env=child_env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"the app exited with {self.proc.returncode}: {self.proc.stderr.read()[-2000:]}")
+            try:
+                urllib.request.urlopen(self.url, timeout=2).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.close()
+                    raise SystemExit(f"the app did not answer at {self.url} within {timeout_s:.0f} s") from None
+                time.sleep(0.5)
+
+    def close(self) -> None:
+        import subprocess
+
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def stats(samples: list[float]) -> dict:
     if not samples:
         return {"n": 0}
@@ -121,23 +159,29 @@ def main(argv=None) -> int:
     with temp_workdir("annotator-bench-editor-browser-", keep=args.keep, parent=args.tmp) as work:
         set_data_dir(work / "data")
         use_repo_package()
-        from annotator.launch import start
+        from annotator.services import Services
         from annotator.types import Box
 
-        settings = app_settings(work / "data", ANNOTATOR_EDITOR_MAX_SIDE=str(args.max_side))
+        env = {"ANNOTATOR_EDITOR_MAX_SIDE": str(args.max_side)}
+        settings = app_settings(work / "data", **env)
         t = time.perf_counter()
         folder = work / "images"
         folder.mkdir()
         machine_boxes = make_images(folder, args.images, args.seed)
-        app = start(settings, block=False, quiet=True)
-        svc = app.services
+        svc = Services.open(settings)
         try:
             project = svc.projects.create_project("editor-browser-bench", CLASSES)
             svc.images.add_images(project, [folder], dataset="photos", user="bench")
             imgs = svc.ctx.store.list_images(project.id, offset=0, limit=args.images + 10)
             svc.ctx.store.insert_boxes([(img.id, Box(x1, y1, x2, y2, c, confidence=p, source="model", job_id=1))
-                                    for img, mine in zip(imgs, machine_boxes) for c, x1, y1, x2, y2, p in mine])
-            size_of = {img.id: f"{img.width}x{img.height}" for img in imgs}
+                                        for img, mine in zip(imgs, machine_boxes) for c, x1, y1, x2, y2, p in mine])
+        finally:
+            svc.close()
+        size_of = {img.id: f"{img.width}x{img.height}" for img in imgs}
+        # The app in its own process, as a user runs it: the browser's driver (Playwright's client, in this
+        # process) must not share the server's interpreter.
+        app = AppProcess(settings, env)
+        try:
             build_s = time.perf_counter() - t
             print(f"built {len(imgs)} images ({args.images // 2} of each size) with "
                   f"{sum(map(len, machine_boxes))} machine boxes in {build_s:.0f} s; app at {app.url}", flush=True)
@@ -204,9 +248,13 @@ def main(argv=None) -> int:
             load_after = os.getloadavg()[0]
             if errors:
                 print(f"JavaScript errors on the page: {errors}")
-            approved = svc.ctx.store.image_status_counts(project.id).get("approved", 0)
         finally:
             app.close()
+        svc = Services.open(settings)
+        try:
+            approved = svc.ctx.store.image_status_counts(project.id).get("approved", 0)
+        finally:
+            svc.close()
 
     save_rtt = [t["ms"] for t in timings[rtt_before:] if t["op"] == "save"]
     review_rtt = [t["ms"] for t in timings[:rtt_before] if t["op"] == "review"]

@@ -9,6 +9,8 @@ import socket
 import threading
 from typing import Any, Callable, Protocol
 
+from annotator.types import disk_problem
+
 from .protocol import JobChannel
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
@@ -133,8 +135,10 @@ def run_attempt(channel: JobChannel, state: RunState, body: Callable[[], tuple[s
     try:
         status, result, error = body()
     except Exception as e:  # noqa: BLE001 - any failure ends the job with its reason
-        channel.log(f"failed: {type(e).__name__}: {e}")
-        status, result, error = "failed", None, f"{type(e).__name__}: {e}"
+        problem = disk_problem(e)  # a full disk says so, with the free space, not as an errno
+        reason = str(problem) if problem is not None else f"{type(e).__name__}: {e}"
+        channel.log(f"failed: {reason}")
+        status, result, error = "failed", None, reason
     finally:
         stop.set()
         if cleanup is not None:

@@ -83,6 +83,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 def write_dataset(job_dir: Path, splits: tuple[str, ...] | None = None) -> tuple[Path, dict]:
     """manifest.json -> dataset/ (the shared YOLO writer). Returns (data.yaml, summary)."""
+    from annotator.diskspace import files_size, require_space
     from annotator.formats import ExportImage
     from annotator.formats.yolo import write_yolo
     from annotator.types import Box
@@ -95,9 +96,22 @@ def write_dataset(job_dir: Path, splits: tuple[str, ...] | None = None) -> tuple
     ]
     root = job_dir / "dataset"
     shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
+    first = next((r.source for r in records if r.source is not None and r.source.exists()), None)
+    if first is not None and os.stat(first).st_dev != os.stat(root).st_dev:  # another disk: copies, not links
+        require_space(root, files_size(r.source for r in records), f"copy {len(records)} images for training")
     summary = write_yolo(root, records, manifest["class_names"], copy=_link_or_copy)
     return root / "data.yaml", {"images": summary.images, "boxes": summary.boxes, "negatives": summary.negatives,
                                 "per_split": summary.per_split, "dropped": len(summary.dropped)}
+
+
+def nominal_batch(batch: int, train_images: int) -> int:
+    """ultralytics' ``nbs``: it accumulates gradients over round(nbs / batch) batches per optimizer step
+    (64 by default), so 60 training images in batches of 16 made ONE step per epoch. A fixed batch steps
+    after every batch; an automatic one (GPU AutoBatch) after at most a quarter of the training set."""
+    if batch >= 1:
+        return int(batch)
+    return max(1, min(64, train_images // 4))
 
 
 def read_manifest(job_dir: Path) -> dict:
@@ -276,11 +290,13 @@ def _train(channel: JobChannel, payload: dict, state: _State, train_fn: Callable
             "project": str(job_dir), "name": "run", "exist_ok": True, "plots": True, "verbose": False}
     if t.get("lr0"):
         args["lr0"] = float(t["lr0"])
+    args["nbs"] = nominal_batch(batch, int(written["per_split"].get("train", 0)))
     base = payload["base"]
     if base["kind"] == "arch":
         args["pretrained"] = False
     channel.log(f"training {base['name']} on {device}: {args['epochs']} epoch(s), imgsz {args['imgsz']}, batch "
-                f"{'auto' if batch < 1 else batch}, optimizer {args['optimizer']}"
+                f"{'auto' if batch < 1 else batch} (an optimizer step every {args['nbs']} images), optimizer "
+                f"{args['optimizer']}"
                 + (f", lr0 {args['lr0']}" if 'lr0' in args else ""))
     t_train = time.perf_counter()
     while True:

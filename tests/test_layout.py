@@ -90,15 +90,17 @@ RULES = [
     ("annotator.checkpoints", ("annotator.types",)),
     ("annotator.overlay", ("annotator.types",)),
     ("annotator.ingest", ("annotator.types",)),
+    ("annotator.diskspace", ("annotator.types",)),
     ("annotator.formats", ("annotator.types", "annotator.geometry", "annotator.formats")),
     ("annotator.store", ("annotator.types", "annotator.store")),
     ("annotator.services", ("annotator.types", "annotator.geometry", "annotator.names", "annotator.splits",
                             "annotator.classmap", "annotator.checkpoints", "annotator.overlay", "annotator.ingest",
-                            "annotator.formats", "annotator.store", "annotator.settings", "annotator.users",
-                            "annotator.demo.scenes",
+                            "annotator.diskspace", "annotator.formats", "annotator.store", "annotator.settings",
+                            "annotator.users", "annotator.demo.scenes",
                             "annotator.services", "jobs.protocol", "jobs.queue", "jobs.runtime")),
     ("annotator.ui", ("annotator.services", "annotator.types", "annotator.ui")),
-    ("jobs", ("jobs", "annotator.types", "annotator.geometry", "annotator.formats", "annotator.settings")),
+    ("jobs", ("jobs", "annotator.types", "annotator.geometry", "annotator.formats", "annotator.settings",
+              "annotator.diskspace")),
 ]
 
 

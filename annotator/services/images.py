@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import ingest
+from ..diskspace import require_space, sources_size
 from ..names import clean_name
 from ..overlay import draw_boxes
 from ..types import Dataset, DuplicateFile, ImageRecord, IngestReport, Project, UserError
@@ -74,6 +75,8 @@ def add_images(
     known = ctx.store.image_shas(p.id)
     taken = ctx.store.dataset_paths(existing.id) if existing else set()
     staging = ctx.settings.staging_dir(p.id) / uuid.uuid4().hex
+    require_space(ctx.settings.project_dir(p.id), sources_size(path for path, _ in srcs),
+                  f"store {', '.join(n for _, n in srcs[:3])}{' ...' if len(srcs) > 3 else ''}")
     t0 = time.perf_counter()
     try:
         prep = ingest.prepare_upload(

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from .. import checkpoints, classmap
+from ..diskspace import files_size, require_space
 from ..names import clean_name
 from ..types import ModelRecord, Project, UserError
 from .context import AppContext, model, project, require
@@ -19,10 +20,14 @@ def store_model_file(ctx: AppContext, p: Project, src: Path, sha256: str) -> str
     rel = ctx.settings.model_rel(sha256)
     dst = ctx.settings.project_file(p.id, rel)
     if not dst.exists():
+        require_space(dst.parent, files_size([src]), f"store the model {src.name}")
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = dst.with_suffix(".part")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        finally:
+            tmp.unlink(missing_ok=True)
     return rel
 
 

@@ -102,7 +102,8 @@ def save_image(ctx: AppContext, ref, image_id, boxes: Sequence[dict], version, u
     keeps that box's provenance (each stored box once); any other is a person's. Corners are clamped to
     the image; boxes with no area are dropped and reported. Fails with Conflict (who or which job, when),
     writing nothing, if anything changed the image since ``version``. ``stored``: the boxes as stored
-    now, in the order given (ids included), so a caller needs no second read."""
+    now, in the order given (ids included), so a caller needs no second read; ``revision``: the project's
+    revision this save moved it to (a live view that sees it knows the change is its own)."""
     require(ctx, user, "annotator", "saving boxes")
     p = project(ctx, ref)
     img = image_in(ctx, p, image_id)
@@ -137,13 +138,13 @@ def save_image(ctx: AppContext, ref, image_id, boxes: Sequence[dict], version, u
             continue
         out.append(Box(x1=x1 + 0.0, y1=y1 + 0.0, x2=x2 + 0.0, y2=y2 + 0.0, class_idx=cls, source="human",
                        created_by=user or "local"))
-    new_version, ids = ctx.store.save_image_boxes(img.id, out, version, user or "local", return_ids=True)
+    new_version, ids, revision = ctx.store.save_image_boxes(img.id, out, version, user or "local", return_ids=True)
     if ids is None:  # many new boxes: read them back
         saved = ctx.store.boxes_for_image(img.id)
     else:
         saved = [dataclasses.replace(b, id=i) for b, i in zip(out, ids)]
     return {"id": img.id, "version": new_version, "boxes": len(out), "kept": kept, "human": len(out) - kept,
-            "dropped": dropped, "stored": [b.as_dict() for b in saved]}
+            "dropped": dropped, "stored": [b.as_dict() for b in saved], "revision": revision}
 
 
 def _box_class(p: Project, d: dict, n: int) -> int:

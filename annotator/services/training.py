@@ -15,6 +15,7 @@ from typing import Sequence
 from jobs.protocol import EVALUATE, TRAIN, EvaluatePayload, TrainPayload
 
 from .. import checkpoints, classmap
+from ..diskspace import files_size, require_space
 from ..names import clean_name
 from ..store import utcnow
 from ..types import SPLITS, Job, ModelRecord, NotFound, Project, UserError
@@ -157,6 +158,10 @@ def start_training(ctx: AppContext, ref, base: str | None = None, datasets: Sequ
                 f"The {split} split has none of the {len(images)} {what}{where} (train {per_split['train']}, "
                 f"val {per_split['val']}, test {per_split['test']}): change the split ratios or move "
                 f"images to {split} in the split manager.")
+    # The worker links the images (same disk) and writes labels, two checkpoints per run and plots.
+    weights = files_size([model_file(ctx, parent)]) if parent else 50 * 1024 * 1024
+    require_space(ctx.settings.data_dir, 2 * weights + 1024 * len(images) + 32 * 1024 * 1024,
+                  f"train on {len(images)} images of {p.name!r}")
     fp = snapshot.data_fingerprint(snap)
     same_classes = parent is not None and list(parent.class_names) == p.class_names
     params = {

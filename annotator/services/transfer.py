@@ -38,6 +38,7 @@ def export_dataset(
     ``approved_only``, unreviewed images that have no boxes are left out (not labelled yet).
     """
     require(ctx, user, "annotator", "exporting a dataset")
+    from ..diskspace import files_size, require_space
     from ..formats import BoxTable, ExportImage, ZipSink
     from ..formats.coco import write_coco
     from ..formats.yolo import write_yolo
@@ -76,6 +77,9 @@ def export_dataset(
     ]
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = ctx.settings.exports_dir(p.id)
+    payload = (files_size(r.source for r in records) if include_images else 0) + 1024 * len(records) \
+        + 200 * len(table)
+    require_space(out_dir, payload, f"export {len(records)} images of {p.name!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
     zip_path = out_dir / f"{slug(p.name)}-{fmt}-{stamp}.zip"
     options = {"format": fmt, "datasets": list(datasets or []), "approved_only": bool(approved_only),
@@ -203,17 +207,22 @@ def analyze_labels(ctx: AppContext, ref, sources, fmt: str, user: str | None = N
 
 def import_labels(
     ctx: AppContext, ref, sources, fmt: str, dataset: str | None = None, mapping: dict | None = None,
-    add_new_classes: bool = False, approve: bool = False, user: str | None = None, progress=None,
+    add_new_classes: bool = False, approve: bool = False, replace: bool = False, user: str | None = None,
+    progress=None,
 ) -> dict:
     """Bring a dataset labelled elsewhere into the project: its images (as an upload) and their boxes
     (source=import). Classes map by name (case-insensitive); ``mapping`` overrides rows (source name ->
     project class name, or None to drop); unmatched classes are added (``add_new_classes``) or dropped
-    and counted. Images a person approved or edited keep their boxes.
+    and counted. The imported boxes replace the machine's boxes of the images they label (counted in
+    ``replaced_machine``). Images a person approved or edited keep their boxes (``protected``), unless
+    ``replace``: then the import's labels replace theirs too (``replaced_protected``).
 
     Each image file is read once, by the upload: its image id and EXIF-corrected size come back with the
     upload's report, and the label readers take the size from there."""
-    require(ctx, user, "admin" if add_new_classes else "annotator",
-            "importing labels with new classes" if add_new_classes else "importing labels")
+    if add_new_classes or replace:  # changing the class table, or overwriting people's work in bulk
+        require(ctx, user, "admin", "importing labels with new classes" if add_new_classes
+                else "importing labels that replace people's boxes")
+    require(ctx, user, "annotator", "importing labels")
     p = project(ctx, ref)
     with _label_root(ctx, sources) as (root, default_name, extract_skipped):
         # COCO names its images (sizes included); a YOLO dataset is every image under its root, and its
@@ -293,7 +302,7 @@ def import_labels(
                 boxes.append(Box(*xyxy, class_idx=int(target), source="import", created_by=user))
                 per_class[p.class_names[target]] = per_class.get(p.class_names[target], 0) + 1
             items.append((img.id, boxes, rec.split))
-        saved = ctx.store.save_imported_labels(items, approve=approve, user=user)
+        saved = ctx.store.save_imported_labels(items, approve=approve, user=user, replace=bool(replace))
     skipped = [{"name": x.name, "reason": x.reason} for x in extract_skipped]
     if upload is not None:
         skipped += [{"name": x.name, "reason": x.reason} for x in upload.skipped
@@ -304,6 +313,7 @@ def import_labels(
         "duplicates": len(upload.duplicates) if upload else 0,
         "labelled_images": saved["images"], "boxes": saved["boxes"], "per_class": per_class,
         "negatives": sum(1 for _, b, _ in items if not b), "protected": saved["protected"],
+        "replaced_machine": saved["replaced_machine"], "replaced_protected": saved["replaced_protected"],
         "approved": saved["approved"], "added_classes": added_classes, "dropped_by_class": dropped,
         "problems": problems, "skipped": skipped,
     }

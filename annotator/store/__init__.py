@@ -165,13 +165,18 @@ class Store(
         return [r[0] for r in out]
 
     @staticmethod
-    def _bump(cur, project_id: int | None = None, image_ids: Sequence[int] | None = None) -> None:
-        """Advance the revision of the project (or of the projects of these images): its data changed."""
+    def _bump(cur, project_id: int | None = None, image_ids: Sequence[int] | None = None) -> int | None:
+        """Advance the revision of the project (or of the projects of these images): its data changed.
+        Returns the project's new revision when ``project_id`` is given."""
+        revision = None
         if project_id is not None:
-            cur.execute("UPDATE projects SET revision = revision + 1 WHERE id = ?", [project_id])
+            row = cur.execute("UPDATE projects SET revision = revision + 1 WHERE id = ? RETURNING revision",
+                              [project_id]).fetchone()
+            revision = int(row[0]) if row else None
         if image_ids:
             cur.execute("UPDATE projects SET revision = revision + 1 WHERE id IN (SELECT DISTINCT project_id "
                         "FROM images WHERE id IN (SELECT unnest(?::BIGINT[])))", [[int(i) for i in image_ids]])
+        return revision
 
     # --- migrations --------------------------------------------------------------------------------
     def migrate(self) -> int:

@@ -34,16 +34,23 @@ class ProjectsMixin:
             classes=tuple(ClassDef(int(i), n) for i, n in classes),
         )
 
-    def get_project(self, project_id: int) -> Project:
-        row = self._one("SELECT id, name, description, created_at FROM projects WHERE id = ?", [project_id])
+    # Two plain queries per lookup (every API call resolves its project, the editor's saves among them): a
+    # join with list() aggregates costs more in DuckDB than the second round trip.
+    def _project_where(self, where: str, params: list) -> Project | None:
+        row = self._one(f"SELECT id, name, description, created_at FROM projects WHERE {where}", params)
         if row is None:
-            raise NotFound(f"No project with id {project_id}")
-        classes = self._all("SELECT idx, name FROM classes WHERE project_id = ? ORDER BY idx", [project_id])
+            return None
+        classes = self._all("SELECT idx, name FROM classes WHERE project_id = ? ORDER BY idx", [int(row[0])])
         return self._project_row_to_obj(row, classes)
 
+    def get_project(self, project_id: int) -> Project:
+        found = self._project_where("id = ?", [project_id])
+        if found is None:
+            raise NotFound(f"No project with id {project_id}")
+        return found
+
     def find_project(self, name: str) -> Project | None:
-        row = self._one("SELECT id FROM projects WHERE lower(name) = lower(?)", [name.strip()])
-        return None if row is None else self.get_project(int(row[0]))
+        return self._project_where("lower(name) = lower(?)", [name.strip()])
 
     def list_projects(self) -> list[ProjectSummary]:
         rows = self._all(

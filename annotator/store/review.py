@@ -105,8 +105,9 @@ class ReviewMixin:
         at ``expected_version``; returns the new version. A newer change by anyone (a person in another tab,
         a review, a job, an import) raises Conflict naming who and when, and nothing is written. A given box
         equal to a stored box of this image with its ``id`` keeps that row (and its id); the rest are new.
-        With ``return_ids``: (new version, the stored id of each given box in order), or (version, None)
-        when more than a few boxes were new (a bulk insert does not promise the order of its ids)."""
+        With ``return_ids``: (new version, the stored id of each given box in order, the project's revision
+        after the save); the ids are None when more than a few boxes were new (a bulk insert does not
+        promise the order of its ids)."""
         now = utcnow()
         with self.transaction() as cur:
             project_id = self._check_version(cur, image_id, expected_version, "Your boxes were")
@@ -132,8 +133,8 @@ class ReviewMixin:
             ids = [i if i is not None else int(next(new_ids)) for i in ids] if len(new) <= _SMALL_INSERT else None
             cur.execute("UPDATE images SET version = version + 1, edited_by = ?, edited_at = ?, changed_by = ?, "
                         "changed_at = ? WHERE id = ?", [user, now, user, now, image_id])
-            self._bump(cur, project_id)
-        return (int(expected_version) + 1, ids) if return_ids else int(expected_version) + 1
+            revision = self._bump(cur, project_id)
+        return (int(expected_version) + 1, ids, revision) if return_ids else int(expected_version) + 1
 
     SORTS = ("upload", "uncertain")
 

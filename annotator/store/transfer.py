@@ -80,21 +80,30 @@ class TransferMixin:
         return out
 
     def save_imported_labels(self, items: Sequence[tuple[int, Sequence[Box], str | None]], approve: bool,
-                             user: str | None) -> dict[str, int]:
-        """(image id, boxes, split) from an import, in ONE transaction: replaces earlier imported boxes,
-        fills the split only where none is stored, optionally approves. Images a person approved or
-        edited are left alone and counted as protected."""
+                             user: str | None, replace: bool = False) -> dict[str, int]:
+        """(image id, boxes, split) from an import, in ONE transaction: the imported boxes become the image's
+        labels (earlier imported boxes and the machine's boxes go: approving an import must not approve the
+        model's guesses beside it), fills the split only where none is stored, optionally approves. Images
+        a person approved or edited are left alone and counted as protected, unless ``replace`` (then every
+        box of theirs goes too, and they count as ``replaced_protected``). ``replaced_machine``: machine
+        boxes removed."""
         ids = [int(i) for i, _, _ in items]
-        counts = {"images": 0, "boxes": 0, "protected": 0, "approved": 0}
+        counts = {"images": 0, "boxes": 0, "protected": 0, "approved": 0, "replaced_machine": 0,
+                  "replaced_protected": 0}
         if not ids:
             return counts
         now = utcnow()
         with self.transaction() as cur:
-            protected = self._protected(cur, ids)
+            protected = set() if replace else self._protected(cur, ids)
+            if replace:
+                counts["replaced_protected"] = len(self._protected(cur, ids))
             writable = [i for i in ids if i not in protected]
             if writable:
-                cur.execute("DELETE FROM boxes WHERE source = 'import' AND image_id IN (SELECT unnest(?::BIGINT[]))",
-                            [writable])
+                counts["replaced_machine"] = len(cur.execute(
+                    "DELETE FROM boxes WHERE source = 'model' AND image_id IN (SELECT unnest(?::BIGINT[])) "
+                    "RETURNING id", [writable]).fetchall())
+                gone = "" if replace else "source = 'import' AND "
+                cur.execute(f"DELETE FROM boxes WHERE {gone}image_id IN (SELECT unnest(?::BIGINT[]))", [writable])
                 cur.execute("UPDATE images SET version = version + 1, changed_by = ?, changed_at = ? "
                             "WHERE id IN (SELECT unnest(?::BIGINT[]))", [f"an import by {user or 'local'}", now,
                                                                          writable])

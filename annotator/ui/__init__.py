@@ -20,6 +20,7 @@ from .tab_export import build_export_tab
 from .tab_projects import build_projects_tab, render_picker
 from .tab_train import build_train_tab
 from .tab_upload import build_upload_tab
+from .uploads import install as _clean_failed_uploads
 
 TITLE = "Auto Annotator"
 CSS = """
@@ -74,6 +75,7 @@ POLL_JS = """async (project, tab, ...last) => {
 
 def build_app(services: Services) -> gr.Blocks:
     api = Api(services)
+    _clean_failed_uploads()  # a failed or abandoned upload removes its partial file at once
     # Gradio's cache (GRADIO_TEMP_DIR, inside the data folder) holds uploads and rendered files: files older
     # than a day are removed every hour. Stored images are served in place (static paths), never copied.
     with gr.Blocks(title=TITLE, delete_cache=(3600, 86400)) as demo:

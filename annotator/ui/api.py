@@ -28,7 +28,7 @@ import gradio as gr
 from gradio import FileData
 
 from ..services import Services
-from ..types import UserError, to_json
+from ..types import UserError, disk_problem, to_json
 from .common import user_errors, username
 
 # name -> (services domain, gr.api options), in definition order; filled by @endpoint
@@ -101,6 +101,20 @@ def _drop_uploads(files: list[tuple[Path, str]]) -> None:
                     p.parent.rmdir()
         except OSError:  # already gone, or in use: the hourly cache cleanup takes it
             continue
+
+
+@contextlib.contextmanager
+def _consuming(files: list[tuple[Path, str]]) -> Iterator[None]:
+    """Uploaded files used by the block: removed from Gradio's temp folder once it stored what they carried,
+    and also when it failed for lack of disk space (keeping them would keep the disk full; the message says
+    to upload again). Any other failure keeps them, so the same upload can be retried as it is."""
+    try:
+        yield
+    except Exception as e:
+        if disk_problem(e) is not None:
+            _drop_uploads(files)
+        raise
+    _drop_uploads(files)
 
 
 def _download(path: str | Path, name: str | None = None) -> dict:
@@ -194,9 +208,9 @@ class Api:
         """Upload zips or image files into a dataset (default: the zip's name). The report lists what was
         added, duplicates and skipped files with reasons."""
         files = _sources(sources)
-        report = self.services.images.add_images(project, files, dataset or None, user=username(request),
-                                                 progress=_progress.get())
-        _drop_uploads(files)
+        with _consuming(files):
+            report = self.services.images.add_images(project, files, dataset or None, user=username(request),
+                                                     progress=_progress.get())
         return to_json(report)
 
     @endpoint("images")
@@ -215,9 +229,9 @@ class Api:
         if not files:
             raise UserError("Choose a .pt file to upload")
         file, shown = files[0]
-        model = self.services.models.add_model(project, file, name or None, user=username(request),
-                                               display_name=shown)
-        _drop_uploads(files)  # registered: the registry holds its own copy
+        with _consuming(files):  # registered: the registry holds its own copy
+            model = self.services.models.add_model(project, file, name or None, user=username(request),
+                                                   display_name=shown)
         return to_json(model)
 
     @endpoint("models")
@@ -441,14 +455,15 @@ class Api:
     @endpoint("transfer", **_HEAVY)
     def import_labels(self, project: str, sources: list[FileData], fmt: str, dataset: str | None = None,
                       mapping: dict | None = None, add_new_classes: bool = False, approve: bool = False,
-                      request: gr.Request = None) -> dict:
+                      replace: bool = False, request: gr.Request = None) -> dict:
         """Import images labelled elsewhere (a YOLO or COCO zip). ``mapping``: source class -> project class
-        (null to drop); ``add_new_classes`` adds the unmatched ones."""
+        (null to drop); ``add_new_classes`` adds the unmatched ones. The imported boxes replace the machine's;
+        ``replace`` also replaces the boxes of images a person edited or approved."""
         files = _sources(sources)
-        report = self.services.transfer.import_labels(
-            project, files, fmt, dataset or None, mapping or None, bool(add_new_classes), bool(approve),
-            user=username(request), progress=_progress.get())
-        _drop_uploads(files)
+        with _consuming(files):
+            report = self.services.transfer.import_labels(
+                project, files, fmt, dataset or None, mapping or None, bool(add_new_classes), bool(approve),
+                bool(replace), user=username(request), progress=_progress.get())
         return to_json(report)
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import gradio as gr
 
 from ..services import Services
-from ..types import UserError
+from ..types import UserError, disk_problem
 
 if TYPE_CHECKING:
     from .api import Api
@@ -51,7 +51,9 @@ def username(request) -> str:
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Turn UserError into gr.Error so the browser shows the message and the API client gets it."""
+    """Turn UserError into gr.Error so the browser shows the message and the API client gets it; a full
+    disk or a read-only data folder becomes its message too (types.disk_problem), never Gradio's generic
+    "the upstream app raised an exception"."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -59,6 +61,11 @@ def user_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except UserError as e:
             raise gr.Error(html.escape(str(e), quote=False), print_exception=False) from None  # names are user input
+        except Exception as e:
+            problem = disk_problem(e)
+            if problem is None:
+                raise
+            raise gr.Error(html.escape(str(problem), quote=False), print_exception=False) from None
 
     return wrapper
 

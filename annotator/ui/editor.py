@@ -33,7 +33,7 @@ from urllib.parse import quote
 import gradio as gr
 
 from ..services import Services
-from ..types import REVIEW_STATES, Conflict, UserError
+from ..types import REVIEW_STATES, Conflict, UserError, disk_problem
 from .api import Api
 from .common import username
 
@@ -111,6 +111,10 @@ def _server_fn(name: str, fn):
         except UserError as e:
             return {"ok": False, "error": str(e)}
         except Exception as e:  # noqa: BLE001 - a page must never get a stack trace
+            problem = disk_problem(e)
+            if problem is not None:  # a full disk, a read-only data folder: said in words, nothing stored
+                log.warning("editor server function %s: %s", name, problem)
+                return {"ok": False, "error": str(problem)}
             log.exception("editor server function %s failed", name)
             return {"ok": False, "error": f"The app failed ({type(e).__name__}); its log has the details. "
                                           "Nothing else changed."}
@@ -238,7 +242,7 @@ class EditorFunctions:
                               boxes=req.get("boxes") or [], version=req.get("version"))
         stored = saved.pop("stored")
         return {"saved": saved, "version": saved["version"], "boxes": stored, "by": user, "project": name,
-                "revision": self.api.call("project_revision", project=name)}
+                "revision": saved.pop("revision")}
 
     def review(self, req: dict, user: str) -> dict:
         """Approve / reject / reset the image the reviewer saw at ``version``: its edits (``boxes``, when

@@ -84,8 +84,9 @@ def import_markdown(r: dict) -> str:
     per_class = ", ".join(f"{k}: {v}" for k, v in r["per_class"].items()) or "none"
     lines = [f"### Imported {r['boxes']} box(es) on {r['labelled_images']} image(s) ({r['format'].upper()})",
              f"{per_class} · {r['negatives']} negative(s) · {r['images_added']} new image(s), {r['duplicates']} "
-             f"already in the project · {r['approved']} approved · {r['protected']} left alone (a person got there "
-             "first)"]
+             f"already in the project · {r['approved']} approved · {r.get('replaced_machine', 0)} machine box(es) "
+             f"replaced · {r['protected']} left alone (a person got there first)"
+             + (f" · {r['replaced_protected']} labelled by a person replaced" if r.get("replaced_protected") else "")]
     if r["added_classes"]:
         lines.append("New classes: " + ", ".join(r["added_classes"]))
     if r["dropped_by_class"]:
@@ -179,6 +180,9 @@ def build_upload_tab(ctx: UIContext) -> None:
                 import_dataset = gr.Textbox(label="Dataset for the images (empty = the zip's name)")
                 add_new = gr.Checkbox(value=False, label="Add classes the project does not have yet")
                 approve = gr.Checkbox(value=False, label="Mark the imported images approved")
+                replace = gr.Checkbox(value=False, label="Also replace the boxes of images a person edited or "
+                                                         "approved (default: left alone; machine boxes are "
+                                                         "always replaced)")
                 with gr.Row():
                     analyze_btn = gr.Button("Check classes", elem_classes=["aa-needs-annotator"])
                     import_btn = gr.Button("Import", variant="primary", elem_classes=["aa-needs-annotator"])
@@ -217,11 +221,11 @@ def build_upload_tab(ctx: UIContext) -> None:
             return api.add_images(project=project_name, sources=files, dataset=dataset_name or None, request=request)
 
     def import_labels(project_name, files, fmt, dataset_name, table_value, add_new_classes, approve_them,
-                      request: gr.Request = None, progress=gr.Progress()):
+                      replace_them, request: gr.Request = None, progress=gr.Progress()):
         with reporting(progress, "Ingesting", "files"):
             return api.import_labels(project=project_name, sources=files, fmt=fmt, dataset=dataset_name or None,
                                      mapping=mapping_from_table(table_value), add_new_classes=add_new_classes,
-                                     approve=approve_them, request=request)
+                                     approve=approve_them, replace=replace_them, request=request)
 
     refresh_btn.click(listing, [project, filter_dataset, filter_status, page], gallery_json, **private).success(
         render_gallery, [gallery_json, filter_dataset], gallery_outputs, **private)
@@ -231,7 +235,7 @@ def build_upload_tab(ctx: UIContext) -> None:
                       analysis_json, **private).success(
         mapping_table, analysis_json, import_map, **private)
     imported = import_btn.click(import_labels, [project, import_files, import_fmt, import_dataset, import_map,
-                                                add_new, approve], import_json, **private,
+                                                add_new, approve, replace], import_json, **private,
                                 concurrency_limit=2, concurrency_id="import_labels")
     refresh(imported.success(import_markdown, import_json, import_report, **private))
     up = upload_btn.click(upload, [project, files, dataset], report_json, **private, concurrency_limit=2,

@@ -151,10 +151,16 @@ def test_models_and_annotate_wait_without_the_app(tmp_path):
     listed = run_cli(data, "models", "list", "Shapes").stdout
     assert "demo" in listed and added["sha256"][:12] in listed
 
+    queued = run_cli(data, "annotate", "Shapes", "--model", "demo", "--device", "cpu", "--json")
+    job = json.loads(queued.stdout)  # stdout stays the job's JSON; the note goes to stderr
+    assert job["status"] == "queued" and f"job {job['id']} stays queued until the app" in queued.stderr
+    assert "--wait" in queued.stderr
+    run_cli(data, "jobs", "cancel", str(job["id"]))
+
     done = run_cli(data, "annotate", "Shapes", "--model", "demo", "--device", "cpu", "--wait")
-    assert "job 1 succeeded: 5/5 images" in done.stderr
-    assert "Job 1 succeeded:" in done.stdout and "on 5 image(s)" in done.stdout
-    status = json.loads(run_cli(data, "jobs", "status", "1", "--json").stdout)
+    assert "job 2 succeeded: 5/5 images" in done.stderr
+    assert "Job 2 succeeded:" in done.stdout and "on 5 image(s)" in done.stdout
+    status = json.loads(run_cli(data, "jobs", "status", "2", "--json").stdout)
     assert status["status"] == "succeeded" and status["result"]["boxes"] > 0
 
     bad = tmp_path / "notes.pt"
@@ -270,3 +276,29 @@ def test_wait_says_the_app_stopped_instead_of_a_traceback():
     with pytest.raises(UserError, match=r"The app stopped answering \(ConnectError\); job 12 is still recorded as "
                                         r"running\..*annotator jobs resume 12"):
         cli._follow(None, DeadApp(), job, lambda j: "")
+
+
+def test_ingest_of_several_folders_makes_a_dataset_per_folder(tmp_path, monkeypatch, capsys):
+    """`ingest P north/ south/ a.jpg`: north and south each their own dataset (as --help says), the loose
+    file in one upload-<time> dataset; --dataset puts everything into one."""
+    from annotator import cli
+
+    monkeypatch.setenv("ANNOTATOR_DATA_DIR", str(tmp_path / "data"))
+    for name, seeds in (("north", (1, 2)), ("south", (3,))):
+        (tmp_path / name).mkdir()
+        for s in seeds:
+            (tmp_path / name / f"{name}{s}.jpg").write_bytes(jpeg_bytes(64, 48, seed=s))
+    (tmp_path / "loose.jpg").write_bytes(jpeg_bytes(64, 48, seed=4))
+    assert cli.main(["project", "create", "Cams", "--classes", "car"]) == 0
+    capsys.readouterr()
+    assert cli.main(["ingest", "Cams", str(tmp_path / "north"), str(tmp_path / "south"), str(tmp_path / "loose.jpg"),
+                     "--json"]) == 0
+    uploads = json.loads(capsys.readouterr().out)["uploads"]
+    assert [(u["dataset"], u["added"]) for u in uploads][:2] == [("north", 2), ("south", 1)]
+    assert uploads[2]["dataset"].startswith("upload-") and uploads[2]["added"] == 1
+    (tmp_path / "east").mkdir()
+    (tmp_path / "east" / "e.jpg").write_bytes(jpeg_bytes(64, 48, seed=5))
+    assert cli.main(["ingest", "Cams", str(tmp_path / "east"), str(tmp_path / "north"), "--dataset", "all",
+                     "--json"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert one["dataset"] == "all" and one["added"] == 1 and one["duplicates"] == 2

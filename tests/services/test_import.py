@@ -116,6 +116,38 @@ def test_roboflow_layout_and_protected_images(services, project, tmp_path):
     assert second["protected"] == 1 and services.ctx.store.boxes_for_image(protected.id) == before
 
 
+def test_an_import_replaces_the_machine_boxes_and_replace_overrides_protection(services, project, tmp_path):
+    """Importing true labels for auto-annotated images (and approving them) must not keep the model's boxes
+    beside them: they would become training data. A person's boxes stay unless ``replace``."""
+    from annotator.types import Box
+
+    a, b = imagegen.jpeg_bytes(64, 64, seed=6), imagegen.jpeg_bytes(64, 64, seed=7)
+    images = {"images/train/a.jpg": a, "images/train/b.jpg": b}
+    services.images.add_images(project, [_yolo_zip(tmp_path, {}, images, None)], dataset="labelled")
+    by_name = {i.rel_path.split("/")[-1]: i for i in services.images.list_images(project).images}
+    machine = [(by_name[n].id, Box(1, 1, 30, 30, 0, confidence=0.4, source="model", job_id=1))
+               for n in ("a.jpg", "a.jpg", "b.jpg")]
+    services.ctx.store.insert_boxes(machine)
+    human = services.review.load_image(project, by_name["b.jpg"].id)
+    services.review.save_image(project, by_name["b.jpg"].id, [{"class": "square", "x1": 5, "y1": 5, "x2": 20,
+                                                               "y2": 20}], human["version"], user="ann")
+    (tmp_path / "t").mkdir()
+    truth = _yolo_zip(tmp_path / "t", {"labels/train/a.txt": "1 0.5 0.5 0.5 0.5\n",
+                                       "labels/train/b.txt": "2 0.5 0.5 0.25 0.25\n"}, images,
+                      "names: [circle, square, triangle]\n")
+    r = services.transfer.import_labels(project, [truth], "yolo", dataset="labelled", approve=True)
+    assert r["replaced_machine"] == 2 and r["protected"] == 1 and r["replaced_protected"] == 0
+    a_boxes = services.ctx.store.boxes_for_image(by_name["a.jpg"].id)
+    assert [(x.source, x.class_idx) for x in a_boxes] == [("import", 1)]  # the truth only, approved
+    assert services.ctx.store.get_image(by_name["a.jpg"].id).status == "approved"
+    b_boxes = services.ctx.store.boxes_for_image(by_name["b.jpg"].id)
+    assert [x.source for x in b_boxes] == ["human"]  # the image a person saved: left as it is
+    r = services.transfer.import_labels(project, [truth], "yolo", dataset="labelled", replace=True)
+    assert r["replaced_protected"] == 2 and r["protected"] == 0  # b (saved) and a (approved by the import)
+    b_boxes = services.ctx.store.boxes_for_image(by_name["b.jpg"].id)
+    assert [(x.source, x.class_idx) for x in b_boxes] == [("import", 2)]
+
+
 def test_coco_refusals(services, project, tmp_path):
     broken = tmp_path / "broken.zip"
     with zipfile.ZipFile(broken, "w") as zf:

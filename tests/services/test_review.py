@@ -52,7 +52,9 @@ def test_save_coordinates_exact_for_large_small_portrait_landscape(services, pro
              {"class_idx": 2, "x1": -20, "y1": -5, "x2": 17.5, "y2": 13.25}]  # crosses the corner: clamped
     res = services.review.save_image(project, img.id, boxes, loaded["version"], user="ann")
     stored_now = res.pop("stored")
+    revision = res.pop("revision")
     assert res == {"id": img.id, "version": 1, "boxes": 2, "kept": 0, "human": 2, "dropped": []}
+    assert revision == services.review.project_revision(project)  # the revision this save moved it to
     assert stored_now == [services.review.load_image(project, img.id)["boxes"][k] for k in (0, 1)]  # no second read needed
     stored = sorted(services.ctx.store.boxes_for_image(img.id), key=lambda b: b.class_idx)
     assert [b.xyxy for b in stored] == [(0.25 * w, 0.5 * h, w - 0.5, h * 0.75), (0.0, 0.0, 17.5, 13.25)]

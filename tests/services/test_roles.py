@@ -61,6 +61,8 @@ def test_admin_only_writes_refuse_annotators_and_viewers(team):
         "starting an evaluation": lambda u: svc.training.start_evaluation(p, "m", user=u),
         "importing labels with new classes": lambda u: svc.transfer.import_labels(p, [], "yolo", add_new_classes=True,
                                                                                  user=u),
+        "importing labels that replace people's boxes": lambda u: svc.transfer.import_labels(p, [], "yolo",
+                                                                                            replace=True, user=u),
     }
     for doing, call in admin_only.items():
         for who, role in (("bob", "annotator"), ("cy", "viewer"), ("mallory", None)):

@@ -148,8 +148,11 @@ def test_cuda_out_of_memory_halves_the_batch_and_retries(services, tmp_path):
     payload = huey.dequeue().args[0]
     tried = []
 
+    nbs = []
+
     def flaky(base, args, callbacks):
         tried.append(args["batch"])
+        nbs.append(args["nbs"])
         if args["batch"] > 2:
             raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate 2.00 GiB (batch {args['batch']})")
         return ultralytics_train(base, args, callbacks)
@@ -157,6 +160,7 @@ def test_cuda_out_of_memory_halves_the_batch_and_retries(services, tmp_path):
     channel = JobChannel(huey, job.id, 0)
     assert run_training(channel, payload, train_fn=flaky) == "succeeded"
     assert tried == [8, 4, 2]
+    assert nbs == [8, 8, 8]  # a step per batch of 8 (not ultralytics' 64: 9 images made one step per epoch)
     logs = []
     while (line := channel.pop_log(len(logs))) is not None:
         logs.append(line)
@@ -252,3 +256,11 @@ def test_onnx_export_check_exports_a_valid_model_or_says_why(tmp_path, monkeypat
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnx" else real(n, *a))
     missing = onnx_check(weights, 64, tmp_path / "other")
     assert missing["ok"] is False and "onnx package is not installed" in missing["detail"]
+
+
+def test_nominal_batch_gives_small_sets_enough_optimizer_steps():
+    from jobs.train import nominal_batch
+
+    assert nominal_batch(16, 60) == 16  # a fixed batch: one optimizer step per batch
+    assert nominal_batch(-1, 60) == 15  # automatic batch: a step at least every quarter of the set
+    assert nominal_batch(-1, 10_000) == 64 and nominal_batch(-1, 2) == 1

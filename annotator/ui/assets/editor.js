@@ -87,7 +87,7 @@ async function call(name, req) {
   let r;
   try { r = await server[name](req); } catch (e) { r = undefined; }
   if (name === 'aa_save' || name === 'aa_review') {
-    S.timings.push({ op: name.slice(3), ms: performance.now() - t0 });
+    S.timings.push({ op: name.slice(3), ms: performance.now() - t0, at: t0 });
     // A write answers with the project's revision after it: when that is the very next one, nothing but
     // this write happened since the page caught up, and its answer already says what changed.
     if (r && r.ok && r.project === S.project && S.knownRev !== null && r.revision === S.knownRev + 1) S.knownRev = r.revision;

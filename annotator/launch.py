@@ -102,6 +102,20 @@ def ensure_first_admin(settings: Settings, out=None) -> Settings:
     return replace(settings, users=Users(read_users_file(settings.users_path)))
 
 
+def log_to_stderr() -> None:
+    """The app's own log lines (who changed a class or deleted a project, refused actions, sign-in failures,
+    users-file reloads) on stderr, timestamped, unless the embedding program configured logging itself."""
+    import logging
+
+    ours = logging.getLogger("annotator")
+    if ours.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+
+
 def prepare_launch(settings: Settings, out=None) -> Settings:
     """Before anything starts: the first-start admin (when configured), then the checks that refuse an unsafe
     or impossible launch (a public address or --share without login, a bad port)."""
@@ -113,6 +127,8 @@ def prepare_launch(settings: Settings, out=None) -> Settings:
 def start(settings: Settings, *, block: bool = True, quiet: bool = False) -> RunningApp:
     """Launch the app. With ``block=False`` it returns once the server is up (tests, embedding)."""
     settings = prepare_launch(settings)
+    if block:  # the real server (tests and embedders that launch with block=False keep their logging)
+        log_to_stderr()
     settings.prepare()  # before importing gradio: it reads GRADIO_TEMP_DIR at import time
     if not _port_free(settings.host, settings.port):
         raise UserError(

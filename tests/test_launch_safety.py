@@ -65,3 +65,17 @@ def test_without_first_admin_a_public_address_still_needs_login(tmp_path):
         prepare_launch(settings, io.StringIO())
     assert not (tmp_path / "data" / "users.txt").exists()
     prepare_launch(settings.with_overrides(allow_anonymous=True), io.StringIO())
+
+
+def test_the_served_app_logs_who_changed_what_on_stderr(monkeypatch, capsys):
+    import logging
+
+    from annotator.launch import log_to_stderr
+
+    ours, root = logging.getLogger("annotator"), logging.getLogger()
+    monkeypatch.setattr(ours, "handlers", [])
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(ours, "level", ours.level)
+    log_to_stderr()
+    logging.getLogger("annotator.audit").info("%s: deleted project %r", "ann", "Yard")
+    assert "annotator.audit INFO ann: deleted project 'Yard'" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 # One container that is the whole product: the app (and, from the jobs issue on, its local worker).
 #   docker build -t auto-annotator .
 #   docker run --gpus all -p 7860:7860 -v "$PWD/data:/app/data" auto-annotator
+#   docker logs <container>   # the first start prints the password of the user "admin" it created
 # PyPI's Linux torch wheels are CUDA builds: with --gpus all (NVIDIA Container Toolkit) they use the GPU.
 FROM python:3.11-slim
 
@@ -10,7 +11,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     ANNOTATOR_DATA_DIR=/app/data \
     ANNOTATOR_HOST=0.0.0.0 \
-    ANNOTATOR_PORT=7860
+    ANNOTATOR_PORT=7860 \
+    ANNOTATOR_FIRST_ADMIN=1
+# ANNOTATOR_FIRST_ADMIN: it listens on every interface, so it never runs without login. On the first start
+# with no user configured it creates "admin" with a random password in /app/data/users.txt (only the hash)
+# and prints the password once in the log.
 
 # OpenCV (pulled in by ultralytics) needs libGL and glib; DejaVu stands in for ultralytics' Arial.
 RUN apt-get update \

@@ -22,6 +22,7 @@ from typing import Iterator
 
 from .settings import Settings
 from .types import API_ALIASES, StoreBusy, UserError, disk_problem, to_json
+from .users import ROLES
 
 
 # --- the backend: the services in this process, or the running app's API, under the same names ---------------
@@ -39,15 +40,16 @@ class Backend:
     @classmethod
     def local(cls, settings: Settings) -> "Backend":
         from .services import Services
+        from .users import Users
 
-        return cls(services=Services.open(settings))
+        # Holding the database lock means holding the data folder's files: the CLI here acts as an admin.
+        return cls(services=Services.open(settings, users=Users()))
 
     @classmethod
     def remote(cls, url: str, settings: Settings) -> "Backend":
         from gradio_client import Client
 
-        auth = settings.auth[0] if settings.auth else None
-        return cls(client=Client(url, auth=auth, verbose=False), url=url)
+        return cls(client=Client(url, auth=cli_credentials(settings), verbose=False), url=url)
 
     def close(self) -> None:
         (self.services or self.client).close()
@@ -92,6 +94,28 @@ class Backend:
         from .launch import start_jobs
 
         return start_jobs(self.services, self.services.settings.local_worker)
+
+
+def cli_credentials(settings: Settings, env=None, tty: bool | None = None) -> tuple[str, str] | None:
+    """Who the CLI signs in as when it goes through the running app (it then acts with that user's role):
+    ANNOTATOR_CLI_USER + ANNOTATOR_CLI_PASSWORD, else the first ANNOTATOR_AUTH user, else (login configured,
+    a terminal) a prompt; None when the app runs without login."""
+    import getpass
+
+    env = os.environ if env is None else env
+    user, password = env.get("ANNOTATOR_CLI_USER"), env.get("ANNOTATOR_CLI_PASSWORD")
+    if user and password is not None:
+        return user, password
+    if settings.auth and not user:
+        return settings.auth[0]
+    if not settings.users and not user:
+        return None
+    tty = sys.stdin.isatty() if tty is None else tty
+    if not tty:
+        raise UserError("The running app has login: set ANNOTATOR_CLI_USER and ANNOTATOR_CLI_PASSWORD (or "
+                        "ANNOTATOR_AUTH=user:password) for the CLI to sign in")
+    user = user or input("Auto Annotator user: ").strip()
+    return user, getpass.getpass(f"Password for {user}: ")
 
 
 def _progress_line(done: int, total: int, name: str) -> None:
@@ -492,6 +516,49 @@ def cmd_evaluate(args, settings: Settings) -> int:
     return 0 if job["status"] == "succeeded" else 1
 
 
+def _read_password(prompt_name: str) -> str:
+    """From a terminal: asked twice, hidden. Otherwise: the first line of stdin (scripts, Docker exec -i)."""
+    import getpass
+
+    if sys.stdin.isatty():
+        first = getpass.getpass(f"Password for {prompt_name}: ")
+        if first != getpass.getpass("Again: "):
+            raise UserError("The two passwords differ; nothing was changed")
+        password = first
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise UserError("The password is empty; nothing was changed")
+    return password
+
+
+def cmd_users(args, settings: Settings) -> int:
+    from .users import read_users_file, remove_user, upsert_user
+
+    path = settings.users_path
+    if args.users_command == "add":
+        user = upsert_user(path, args.name, _read_password(args.name), args.role, update=args.update)
+        _print(args, {"name": user.name, "role": user.role, "file": str(path)},
+               f"{'Updated' if args.update else 'Added'} {user.name} ({user.role}) in {path}. An app started with "
+               "login applies it at the next sign-in; one started without login needs a restart.")
+    elif args.users_command == "remove":
+        remove_user(path, args.name)
+        _print(args, {"removed": args.name, "file": str(path)}, f"Removed {args.name} from {path}")
+    else:
+        users = read_users_file(path) if path.exists() else []
+        rows = [{"name": u.name, "role": u.role, "hashed": u.password_hash is not None} for u in users]
+        from .settings import parse_auth
+
+        env_auth = parse_auth(os.environ.get("ANNOTATOR_AUTH") or "", "ANNOTATOR_AUTH")
+        env_users = [{"name": n, "role": "admin", "hashed": False, "from": "ANNOTATOR_AUTH"} for n, _ in env_auth]
+        lines = [f"{r['name']:<24} {r['role']:<10}{'' if r['hashed'] else ' (plain-text password: set it again)'}"
+                 for r in rows] + [f"{r['name']:<24} admin      (ANNOTATOR_AUTH)" for r in env_users]
+        _print(args, rows + env_users, "\n".join(lines) if lines else
+               f"No users in {path}: the app runs without login (loopback only). "
+               "Add one: annotator users add NAME --role admin")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -618,6 +685,21 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--wait", action="store_true", help="print progress until the job ends")
     ev.set_defaults(func=cmd_evaluate)
 
+    users = sub.add_parser("users", help="who may sign in, with which role (the users file)")
+    usub = users.add_subparsers(dest="users_command", required=True)
+    uadd = usub.add_parser("add", parents=[common], help="add a user (password: prompted, or stdin's first line)")
+    uadd.add_argument("name")
+    uadd.add_argument("--role", choices=ROLES, default="annotator",
+                      help="viewer: reads; annotator: also uploads, reviews, auto-annotates, exports; "
+                           "admin: also projects, classes, models, splits, training (default: annotator)")
+    uadd.add_argument("--update", action="store_true", help="change an existing user's password and role")
+    uadd.set_defaults(func=cmd_users)
+    ulist = usub.add_parser("list", parents=[common], help="list the users and their roles")
+    ulist.set_defaults(func=cmd_users)
+    urm = usub.add_parser("remove", parents=[common], help="remove a user")
+    urm.add_argument("name")
+    urm.set_defaults(func=cmd_users)
+
     jobs_p = sub.add_parser("jobs", help="a job's status, or cancel / resume it")
     jobs_p.add_argument("action", choices=["status", "cancel", "resume"])
     jobs_p.add_argument("job_id", type=int)
@@ -642,7 +724,7 @@ def main(argv: list[str] | None = None) -> int:
     global _STDOUT
     _STDOUT = sys.stdout
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(load_users=args.func not in (cmd_users, cmd_worker))  # neither needs logins
         if args.func is cmd_serve or args.func is cmd_worker:
             return args.func(args, settings)
         # ultralytics prints a banner on its first import, gradio_client its progress: keep --json clean.

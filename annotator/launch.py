@@ -11,14 +11,17 @@ import gc
 import json
 import os
 import signal
+import secrets
 import socket
+import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .login import LoginThrottle
 from .settings import Settings
 from .types import UserError
+from .users import Users, read_users_file, upsert_user
 
 
 @dataclass
@@ -77,9 +80,55 @@ def start_jobs(services, local_worker: bool, interval: float = 0.5):
     return JobMonitor(services.ctx, interval=interval, worker=worker).start()
 
 
+FIRST_ADMIN = "admin"
+
+
+def ensure_first_admin(settings: Settings, out=None) -> Settings:
+    """With ``ANNOTATOR_FIRST_ADMIN=1`` (the Docker image) and no user configured anywhere, on the first
+    start: create the user ``admin`` with a random password in the users file (only its hash is stored) and
+    print the password once, in a box, like a notebook server's token. Later starts find the file (or the
+    users) and print nothing secret. Returns the settings with the users as they are now."""
+    if not settings.first_admin or settings.users or settings.users_path.exists():
+        return settings
+    out = out if out is not None else sys.stdout
+    password = secrets.token_urlsafe(12)
+    upsert_user(settings.users_path, FIRST_ADMIN, password, "admin")
+    lines = [f"Auto Annotator: first start, created user {FIRST_ADMIN} with password {password}",
+             f"(only its hash is stored, in {settings.users_path}; this is the only time it is shown)",
+             f"Change it with: annotator users add {FIRST_ADMIN} --update"]
+    width = max(len(line) for line in lines)
+    box = ["+" + "-" * (width + 2) + "+", *(f"| {line:<{width}} |" for line in lines), "+" + "-" * (width + 2) + "+"]
+    print("\n".join(box), file=out, flush=True)
+    return replace(settings, users=Users(read_users_file(settings.users_path)))
+
+
+def log_to_stderr() -> None:
+    """The app's own log lines (who changed a class or deleted a project, refused actions, sign-in failures,
+    users-file reloads) on stderr, timestamped, unless the embedding program configured logging itself."""
+    import logging
+
+    ours = logging.getLogger("annotator")
+    if ours.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+
+
+def prepare_launch(settings: Settings, out=None) -> Settings:
+    """Before anything starts: the first-start admin (when configured), then the checks that refuse an unsafe
+    or impossible launch (a public address or --share without login, a bad port)."""
+    settings = ensure_first_admin(settings, out)
+    settings.validate_launch()
+    return settings
+
+
 def start(settings: Settings, *, block: bool = True, quiet: bool = False) -> RunningApp:
     """Launch the app. With ``block=False`` it returns once the server is up (tests, embedding)."""
-    settings.validate_launch()
+    settings = prepare_launch(settings)
+    if block:  # the real server (tests and embedders that launch with block=False keep their logging)
+        log_to_stderr()
     settings.prepare()  # before importing gradio: it reads GRADIO_TEMP_DIR at import time
     if not _port_free(settings.host, settings.port):
         raise UserError(
@@ -123,8 +172,9 @@ def start(settings: Settings, *, block: bool = True, quiet: bool = False) -> Run
             server_name=settings.host,
             server_port=settings.port,
             share=settings.share,
-            auth=LoginThrottle(settings.auth).check if settings.auth else None,  # a coroutine function
-            auth_message="Auto Annotator: sign in" if settings.auth else None,
+            # a coroutine function; it checks the users file as it is at each sign-in
+            auth=LoginThrottle(services.ctx.users_source).check if settings.users else None,
+            auth_message="Auto Annotator: sign in" if settings.users else None,
             prevent_thread_lock=not block,
             quiet=quiet,
             theme=gr.themes.Soft(),

@@ -1,5 +1,9 @@
 """Sign-in for the Gradio app: the configured users' passwords, checked with a throttle.
 
+Passwords are checked by ``users.Users.verify``: the stored scrypt hash (or a plain ``ANNOTATOR_AUTH``
+password) compared in constant time, and a dummy hash computed for an unknown name, so the answer's timing
+does not tell which names exist. The hash runs in a thread: the server keeps serving while it does.
+
 Gradio calls ``LoginThrottle.check`` (its ``auth=`` callable: a coroutine FUNCTION, which Gradio awaits on
 the server's event loop; an object with an async ``__call__`` would not be awaited, and the coroutine it
 returned would count as a yes) with the typed name and password. After ``FREE_FAILURES`` failed sign-ins for a user name, or from one client address, each
@@ -13,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import sys
 import time
 from typing import Awaitable, Callable, Sequence
+
+from .users import User, Users, UsersFile
 
 log = logging.getLogger("annotator.login")
 
@@ -48,11 +53,14 @@ def _client_address() -> str | None:
 
 
 class LoginThrottle:
-    """(user, password) pairs with the throttle the module doc describes; ``check`` is Gradio's ``auth=``."""
+    """The users (a ``Users``, or plain (user, password) pairs) with the throttle the module doc describes;
+    ``check`` is Gradio's ``auth=``."""
 
-    def __init__(self, users: Sequence[tuple[str, str]], *, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, users: Users | UsersFile | Sequence[tuple[str, str]], *, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable] = asyncio.sleep):
-        self.users = dict(users)
+        if not isinstance(users, (Users, UsersFile)):
+            users = Users(User(u, "admin", plain=p, origin="login") for u, p in users)
+        self.users = users
         self._clock = clock
         self._sleep = sleep
         self._failures: dict[tuple[str, str], tuple[int, float]] = {}  # key -> (count, last failure)
@@ -82,10 +90,8 @@ class LoginThrottle:
             log.warning("sign-in for %r from %s: %d failed attempt(s) before, waiting %.0f s", username,
                         dict(keys).get("address", "?"), max(self.failures(k) for k in keys), wait)
             await self._sleep(wait)
-        expected = self.users.get(username)
-        # Compared whether or not the name exists: the answer's timing does not tell which names do.
-        same = secrets.compare_digest(password.encode(), (expected if expected is not None else "\0").encode())
-        ok = expected is not None and same
+        # Hashed whether or not the name exists: the answer's timing does not tell which names do.
+        ok = await asyncio.to_thread(self.users.current().verify, username or "", password or "")
         if ok:
             self._failures.pop(keys[0], None)
             return True

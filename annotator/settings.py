@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .types import UserError, set_data_folder
+from .users import User, Users, read_users_file
 
 DEFAULT_PORT = 7860
 
@@ -60,13 +61,30 @@ def parse_auth(text: str, origin: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable only from this machine: 127.0.0.0/8, ::1, localhost."""
+    import ipaddress
+
+    h = (host or "").strip().strip("[]").lower()
+    if h == "localhost" or h.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     share: bool = False
-    auth: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # Who may sign in (ANNOTATOR_AUTH, the users file); empty: no login, and everyone acting is an admin.
+    users: Users = field(default_factory=Users, repr=False, compare=False)
+    users_file: Path | None = None  # ANNOTATOR_USERS_FILE; None: <data>/users.txt (read when it exists)
+    allow_anonymous: bool = False  # serve on a non-loopback address without login
+    first_admin: bool = False  # on a first start without users, create "admin" with a random password
     device: str = "auto"
     # Ingest limits: every one names its environment variable in the error a user sees.
     max_image_pixels: int = 178_956_970  # PIL's own hard limit (2x its warning threshold)
@@ -84,24 +102,34 @@ class Settings:
 
     # --- construction -------------------------------------------------------------------------------
     @classmethod
-    def from_env(cls, env=None) -> "Settings":
+    def from_env(cls, env=None, *, load_users: bool = True) -> "Settings":
+        """``load_users=False`` reads no users (``annotator users``, which edits the file, must work on a
+        missing or broken one)."""
         env = os.environ if env is None else env
-        auth: tuple[tuple[str, str], ...] = ()
+        data_dir = Path(env.get("ANNOTATOR_DATA_DIR") or "data").expanduser().resolve()
+        users: list[User] = []
         if env.get("ANNOTATOR_AUTH"):
-            auth = parse_auth(env["ANNOTATOR_AUTH"], "ANNOTATOR_AUTH")
-        users_file = env.get("ANNOTATOR_USERS_FILE")
-        if users_file:
-            path = Path(users_file).expanduser()
-            if not path.is_file():
-                raise UserError(f"ANNOTATOR_USERS_FILE={users_file!r}: no such file")
-            auth = auth + parse_auth(path.read_text(encoding="utf-8"), f"users file {path}")
-            parse_auth(",".join(f"{u}:{p}" for u, p in auth), "ANNOTATOR_AUTH + ANNOTATOR_USERS_FILE")
+            users += [User(u, "admin", plain=p, origin="ANNOTATOR_AUTH")
+                      for u, p in parse_auth(env["ANNOTATOR_AUTH"], "ANNOTATOR_AUTH")]
+        users_file = (env.get("ANNOTATOR_USERS_FILE") or "").strip()
+        path = Path(users_file).expanduser() if users_file else data_dir / "users.txt"
+        if users_file and not path.is_file() and load_users:
+            raise UserError(f"ANNOTATOR_USERS_FILE={users_file!r}: no such file")
+        if path.is_file() and load_users:
+            from_file = read_users_file(path)
+            twice = sorted({u.name for u in users} & {u.name for u in from_file})
+            if twice:
+                raise UserError(f"ANNOTATOR_AUTH + users file {path}: user(s) listed twice: {', '.join(twice)}")
+            users += from_file
         return cls(
-            data_dir=Path(env.get("ANNOTATOR_DATA_DIR") or "data").expanduser().resolve(),
+            data_dir=data_dir,
             host=env.get("ANNOTATOR_HOST") or "127.0.0.1",
             port=_env_int(env, "ANNOTATOR_PORT", DEFAULT_PORT, minimum=1),
             share=_env_bool(env, "ANNOTATOR_SHARE", False),
-            auth=auth,
+            users=Users(users),
+            users_file=path if users_file else None,
+            allow_anonymous=_env_bool(env, "ANNOTATOR_ALLOW_ANONYMOUS", False),
+            first_admin=_env_bool(env, "ANNOTATOR_FIRST_ADMIN", False),
             device=(env.get("ANNOTATOR_DEVICE") or "auto").strip(),
             max_image_pixels=_env_int(env, "ANNOTATOR_MAX_IMAGE_PIXELS", cls.max_image_pixels, 1),
             max_file_bytes=_env_int(env, "ANNOTATOR_MAX_FILE_BYTES", cls.max_file_bytes, 1),
@@ -116,16 +144,35 @@ class Settings:
             trust_all_checkpoints=_env_bool(env, "ANNOTATOR_TRUST_ALL_CHECKPOINTS", False),
         )
 
+    @property
+    def auth(self) -> tuple[tuple[str, str], ...]:
+        """(user, password) of the users configured with a plain-text password (ANNOTATOR_AUTH, old-style
+        users-file lines): the CLI signs in to the running app as the first of them."""
+        return self.users.plain_pairs()
+
+    @property
+    def users_path(self) -> Path:
+        """The users file: ANNOTATOR_USERS_FILE, else ``<data>/users.txt`` (read when it exists)."""
+        return self.users_file or self.data_dir / "users.txt"
+
     def with_overrides(self, **kw) -> "Settings":
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
 
     def validate_launch(self) -> None:
         if not (1 <= self.port <= 65535):
             raise UserError(f"port {self.port} is out of range 1-65535")
-        if self.share and not self.auth:
+        if self.share and not self.users:
             raise UserError(
                 "--share publishes the app on a public Gradio link; refusing to start without login. "
-                "Set ANNOTATOR_AUTH='user:password' or ANNOTATOR_USERS_FILE=path (one user:password per line)."
+                "Add a user (annotator users add NAME --role admin), or set ANNOTATOR_AUTH='user:password' or "
+                "ANNOTATOR_USERS_FILE=path."
+            )
+        if not self.users and not self.allow_anonymous and not is_loopback(self.host):
+            raise UserError(
+                f"ANNOTATOR_HOST={self.host} makes the app reachable from other machines, and no login is "
+                "configured: refusing to start. Add a user (annotator users add NAME --role admin, or "
+                "ANNOTATOR_AUTH='user:password' / ANNOTATOR_USERS_FILE=path), or serve on 127.0.0.1, or set "
+                "ANNOTATOR_ALLOW_ANONYMOUS=1 if everyone who can reach it may do everything."
             )
 
     # --- paths ----------------------------------------------------------------------------------------

@@ -52,6 +52,17 @@ class Conflict(UserError):
                 "changed_at": self.changed_at.isoformat(timespec="seconds") if self.changed_at else None}
 
 
+class Forbidden(UserError):
+    """The acting user's role does not allow this ("deleting a project needs the admin role; alice is an
+    annotator"). ``needed``: the role it needs; ``role``: the user's (None for a name the app does not know)."""
+
+    def __init__(self, message: str, user: str | None = None, needed: str | None = None, role: str | None = None):
+        super().__init__(message)
+        self.user = user
+        self.needed = needed
+        self.role = role
+
+
 class DiskProblem(UserError):
     """The data folder's disk is full or cannot be written (read-only, no permission): said in words, with
     the folder and its free space, instead of a stack trace. Whatever failed wrote nothing lasting."""

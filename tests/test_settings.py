@@ -106,12 +106,12 @@ def test_auth_from_env_and_users_file(tmp_path):
     assert "c-pass" not in repr(s), "passwords must not show in repr"
 
 
-def test_users_file_bad_line_names_file_and_entry(tmp_path):
+def test_users_file_bad_line_names_file_and_line(tmp_path):
     users = tmp_path / "users.txt"
     users.write_text("carol:c\njustaname\n", encoding="utf-8")
     with pytest.raises(UserError) as e:
         Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path), "ANNOTATOR_USERS_FILE": str(users)})
-    assert str(users) in str(e.value) and "entry 2" in str(e.value) and "justaname" in str(e.value)
+    assert str(users) in str(e.value) and "line 2" in str(e.value) and "justaname" in str(e.value)
 
 
 def test_users_file_missing(tmp_path):
@@ -132,6 +132,24 @@ def test_validate_launch_refuses_share_without_auth(tmp_path):
     with pytest.raises(UserError, match="ANNOTATOR_AUTH"):
         s.validate_launch()
     Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path)}).validate_launch()  # no share: fine
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "example.org"])
+def test_validate_launch_refuses_a_public_address_without_login(tmp_path, host):
+    s = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path), "ANNOTATOR_HOST": host})
+    with pytest.raises(UserError) as e:
+        s.validate_launch()
+    assert f"ANNOTATOR_HOST={host}" in str(e.value) and "ANNOTATOR_ALLOW_ANONYMOUS=1" in str(e.value)
+    assert "annotator users add" in str(e.value)
+    Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path), "ANNOTATOR_HOST": host,
+                       "ANNOTATOR_ALLOW_ANONYMOUS": "1"}).validate_launch()
+    Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path), "ANNOTATOR_HOST": host,
+                       "ANNOTATOR_AUTH": "ann:secret"}).validate_launch()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.3.2.1", "::1", "localhost", "[::1]"])
+def test_validate_launch_allows_loopback_without_login(tmp_path, host):
+    Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path), "ANNOTATOR_HOST": host}).validate_launch()
 
 
 def test_validate_launch_port_range(tmp_path):

@@ -14,11 +14,13 @@ from types import ModuleType
 
 from ..settings import Settings
 from ..store import Store
-from . import annotation, images, jobs, models, projects, review, snapshot, splits, training, transfer
+from ..users import Users
+from . import annotation, images, jobs, models, projects, review, snapshot, splits, training, transfer, users
 from .context import AppContext
 
 DOMAINS = {"projects": projects, "images": images, "models": models, "annotation": annotation, "jobs": jobs,
-           "review": review, "splits": splits, "training": training, "transfer": transfer, "snapshot": snapshot}
+           "review": review, "splits": splits, "training": training, "transfer": transfer, "snapshot": snapshot,
+           "users": users}
 
 
 class Domain:
@@ -63,6 +65,7 @@ class Services:
     training: Domain
     transfer: Domain
     snapshot: Domain
+    users: Domain
 
     def __init__(self, ctx: AppContext):
         self.ctx = ctx
@@ -74,10 +77,12 @@ class Services:
         return self.ctx.settings
 
     @classmethod
-    def open(cls, settings: Settings) -> "Services":
-        """Prepare the data folder, open (and migrate) the store, drop staging left by a crash."""
+    def open(cls, settings: Settings, users: Users | None = None) -> "Services":
+        """Prepare the data folder, open (and migrate) the store, drop staging left by a crash. ``users``:
+        whose roles the services check (default: the settings' users; an empty ``Users``: everyone acting
+        is an admin, as the CLI is when it holds the database itself)."""
         settings.prepare()
-        services = cls(AppContext(settings, Store.open(settings.db_path)))
+        services = cls(AppContext(settings, Store.open(settings.db_path), users=users))
         services.images.drop_stale_staging()
         return services
 

@@ -12,7 +12,8 @@ from jobs.protocol import ANNOTATE, AnnotatePayload
 
 from ..store import utcnow
 from ..types import Box, Job, UserError
-from .context import AppContext, dataset_ids, model, project
+from .context import AppContext, dataset_ids, model, project, require
+from .jobs import require_job_owner
 from .jobs import JobKind, enqueue, get_job
 from .models import class_mapping, suggest_imgsz
 
@@ -26,6 +27,7 @@ def start_annotation(
 ) -> Job:
     """Queue an auto-annotation job. Images a person saved or approved are never touched; re-running
     replaces only the machine boxes of the others."""
+    require(ctx, user, "annotator", "running auto-annotation")
     p = project(ctx, ref)
     m = model(ctx, p, model_ref)
     if scope not in SCOPES:
@@ -86,8 +88,11 @@ def _enqueue(ctx: AppContext, job_id: int, attempt: int, project_id: int, params
 
 
 def resume_job(ctx: AppContext, job_id: int | str, user: str | None = None) -> Job:
-    """Run an interrupted / failed / cancelled auto-annotation again on the images it has not finished."""
+    """Run an interrupted / failed / cancelled auto-annotation again on the images it has not finished (an
+    annotator resumes their own jobs, an admin anyone's)."""
+    require(ctx, user, "annotator", "resuming a job")
     job = get_job(ctx, job_id)
+    require_job_owner(ctx, job, user, "resuming")
     if job.kind != "annotate":
         raise UserError(f"Job {job.id} is a {job.kind} job; only auto-annotation can be resumed")
     if job.active or job.status == "succeeded":

@@ -4,13 +4,17 @@ with a ``NotFound`` naming the value and what exists instead."""
 
 from __future__ import annotations
 
+import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 from ..settings import Settings
 from ..store import Store
-from ..types import REVIEW_STATES, ImageRecord, ModelRecord, NotFound, Project, UserError
+from ..types import REVIEW_STATES, Forbidden, ImageRecord, ModelRecord, NotFound, Project, UserError
+from ..users import Users, UsersFile, role_rank
+
+log = logging.getLogger("annotator.audit")
 
 
 @dataclass
@@ -20,6 +24,16 @@ class AppContext:
     # Uploads run concurrently; their commits do not (services/images.py).
     commit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _queue: Any = field(default=None, repr=False)
+    # Who may do what: the signed-in users' roles. None: the settings' users (the app); the CLI's local
+    # backend passes an empty ``Users`` (it holds the database lock, i.e. the files: it acts as an admin).
+    users: Users | None = field(default=None, repr=False)
+    _live: UsersFile | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        if self.users is None and s.users.login_required:  # started with login: follow the users file
+            fixed = [u for u in s.users if u.origin == "ANNOTATOR_AUTH"]
+            self._live = UsersFile(s.users, s.users_path, fixed)
 
     @property
     def queue(self):
@@ -33,6 +47,52 @@ class AppContext:
     def user(self, user: str | None) -> str:
         """Who is acting: the signed-in user, else "local" (the app runs without login)."""
         return user or "local"
+
+    @property
+    def registry(self) -> Users:
+        """The users and their roles as they are now (the users file is re-read when it changes)."""
+        if self.users is not None:
+            return self.users
+        return self._live.current() if self._live is not None else self.settings.users
+
+    @property
+    def users_source(self) -> Users | UsersFile:
+        """What sign-in checks passwords against: ``.current()`` is the users as they are now."""
+        if self.users is not None:
+            return self.users
+        return self._live if self._live is not None else self.settings.users
+
+    def role(self, user: str | None) -> str | None:
+        """The role of ``user``: admin for anyone when no login is configured; None for an unknown name."""
+        return self.registry.role(self.user(user))
+
+
+def as_system(ctx: AppContext) -> AppContext:
+    """The context for the app's own writes (the Demo project at start): no role check applies."""
+    return replace(ctx, users=Users())
+
+
+def _a(role: str) -> str:
+    return ("an " if role[0] in "aeiou" else "a ") + role
+
+
+def require(ctx: AppContext, user: str | None, needed: str, doing: str) -> str:
+    """Refuse (``Forbidden``) unless ``user``'s role is at least ``needed``; ``doing`` says what they tried
+    ("deleting a project"). Returns who acts. Every write service function starts with it: the roles are
+    enforced here, whatever the UI shows."""
+    who = ctx.user(user)
+    role = ctx.role(user)
+    if role_rank(role) < role_rank(needed):
+        told = f"{who} is {_a(role)}" if role else f"{who} is not a user of this app"
+        log.warning("refused: %s by %s (%s): needs %s", doing, who, role or "unknown", needed)
+        raise Forbidden(f"{doing[:1].upper()}{doing[1:]} needs the {needed} role; {told}", user=who, needed=needed,
+                        role=role)
+    return who
+
+
+def audit(ctx: AppContext, who: str, what: str, *args) -> None:
+    """One line in the app's log for a change the store keeps no author of (class edits, deletions)."""
+    log.info("%s: " + what, who, *args)
 
 
 def project(ctx: AppContext, ref: str | int | Project) -> Project:

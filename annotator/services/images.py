@@ -20,7 +20,7 @@ from ..diskspace import require_space, sources_size
 from ..names import clean_name
 from ..overlay import draw_boxes
 from ..types import Dataset, DuplicateFile, ImageRecord, IngestReport, Project, UserError
-from .context import AppContext, dataset_id, project, review_state
+from .context import AppContext, as_system, dataset_id, project, require, review_state
 
 CACHE_FILES = 5000  # gallery overlays kept; the oldest go first
 
@@ -65,6 +65,7 @@ def add_images(
     Rows for all added images are committed in one transaction, after their files are in place.
     ``report.image_ids`` maps each upload path to its image id (added, or the stored copy of a duplicate).
     """
+    require(ctx, user, "annotator", "uploading images")
     p = project(ctx, ref)
     srcs = named_sources(sources, "Nothing to upload: choose a .zip, a folder, or image files")
     dataset_name = clean_name(dataset or _default_dataset_name(srcs), "Dataset name", forbid="/\\")
@@ -222,6 +223,7 @@ def ensure_demo(ctx: AppContext, n_images: int = 24) -> Project | None:
     from .models import add_model
     from .projects import create_project
 
+    ctx = as_system(ctx)  # the app's own write, whoever opened the page first
     marker = ctx.settings.demo_marker_path
     if marker.exists() or ctx.store.list_projects():
         return None

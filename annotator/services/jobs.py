@@ -11,7 +11,7 @@ from jobs.protocol import JobChannel
 
 from ..store import utcnow
 from ..types import Job, UserError
-from .context import AppContext, project
+from .context import AppContext, project, require
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,17 @@ def enqueue(ctx: AppContext, task_name: str, payload: dict):
     return task
 
 
-def cancel_job(ctx: AppContext, job_id: int | str) -> Job:
+def require_job_owner(ctx: AppContext, job: Job, user: str | None, doing: str) -> None:
+    """An annotator acts on their own jobs; someone else's needs an admin."""
+    if job.created_by and job.created_by != ctx.user(user):
+        require(ctx, user, "admin", f"{doing} job {job.id} of {job.created_by}")
+
+
+def cancel_job(ctx: AppContext, job_id: int | str, user: str | None = None) -> Job:
+    """Cancel a queued or running job (an annotator cancels their own jobs, an admin anyone's)."""
+    require(ctx, user, "annotator", "cancelling a job")
     job = get_job(ctx, job_id)
+    require_job_owner(ctx, job, user, "cancelling")
     if not job.active:
         raise UserError(f"Job {job.id} is already {job.status}; nothing to cancel")
     JobChannel(ctx.queue, job.id, job.attempt).request_cancel()

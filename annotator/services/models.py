@@ -12,7 +12,7 @@ from ..diskspace import files_size, require_space
 from ..names import clean_name
 from ..sizing import SizeProfile, choose_imgsz
 from ..types import ModelRecord, Project, UserError
-from .context import AppContext, model, project
+from .context import AppContext, model, project, require
 
 
 def store_model_file(ctx: AppContext, p: Project, src: Path, sha256: str) -> str:
@@ -39,6 +39,7 @@ def add_model(ctx: AppContext, ref, path: Path | str, name: str | None = None, u
     .pt files are pickles: one whose pickle imports anything a detection checkpoint never needs is refused
     before any of it runs (unless the app trusts every checkpoint: ANNOTATOR_TRUST_ALL_CHECKPOINTS=1).
     """
+    require(ctx, user, "admin", "adding a model")
     p = project(ctx, ref)
     path = Path(path)
     shown = display_name or path.name

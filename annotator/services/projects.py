@@ -9,7 +9,7 @@ from typing import Sequence
 
 from ..names import clean_name, parse_class_names
 from ..types import Dataset, NotFound, Project, ProjectSummary, UserError
-from .context import AppContext, project
+from .context import AppContext, audit, project, require
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,13 @@ def get_project(ctx: AppContext, ref: str | int | Project) -> Project:
 
 def create_project(ctx: AppContext, name: str, classes: str | Sequence[str], description: str = "",
                    user: str | None = None) -> Project:
+    who = require(ctx, user, "admin", "creating a project")
     name = clean_name(name, "Project name")
     names = parse_class_names(classes)
     if not names:
         raise UserError("A project needs at least one class (one name per line; the order is the YOLO index)")
     pid = ctx.store.create_project(name, names, (description or "").strip(), user)
+    audit(ctx, who, "created project %r (id %d)", name, pid)
     return ctx.store.get_project(pid)
 
 
@@ -78,12 +80,14 @@ def project_details(ctx: AppContext, ref) -> ProjectDetails:
     )
 
 
-def delete_project(ctx: AppContext, ref, confirm: str) -> str:
+def delete_project(ctx: AppContext, ref, confirm: str, user: str | None = None) -> str:
+    who = require(ctx, user, "admin", "deleting a project")
     p = project(ctx, ref)
     if (confirm or "").strip() != p.name:
         raise UserError(f"To delete project {p.name!r} and all its images and boxes, type its exact name to confirm")
     ctx.store.delete_project(p.id)
     shutil.rmtree(ctx.settings.project_dir(p.id), ignore_errors=True)
+    audit(ctx, who, "deleted project %r (id %d)", p.name, p.id)
     return p.name
 
 
@@ -102,29 +106,34 @@ def class_index(p: Project, ref: int | str) -> int:
     raise NotFound(f"Project {p.name!r} has no class named {str(ref).strip()!r}")
 
 
-def rename_class(ctx: AppContext, ref, class_ref: int | str, new_name: str) -> Project:
+def rename_class(ctx: AppContext, ref, class_ref: int | str, new_name: str, user: str | None = None) -> Project:
+    who = require(ctx, user, "admin", "renaming a class")
     p = project(ctx, ref)
     idx = class_index(p, class_ref)
     name = clean_name(new_name, "New class name")
     ctx.store.rename_class(p.id, idx, name)
+    audit(ctx, who, "renamed class %d %r of project %r to %r", idx, p.classes[idx].name, p.name, name)
     return ctx.store.get_project(p.id)
 
 
-def add_classes(ctx: AppContext, ref, names: str | Sequence[str]) -> Project:
+def add_classes(ctx: AppContext, ref, names: str | Sequence[str], user: str | None = None) -> Project:
+    who = require(ctx, user, "admin", "adding classes")
     p = project(ctx, ref)
     new = parse_class_names(names)
     if not new:
         raise UserError("No class names given (one per line)")
     ctx.store.add_classes(p.id, new)
+    audit(ctx, who, "added classes %s to project %r", ", ".join(new), p.name)
     return ctx.store.get_project(p.id)
 
 
 def delete_class(ctx: AppContext, ref, class_ref: int | str, boxes: str = "refuse",
-                 move_to: int | str | None = None) -> dict:
+                 move_to: int | str | None = None, user: str | None = None) -> dict:
     """Delete a class. Its boxes: ``refuse`` (default: error if any), ``delete``, or ``move`` to ``move_to``.
 
     Classes after it move down one index, and every box follows its class.
     """
+    who = require(ctx, user, "admin", "deleting a class")
     p = project(ctx, ref)
     idx = class_index(p, class_ref)
     if len(p.classes) == 1:
@@ -152,11 +161,13 @@ def delete_class(ctx: AppContext, ref, class_ref: int | str, boxes: str = "refus
     else:
         raise UserError(f"boxes must be 'refuse', 'delete' or 'move', got {boxes!r}")
     counts = ctx.store.remap_classes(p.id, new_names, box_map)
+    audit(ctx, who, "deleted class %d %r of project %r (its boxes: %s)", idx, name, p.name, boxes)
     return {"deleted_class": name, "index": idx, **counts, "shifted": len(p.classes) - 1 - idx}
 
 
-def reorder_classes(ctx: AppContext, ref, new_order: str | Sequence[str]) -> dict:
+def reorder_classes(ctx: AppContext, ref, new_order: str | Sequence[str], user: str | None = None) -> dict:
     """Give the classes a new order (a permutation of the current names); boxes follow their class."""
+    who = require(ctx, user, "admin", "reordering classes")
     p = project(ctx, ref)
     wanted = parse_class_names(new_order)
     current = {c.name.lower(): c.index for c in p.classes}
@@ -172,4 +183,5 @@ def reorder_classes(ctx: AppContext, ref, new_order: str | Sequence[str]) -> dic
     box_map = {current[w.lower()]: new for new, w in enumerate(wanted)}
     new_names = [p.classes[current[w.lower()]].name for w in wanted]
     counts = ctx.store.remap_classes(p.id, new_names, box_map)
+    audit(ctx, who, "reordered the classes of project %r: %s", p.name, ", ".join(new_names))
     return {"order": new_names, **counts}

@@ -20,7 +20,7 @@ from ..edits import count_edits
 from ..geometry import clamp_xyxy, has_area
 from ..overlay import class_colours as overlay_colours
 from ..types import REVIEW_STATES, Box, ImageRecord, Project, UserError
-from .context import AppContext, dataset_id, image_in, project, review_state
+from .context import AppContext, dataset_id, image_in, project, require, review_state
 from .images import image_file, prune_cache
 
 DISPLAY_CACHE_FILES = 3000  # per project; the oldest display copies go first
@@ -105,6 +105,7 @@ def save_image(ctx: AppContext, ref, image_id, boxes: Sequence[dict], version, u
     writing nothing, if anything changed the image since ``version``. ``stored``: the boxes as stored
     now, in the order given (ids included), so a caller needs no second read; ``revision``: the project's
     revision this save moved it to (a live view that sees it knows the change is its own)."""
+    require(ctx, user, "annotator", "saving boxes")
     p = project(ctx, ref)
     img = image_in(ctx, p, image_id)
     try:
@@ -165,6 +166,7 @@ def set_review_status(ctx: AppContext, ref, image_ids, status: str, user: str | 
     ``drop_machine_below`` deletes the machine boxes under that confidence first. With ``version`` (one
     image, the version the reviewer saw) a stale review is refused with Conflict, like a stale save.
     The result has the image's new ``version`` when one image was given."""
+    require(ctx, user, "annotator", "reviewing images")
     p = project(ctx, ref)
     status = (status or "").strip().lower()
     if status == "reset":
@@ -274,9 +276,10 @@ def queue_thumbs(ctx: AppContext, ref, image_ids: Sequence[int]) -> list[dict]:
             for it in ctx.store.queue_items(image_ids)]
 
 
-def copy_boxes(ctx: AppContext, ref, from_image, to_image) -> list[dict]:
+def copy_boxes(ctx: AppContext, ref, from_image, to_image, user: str | None = None) -> list[dict]:
     """The boxes of ``from_image`` as new (person's) boxes for ``to_image``, scaled by the size ratio
     when the two differ (sequences usually share one size). Nothing is saved."""
+    require(ctx, user, "annotator", "copying boxes")
     p = project(ctx, ref)
     src, dst = image_in(ctx, p, from_image), image_in(ctx, p, to_image)
     sx, sy = dst.width / src.width, dst.height / src.height

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from ..splits import DEFAULT_RATIOS, DEFAULT_SEED, assign_splits, parse_ratios
 from ..types import SPLITS, NotFound, Project, UserError
-from .context import AppContext, dataset_id, project, review_state
+from .context import AppContext, audit, dataset_id, project, require, review_state
 
 
 def split_config(ctx: AppContext, ref) -> dict:
@@ -41,6 +41,7 @@ def configure_splits(ctx: AppContext, ref, train: float, val: float, test: float
                      reassign: bool = False, user: str | None = None) -> dict:
     """Store the project's split ratios and seed, then assign every image without a split. With
     ``reassign`` every image of the project is assigned afresh (stored splits are dropped first)."""
+    require(ctx, user, "admin", "configuring splits")
     p = project(ctx, ref)
     ratios = parse_ratios(train, val, test)
     try:
@@ -59,8 +60,9 @@ def configure_splits(ctx: AppContext, ref, train: float, val: float, test: float
 
 
 def set_split(ctx: AppContext, ref, split: str, image_ids: Sequence[int] | None = None, dataset: str | None = None,
-              status: str | None = None) -> dict:
+              status: str | None = None, user: str | None = None) -> dict:
     """Bulk edit: move images (given ids, a dataset, a review state, or all of them) to ``split``."""
+    who = require(ctx, user, "admin", "moving images between splits")
     p = project(ctx, ref)
     split = (split or "").strip().lower()
     if split not in SPLITS:
@@ -78,6 +80,7 @@ def set_split(ctx: AppContext, ref, split: str, image_ids: Sequence[int] | None 
         if foreign:
             raise NotFound(f"Project {p.name!r} has no image(s) with id {', '.join(map(str, foreign[:10]))}")
     moved = ctx.store.bulk_set_split(p.id, split, ids, ds, status)
+    audit(ctx, who, "moved %d image(s) of project %r to %s", moved, p.name, split)
     return {**split_summary(ctx, p), "moved": moved}
 
 

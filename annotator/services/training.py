@@ -20,7 +20,7 @@ from ..names import clean_name
 from ..store import utcnow
 from ..types import SPLITS, Job, ModelRecord, NotFound, Project, UserError
 from . import snapshot
-from .context import AppContext, dataset_ids, model, project
+from .context import AppContext, dataset_ids, model, project, require
 from .jobs import JobKind, enqueue, get_job
 from .models import model_file, store_model_file, suggest_imgsz
 from .splits import assign_missing_splits, val_warning
@@ -129,6 +129,7 @@ def start_training(ctx: AppContext, ref, base: str | None = None, datasets: Sequ
     ``base``: a registered model (name or id), an architecture yaml such as ``yolov8n.yaml`` (trained
     from scratch), or empty for the newest registered model (else yolov8n.yaml).
     """
+    require(ctx, user, "admin", "starting a training")
     p = project(ctx, ref)
     parent, base_name = _base(ctx, p, base)
     imgsz_reason = "as chosen"
@@ -208,6 +209,7 @@ def current_val_snapshot(ctx: AppContext, p: Project) -> dict:
 def start_evaluation(ctx: AppContext, ref, model_ref, device: str | None = None, imgsz: int | None = None,
                      batch: int | None = None, user: str | None = None) -> Job:
     """Queue the validation of any registered model on the project's current approved val images."""
+    require(ctx, user, "admin", "starting an evaluation")
     p = project(ctx, ref)
     if model_ref in (None, ""):
         raise UserError("Choose a model to evaluate")

@@ -18,7 +18,7 @@ from ..geometry import clamp_xyxy, has_area
 from ..names import slug, unique_export_names
 from ..types import IMAGE_EXTENSIONS, LABEL_EXTENSIONS, Box, UserError
 from . import snapshot
-from .context import AppContext, dataset_ids, project
+from .context import AppContext, dataset_ids, project, require
 from .images import add_images, named_sources
 from .splits import planned_splits
 
@@ -37,6 +37,7 @@ def export_dataset(
     stored, and the summary lists them (``split_assigned``). Rejected images are never exported; without
     ``approved_only``, unreviewed images that have no boxes are left out (not labelled yet).
     """
+    require(ctx, user, "annotator", "exporting a dataset")
     from ..diskspace import files_size, require_space
     from ..formats import BoxTable, ExportImage, ZipSink
     from ..formats.coco import write_coco
@@ -184,8 +185,9 @@ def _class_targets(p, source_names, mapping: dict | None) -> dict[int, int | Non
     return idx
 
 
-def analyze_labels(ctx: AppContext, ref, sources, fmt: str) -> dict:
+def analyze_labels(ctx: AppContext, ref, sources, fmt: str, user: str | None = None) -> dict:
     """What an import would bring: the source's classes and how they would map (by name)."""
+    require(ctx, user, "annotator", "analysing labels to import")
     p = project(ctx, ref)
     with _label_root(ctx, sources) as (root, _, skipped):
         result = _read_labels(root, fmt)
@@ -217,6 +219,10 @@ def import_labels(
 
     Each image file is read once, by the upload: its image id and EXIF-corrected size come back with the
     upload's report, and the label readers take the size from there."""
+    if add_new_classes or replace:  # changing the class table, or overwriting people's work in bulk
+        require(ctx, user, "admin", "importing labels with new classes" if add_new_classes
+                else "importing labels that replace people's boxes")
+    require(ctx, user, "annotator", "importing labels")
     p = project(ctx, ref)
     with _label_root(ctx, sources) as (root, default_name, extract_skipped):
         # COCO names its images (sizes included); a YOLO dataset is every image under its root, and its

@@ -12,7 +12,7 @@ import gradio as gr
 
 from ..services import Services
 from .api import Api
-from .common import UIContext
+from .common import UIContext, with_keywords
 from .jobs_panel import build_jobs_panel
 from .tab_annotate import build_annotate_tab
 from .tab_autoannotate import build_autoannotate_tab
@@ -31,7 +31,20 @@ CSS = """
 #aa-legend { font-size: 12px; }
 #aa-legend table { font-size: 12px; }
 #aa-legend td, #aa-legend th { padding: 1px 4px; }
+#aa-whoami { font-size: 0.85em; opacity: 0.75; text-align: right; }
+/* The services refuse what a role may not do; the page also hides the buttons (the role comes from whoami). */
+body[data-aa-role="viewer"] .aa-needs-annotator, body[data-aa-role="viewer"] .aa-needs-admin,
+body[data-aa-role="annotator"] .aa-needs-admin { display: none !important; }
 """
+# Puts the signed-in user's role on <body> (the CSS above hides what the role cannot use).
+ROLE_JS = "(w) => { if (w && w.role) document.body.dataset.aaRole = w.role; else delete document.body.dataset.aaRole; }"
+
+
+def render_whoami(w: dict) -> str:
+    """"ann · annotator" in the header when the app has login; nothing without."""
+    if not w or not w.get("login"):
+        return ""
+    return f"Signed in as **{w['user']}** · {w.get('role') or 'no role'}"
 REVISION_POLL_S = 1.0  # the one timer behind every live view (editor, gallery, split table, Jobs panel)
 LIVE_TABS = ("upload", "annotate", "train")  # tabs that follow the project's revision
 # The timer's tick, in the page: ask the public API's project_revision and jobs_signature (plain fetches),
@@ -74,7 +87,12 @@ def build_app(services: Services) -> gr.Blocks:
                 allow_custom_value=True, scale=0, min_width=260, elem_id="aa-project",
             )
             refresh = gr.Button("↻", scale=0, min_width=40, elem_id="aa-refresh-projects")
+        whoami_md = gr.Markdown("", elem_id="aa-whoami")
         projects_json = gr.JSON(visible=False)
+        whoami_json = gr.JSON(visible=False)
+        demo.load(with_keywords(api.whoami), None, whoami_json, api_visibility="private").success(
+            render_whoami, whoami_json, whoami_md, api_visibility="private").then(
+            None, whoami_json, None, js=ROLE_JS, api_visibility="private")
 
         def pick(projects, current):
             return render_picker(projects, current)

@@ -169,30 +169,37 @@ class Api:
         return to_json(self.services.projects.project_details(project))
 
     @endpoint("projects")
-    def rename_class(self, project: str, class_ref: str | int, new_name: str) -> dict:
+    def rename_class(self, project: str, class_ref: str | int, new_name: str, request: gr.Request = None) -> dict:
         """Rename a class (by name or index); it keeps its index. Returns the project."""
-        return to_json(self.services.projects.rename_class(project, class_ref, new_name))
+        return to_json(self.services.projects.rename_class(project, class_ref, new_name, user=username(request)))
 
     @endpoint("projects")
-    def add_classes(self, project: str, names: str | list[str]) -> dict:
+    def add_classes(self, project: str, names: str | list[str], request: gr.Request = None) -> dict:
         """Append classes (a list, or one name per line). Returns the project."""
-        return to_json(self.services.projects.add_classes(project, names))
+        return to_json(self.services.projects.add_classes(project, names, user=username(request)))
 
     @endpoint("projects")
     def delete_class(self, project: str, class_ref: str | int, boxes: str = "refuse",
-                     move_to: str | int | None = None) -> dict:
+                     move_to: str | int | None = None, request: gr.Request = None) -> dict:
         """Delete a class; its boxes: refuse (if any), delete, or move (to ``move_to``)."""
-        return to_json(self.services.projects.delete_class(project, class_ref, boxes or "refuse", move_to))
+        return to_json(self.services.projects.delete_class(project, class_ref, boxes or "refuse", move_to,
+                                                           user=username(request)))
 
     @endpoint("projects")
-    def reorder_classes(self, project: str, new_order: str | list[str]) -> dict:
+    def reorder_classes(self, project: str, new_order: str | list[str], request: gr.Request = None) -> dict:
         """Give the classes a new order (every current name once); boxes follow their class."""
-        return to_json(self.services.projects.reorder_classes(project, new_order))
+        return to_json(self.services.projects.reorder_classes(project, new_order, user=username(request)))
 
     @endpoint("projects")
-    def delete_project(self, project: str, confirm: str) -> str:
+    def delete_project(self, project: str, confirm: str, request: gr.Request = None) -> str:
         """Delete a project with everything in it; ``confirm`` is its exact name. Returns the name."""
-        return to_json(self.services.projects.delete_project(project, confirm))
+        return to_json(self.services.projects.delete_project(project, confirm, user=username(request)))
+
+    @endpoint("users", **_FAST)
+    def whoami(self, request: gr.Request = None) -> dict:
+        """Who is signed in (``user``), their ``role`` (viewer, annotator, admin), whether the app has
+        ``login``, and the roles theirs includes (``can``)."""
+        return to_json(self.services.users.whoami(user=username(request)))
 
     # --- images -----------------------------------------------------------------------------------------
     @endpoint("images", **_HEAVY)
@@ -279,9 +286,9 @@ class Api:
         return to_json(self.services.jobs.list_jobs(project or None, limit))
 
     @endpoint("jobs")
-    def cancel_job(self, job_id: int) -> dict:
+    def cancel_job(self, job_id: int, request: gr.Request = None) -> dict:
         """Cancel a queued or running job (a running one stops after its current batch)."""
-        return to_json(self.services.jobs.cancel_job(job_id))
+        return to_json(self.services.jobs.cancel_job(job_id, user=username(request)))
 
     @endpoint("jobs", **_FAST)
     def jobs_signature(self, limit: int = 12) -> str:
@@ -347,9 +354,9 @@ class Api:
         return to_json(self.services.review.queue_thumbs(project, image_ids or []))
 
     @endpoint("review", **_FAST)
-    def copy_boxes(self, project: str, from_image: int, to_image: int) -> list[dict]:
+    def copy_boxes(self, project: str, from_image: int, to_image: int, request: gr.Request = None) -> list[dict]:
         """The boxes of one image as new (a person's) boxes for another, scaled by their sizes; nothing saved."""
-        return to_json(self.services.review.copy_boxes(project, from_image, to_image))
+        return to_json(self.services.review.copy_boxes(project, from_image, to_image, user=username(request)))
 
     @endpoint("review", **_FAST)
     def class_colours(self, project: str) -> list[str]:
@@ -400,9 +407,10 @@ class Api:
 
     @endpoint("splits")
     def set_split(self, project: str, split: str, image_ids: list[int] | None = None, dataset: str | None = None,
-                  status: str | None = None) -> dict:
+                  status: str | None = None, request: gr.Request = None) -> dict:
         """Move images (these ids, a dataset, a review state, or all) to ``split``."""
-        return to_json(self.services.splits.set_split(project, split, image_ids, dataset or None, status or None))
+        return to_json(self.services.splits.set_split(project, split, image_ids, dataset or None, status or None,
+                                                      user=username(request)))
 
     @endpoint("training")
     def start_training(self, project: str, base: str | None = None, datasets: list[str] | None = None,
@@ -450,10 +458,11 @@ class Api:
         return {**result, "download": _download(result["file"])}
 
     @endpoint("transfer")
-    def analyze_labels(self, project: str, sources: list[FileData], fmt: str) -> dict:
+    def analyze_labels(self, project: str, sources: list[FileData], fmt: str, request: gr.Request = None) -> dict:
         """What an import would bring: the source's classes, their box counts and the project class each
         maps to (by name)."""
-        return to_json(self.services.transfer.analyze_labels(project, _sources(sources), fmt))
+        return to_json(self.services.transfer.analyze_labels(project, _sources(sources), fmt,
+                                                             user=username(request)))
 
     @endpoint("transfer", **_HEAVY)
     def import_labels(self, project: str, sources: list[FileData], fmt: str, dataset: str | None = None,

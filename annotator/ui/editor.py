@@ -275,7 +275,7 @@ class EditorFunctions:
 
     def copy(self, req: dict, user: str) -> dict:
         """The previous image's boxes as new boxes for this one (nothing saved)."""
-        return {"boxes": self.api.call("copy_boxes", project=self._name(req),
+        return {"boxes": self.api.call("copy_boxes", user=user, project=self._name(req),
                                        from_image=_int(req.get("from"), "image id"),
                                        to_image=_int(req.get("to"), "image id"))}
 

@@ -83,8 +83,8 @@ def build_jobs_panel(ctx: UIContext):
         with gr.Row():
             job_id = gr.Number(label="Job", precision=0, minimum=0, scale=1)
             show_btn = gr.Button("Show", scale=0, min_width=80)
-            cancel_btn = gr.Button("Cancel job", variant="stop", scale=0, min_width=120)
-            resume_btn = gr.Button("Resume job", scale=0, min_width=120)
+            cancel_btn = gr.Button("Cancel job", variant="stop", elem_classes=["aa-needs-annotator"], scale=0, min_width=120)
+            resume_btn = gr.Button("Resume job", elem_classes=["aa-needs-annotator"], scale=0, min_width=120)
             follow_btn = gr.Button("Follow newest", scale=0, min_width=120)
         job_log = gr.Textbox(label="Log of the job", lines=6, max_lines=12, autoscroll=True, interactive=False,
                              elem_id="aa-job-log")

@@ -82,7 +82,7 @@ def build_autoannotate_tab(ctx: UIContext):
                 gr.Markdown(TRUST_ALL_WARNING, elem_id="aa-trust-all")
             model_file = gr.File(label="Upload an ultralytics .pt", file_types=[".pt"], file_count="single")
             model_name = gr.Textbox(label="Name in the registry (default: the file name)")
-            upload_btn = gr.Button("Register model")
+            upload_btn = gr.Button("Register model", elem_classes=["aa-needs-admin"])
             models_table = gr.Dataframe(value=table([], MODEL_HEADERS), label="Registered models",
                                         interactive=False, wrap=True)
         with gr.Column(scale=3, min_width=420):
@@ -109,7 +109,7 @@ def build_autoannotate_tab(ctx: UIContext):
                 "(edit the last column; (skip) drops those predictions)", interactive=True,
                 static_columns=[0, 1], wrap=True,
             )
-            run_btn = gr.Button("Run auto-annotation", variant="primary")
+            run_btn = gr.Button("Run auto-annotation", variant="primary", elem_classes=["aa-needs-annotator"])
             run_result = gr.Markdown()
     with gr.Accordion("System", open=False):
         system_md = gr.Markdown("Press *Check* to see torch, CUDA, the GPUs and the device jobs will use.")

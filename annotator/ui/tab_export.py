@@ -56,7 +56,7 @@ def build_export_tab(ctx: UIContext) -> None:
             with gr.Row():
                 per_split = gr.Checkbox(value=False, label="COCO: one annotations file per split")
                 with_scores = gr.Checkbox(value=False, label="COCO: keep machine confidence as 'score'")
-            export_btn = gr.Button("Export", variant="primary")
+            export_btn = gr.Button("Export", variant="primary", elem_classes=["aa-needs-annotator"])
         with gr.Column(scale=3):
             summary = gr.Markdown()
             download = gr.File(label="Download", interactive=False)

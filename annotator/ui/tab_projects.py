@@ -81,7 +81,7 @@ def build_projects_tab(ctx: UIContext) -> None:
                 placeholder="person\ncar\nbicycle",
             )
             new_desc = gr.Textbox(label="Description (optional)")
-            create_btn = gr.Button("Create project", variant="primary")
+            create_btn = gr.Button("Create project", variant="primary", elem_classes=["aa-needs-admin"])
         with gr.Column(scale=2):
             summary = gr.Markdown(summary_markdown({}))
             classes_table = gr.Dataframe(
@@ -95,23 +95,23 @@ def build_projects_tab(ctx: UIContext) -> None:
                 with gr.Row():
                     rename_pick = gr.Dropdown(label="Class to rename", choices=[], allow_custom_value=True)
                     rename_to = gr.Textbox(label="New name")
-                    rename_btn = gr.Button("Rename")
+                    rename_btn = gr.Button("Rename", elem_classes=["aa-needs-admin"])
                 with gr.Row():
                     add_names = gr.Textbox(label="Add classes (one per line, appended at the end)", lines=2)
-                    add_btn = gr.Button("Add")
+                    add_btn = gr.Button("Add", elem_classes=["aa-needs-admin"])
                 with gr.Row():
                     delete_pick = gr.Dropdown(label="Class to delete", choices=[], allow_custom_value=True)
                     delete_policy = gr.Radio(DELETE_POLICIES, value="refuse", label="Its boxes")
                     move_to = gr.Dropdown(label="Move them to", choices=[], allow_custom_value=True)
-                    delete_btn = gr.Button("Delete class", variant="stop")
+                    delete_btn = gr.Button("Delete class", variant="stop", elem_classes=["aa-needs-admin"])
                 with gr.Row():
                     order = gr.Textbox(label="Class order (one per line; edit the order, keep every name)", lines=4)
-                    order_btn = gr.Button("Apply new order")
+                    order_btn = gr.Button("Apply new order", elem_classes=["aa-needs-admin"])
             with gr.Accordion("Delete project", open=False):
                 gr.Markdown("Deletes the project with all its images, boxes and files. This cannot be undone.")
                 with gr.Row():
                     confirm = gr.Textbox(label="Type the project's name to confirm")
-                    delete_project_btn = gr.Button("Delete project", variant="stop")
+                    delete_project_btn = gr.Button("Delete project", variant="stop", elem_classes=["aa-needs-admin"])
 
     details_json = gr.JSON(visible=False)
     created_json = gr.JSON(visible=False)
@@ -123,12 +123,13 @@ def build_projects_tab(ctx: UIContext) -> None:
         return api.project_details(project=project_name) if project_name else {}
 
     def then_details(action, *names):
-        """An edit through the API, then the project's details (with the edit's outcome when it has one)."""
-        def run(project_name, *values):
-            outcome = action(project=project_name, **dict(zip(names, values, strict=True)))
+        """An edit through the API (as the signed-in user), then the project's details (with the edit's
+        outcome when it has one)."""
+        def run(project_name, request: gr.Request = None, **values):
+            outcome = action(project=project_name, **values, request=request)
             d = api.project_details(project=project_name)
             return {**d, "outcome": outcome} if "id" not in outcome else d
-        return run
+        return with_keywords(run, "project_name", *names)
 
     def show(ev):
         return ev.success(render_details, details_json, detail_outputs, **private)

@@ -142,7 +142,7 @@ def build_train_tab(ctx: UIContext):
             r_test = gr.Number(label="test %", value=0, minimum=0)
             seed = gr.Number(label="seed", value=0, precision=0)
             reassign = gr.Checkbox(label="re-split every image", value=False)
-            apply_btn = gr.Button("Save ratios & assign", scale=0, min_width=160)
+            apply_btn = gr.Button("Save ratios & assign", elem_classes=["aa-needs-admin"], scale=0, min_width=160)
         splits_table = gr.Dataframe(value=table([], SPLIT_HEADERS), interactive=False, elem_id="aa-splits")
         splits_note = gr.Markdown(elem_id="aa-splits-note")
         with gr.Row():
@@ -150,7 +150,7 @@ def build_train_tab(ctx: UIContext):
             move_status = gr.Dropdown(label="review state (empty = any)", choices=["", "approved", "unreviewed",
                                                                                    "rejected"], value="")
             move_to = gr.Dropdown(label="to split", choices=["train", "val", "test"], value="val")
-            move_btn = gr.Button("Move", scale=0, min_width=100)
+            move_btn = gr.Button("Move", elem_classes=["aa-needs-admin"], scale=0, min_width=100)
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
             gr.Markdown("### Train")
@@ -172,7 +172,7 @@ def build_train_tab(ctx: UIContext):
                                      allow_custom_value=True)
                 model_name = gr.Textbox(label="New model's name (optional)")
                 onnx_check = gr.Checkbox(value=True, label="Check ONNX export")
-            start_btn = gr.Button("Start training", variant="primary")
+            start_btn = gr.Button("Start training", variant="primary", elem_classes=["aa-needs-admin"])
         with gr.Column(scale=3, min_width=420):
             status_md = gr.Markdown()
             with gr.Row():
@@ -181,7 +181,7 @@ def build_train_tab(ctx: UIContext):
                                           height=260, y_lim=[0, 1])
             with gr.Row():
                 job_id = gr.Number(label="Job shown", precision=0, minimum=0, scale=1)
-                cancel_btn = gr.Button("Cancel training", variant="stop", scale=0, min_width=140)
+                cancel_btn = gr.Button("Cancel training", variant="stop", elem_classes=["aa-needs-admin"], scale=0, min_width=140)
             log_box = gr.Textbox(label="Log (tail)", lines=6, max_lines=10, autoscroll=True, interactive=False)
     with gr.Row():
         class_table = gr.Dataframe(value=table([], CLASS_HEADERS), label="Validation per class", interactive=False,
@@ -192,8 +192,8 @@ def build_train_tab(ctx: UIContext):
     compare_table = gr.Dataframe(interactive=False, wrap=True)
     with gr.Row():
         model = gr.Dropdown(label="Model", choices=[], allow_custom_value=True)
-        eval_btn = gr.Button("Evaluate on the approved val split", scale=0, min_width=220)
-        reannotate_btn = gr.Button("Re-annotate not-yet-approved images with it", variant="primary", scale=0,
+        eval_btn = gr.Button("Evaluate on the approved val split", elem_classes=["aa-needs-admin"], scale=0, min_width=220)
+        reannotate_btn = gr.Button("Re-annotate not-yet-approved images with it", variant="primary", elem_classes=["aa-needs-annotator"], scale=0,
                                    min_width=260)
         download_btn = gr.Button("Download .pt", scale=0, min_width=120)
     action_md = gr.Markdown()
@@ -240,8 +240,9 @@ def build_train_tab(ctx: UIContext):
         return api.configure_splits(project=project_name, train=train_, val=val_, test=test_, seed=int(seed_ or 0),
                                     reassign=reassign_, request=request)
 
-    def move(project_name, split, dataset, status):
-        return api.set_split(project=project_name, split=split, dataset=dataset or None, status=status or None)
+    def move(project_name, split, dataset, status, request: gr.Request = None):
+        return api.set_split(project=project_name, split=split, dataset=dataset or None, status=status or None,
+                             request=request)
 
     def weights(project_name, model_name):
         if not model_name:
@@ -314,10 +315,10 @@ def build_train_tab(ctx: UIContext):
                                   f"{j['total']} image(s). Progress below, under *Jobs*.", act_json, action_md,
                         api_visibility="private")
 
-    def cancel_shown(j):
+    def cancel_shown(j, request: gr.Request = None):
         if not j:
             raise gr.Error("No training job is shown")
-        return api.cancel_job(job_id=j)
+        return api.cancel_job(job_id=j, request=request)
 
     cancel_btn.click(cancel_shown, job_id, act_json, api_visibility="private")
     timer = gr.Timer(REFRESH_S, active=ctx.active_tab is None)

@@ -163,7 +163,7 @@ def build_upload_tab(ctx: UIContext) -> None:
                 label="Dataset (pick one to add to, or type a new name; empty = the zip's name)",
                 choices=[], value=None, allow_custom_value=True,
             )
-            upload_btn = gr.Button("Upload", variant="primary")
+            upload_btn = gr.Button("Upload", variant="primary", elem_classes=["aa-needs-annotator"])
         with gr.Column(scale=2):
             report = gr.Markdown()
             skipped = gr.Dataframe(value=table([], SKIPPED_HEADERS), label="Skipped files and why",
@@ -184,8 +184,8 @@ def build_upload_tab(ctx: UIContext) -> None:
                                                          "approved (default: left alone; machine boxes are "
                                                          "always replaced)")
                 with gr.Row():
-                    analyze_btn = gr.Button("Check classes")
-                    import_btn = gr.Button("Import", variant="primary")
+                    analyze_btn = gr.Button("Check classes", elem_classes=["aa-needs-annotator"])
+                    import_btn = gr.Button("Import", variant="primary", elem_classes=["aa-needs-annotator"])
             with gr.Column(scale=2):
                 import_map = gr.Dataframe(
                     value=table([], IMPORT_HEADERS), label="Class mapping (edit 'project class'; (skip) drops it)",

@@ -95,3 +95,34 @@ def test_create_project_and_upload_a_messy_zip(app, page, tmp_path):
     images = app.services.images.list_images("Street")
     assert sorted(i.rel_path for i in images.images) == ["cam0/frame0.jpg", "cam0/frame2.jpg", "cam1/frame1.jpg"]
     assert not any(p.name == "escape.jpg" for p in tmp_path.rglob("*"))
+
+
+def test_the_page_says_who_is_signed_in_and_hides_what_a_viewer_cannot_do(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from annotator.users import upsert_user
+
+    data = tmp_path / "data"
+    upsert_user(data / "users.txt", "ann", "a-pass", "admin")
+    upsert_user(data / "users.txt", "cy", "c-pass", "viewer")
+    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(data), "ANNOTATOR_DEMO": "0",
+                                  "ANNOTATOR_LOCAL_WORKER": "0"}).with_overrides(port=free_port())
+    app = start(settings, block=False, quiet=True)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            try:
+                for who, role, create_visible in (("cy", "viewer", False), ("ann", "admin", True)):
+                    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+                    page = context.new_page()
+                    page.set_default_timeout(30_000)
+                    assert page.request.post(f"{app.url}/login", form={"username": who, "password": f"{who[0]}-pass"}).ok
+                    page.goto(app.url)
+                    page.locator("#aa-whoami", has_text=f"Signed in as {who} · {role}").wait_for()
+                    page.wait_for_function(f"document.body.dataset.aaRole === '{role}'")
+                    assert page.get_by_role("button", name="Create project").is_visible() is create_visible
+                    context.close()
+            finally:
+                browser.close()
+    finally:
+        app.close()

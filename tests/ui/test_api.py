@@ -122,6 +122,47 @@ def test_auth_protects_the_api(tmp_path):
         running.close()
 
 
+def test_roles_through_the_api(tmp_path):
+    """A users file with three roles: through the public API, a viewer reads but every write is refused with
+    the role needed; an annotator uploads and reviews but cannot delete a project; an admin can."""
+    from annotator.users import upsert_user
+
+    data = tmp_path / "data"
+    for name, role in (("ann", "admin"), ("bob", "annotator"), ("cy", "viewer")):
+        upsert_user(data / "users.txt", name, f"{name}-pass", role)
+    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(data), "ANNOTATOR_DEMO": "0",
+                                  "ANNOTATOR_LOCAL_WORKER": "0"}).with_overrides(port=free_port())
+    running = start(settings, block=False, quiet=True)
+    try:
+        ann, bob, cy = (Client(running.url, auth=(n, f"{n}-pass"), verbose=False) for n in ("ann", "bob", "cy"))
+        with pytest.raises(AppError, match="Creating a project needs the admin role; bob is an annotator"):
+            bob.predict(name="Lot", classes="car", api_name="/create_project")
+        ann.predict(name="Lot", classes="car", api_name="/create_project")
+        assert [p["name"] for p in cy.predict(api_name="/list_projects")] == ["Lot"]  # a viewer reads
+        archive = tmp_path / "one.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr("a.jpg", jpeg_bytes(64, 48, seed=3))
+        with pytest.raises(AppError, match="Uploading images needs the annotator role; cy is a viewer"):
+            cy.predict(project="Lot", sources=[handle_file(str(archive))], api_name="/add_images")
+        assert bob.predict(project="Lot", sources=[handle_file(str(archive))], api_name="/add_images")["added"] == 1
+        (image,) = cy.predict(project="Lot", api_name="/list_images")["images"]
+        with pytest.raises(AppError, match="Reviewing images needs the annotator role; cy is a viewer"):
+            cy.predict(project="Lot", image_ids=[image["id"]], status="approved", api_name="/set_review_status")
+        done = bob.predict(project="Lot", image_ids=[image["id"]], status="approved", api_name="/set_review_status")
+        assert done["by"] == "bob"
+        with pytest.raises(AppError, match="Deleting a project needs the admin role; bob is an annotator"):
+            bob.predict(project="Lot", confirm="Lot", api_name="/delete_project")
+        with pytest.raises(AppError, match="Renaming a class needs the admin role; cy is a viewer"):
+            cy.predict(project="Lot", class_ref="car", new_name="auto", api_name="/rename_class")
+        assert ann.predict(project="Lot", confirm="Lot", api_name="/delete_project") == "Lot"
+        assert cy.predict(api_name="/whoami") == {"user": "cy", "role": "viewer", "login": True, "can": ["viewer"]}
+        assert bob.predict(api_name="/whoami")["can"] == ["viewer", "annotator"]
+        for c in (ann, bob, cy):
+            c.close()
+    finally:
+        running.close()
+
+
 def test_fresh_app_opens_the_demo_and_auto_annotates_it(tmp_path):
     """`make run` on an empty data folder: the Demo project, its images and model; one call runs it."""
     settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data")}).with_overrides(port=free_port())

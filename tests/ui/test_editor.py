@@ -74,3 +74,45 @@ def test_the_editor_knows_the_signed_in_user_from_gradio_s_session_cookie():
     assert username(SimpleNamespace(app=app, cookies={"access-token-unsecure-abc": "tok"})) == "ann"
     assert username(SimpleNamespace(app=app, cookies={})) == "local"  # no auth
     assert username(None) == "local"
+
+
+def test_a_viewer_s_save_and_review_come_back_as_errors(tmp_path):
+    """Roles are the services' guard: the editor's server functions answer a refusal as {ok: false, error}."""
+    import dataclasses
+
+    from annotator.services import Services
+    from annotator.settings import Settings
+    from annotator.users import User, Users
+
+    team = Users([User("ann", "admin", plain="a"), User("cy", "viewer", plain="c")])
+    settings = dataclasses.replace(Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data")}), users=team)
+    services = Services.open(settings)
+    try:
+        project = services.projects.create_project("Shapes", CLASSES, user="ann")
+        folder = tmp_path / "imgs"
+        folder.mkdir()
+        (folder / "a.jpg").write_bytes(jpeg_bytes(64, 48, seed=1))
+        services.images.add_images(project, [folder], user="ann")
+        (a,) = services.ctx.store.list_images(project.id, offset=0, limit=10)
+        fns = {f.__name__: f for f in EditorFunctions(Api(services)).server_functions()}
+        cy = SimpleNamespace(username="cy")
+        assert fns["aa_load"]({"project": "Shapes", "id": a.id}, request=cy)["ok"]  # a viewer reads
+        box = {"class_idx": 0, "x1": 1, "y1": 1, "x2": 20, "y2": 20}
+        saved = fns["aa_save"]({"project": "Shapes", "id": a.id, "version": 0, "boxes": [box]}, request=cy)
+        assert saved == {"ok": False, "error": "Saving boxes needs the annotator role; cy is a viewer"}
+        reviewed = fns["aa_review"]({"project": "Shapes", "id": a.id, "version": 0, "status": "approved"}, request=cy)
+        assert reviewed["ok"] is False and "needs the annotator role; cy is a viewer" in reviewed["error"]
+        copied = fns["aa_copy"]({"project": "Shapes", "from": a.id, "to": a.id}, request=cy)
+        assert copied["ok"] is False and "annotator role" in copied["error"]
+        assert services.ctx.store.editor_state(a.id)["status"] == "unreviewed"
+        assert fns["aa_save"]({"project": "Shapes", "id": a.id, "version": 0, "boxes": [box]},
+                              request=SimpleNamespace(username="ann"))["ok"]
+    finally:
+        services.close()
+
+
+def test_the_header_says_who_is_signed_in_only_with_login():
+    from annotator.ui import render_whoami
+
+    assert render_whoami({"user": "local", "role": "admin", "login": False}) == ""
+    assert render_whoami({"user": "cy", "role": "viewer", "login": True}) == "Signed in as **cy** · viewer"

@@ -372,7 +372,7 @@ def cmd_import(args, settings: Settings) -> int:
 
 def cmd_loop_stats(args, settings: Settings) -> int:
     with backend(settings) as b:
-        st = b.call("review", "loop_stats", project=args.project)
+        st = b.call("loop", "loop_stats", project=args.project)
     if not st["rounds"]:
         _print(args, st, f"{st['project']}: no approved image was pre-annotated by a job yet: nothing measured.")
         return 0

@@ -15,12 +15,12 @@ from types import ModuleType
 from ..settings import Settings
 from ..store import Store
 from ..users import Users
-from . import annotation, images, jobs, models, projects, review, snapshot, splits, training, transfer, users
+from . import annotation, images, jobs, loop, models, projects, review, snapshot, splits, training, transfer, users
 from .context import AppContext
 
 DOMAINS = {"projects": projects, "images": images, "models": models, "annotation": annotation, "jobs": jobs,
            "review": review, "splits": splits, "training": training, "transfer": transfer, "snapshot": snapshot,
-           "users": users}
+           "users": users, "loop": loop}
 
 
 class Domain:
@@ -65,6 +65,7 @@ class Services:
     training: Domain
     transfer: Domain
     snapshot: Domain
+    loop: Domain
     users: Domain
 
     def __init__(self, ctx: AppContext):

@@ -23,13 +23,13 @@ from datetime import datetime, timezone
 from jobs.protocol import JobChannel
 
 from ..types import ACTIVE_JOB_STATES, Job
-from . import annotation, training
+from . import annotation, loop, training
 from .context import AppContext
 from .jobs import JobKind
 
 log = logging.getLogger("annotator.monitor")
 
-KINDS: dict[str, JobKind] = {k.kind: k for k in (annotation.KIND, training.TRAIN_KIND, training.EVALUATE_KIND)}
+KINDS: dict[str, JobKind] = {k.kind: k for k in (annotation.KIND, loop.TRAIN_ROUND_KIND, training.EVALUATE_KIND)}
 
 
 def _ts(epoch: float | None) -> datetime | None:

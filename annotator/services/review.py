@@ -20,6 +20,7 @@ from ..edits import count_edits
 from ..geometry import clamp_xyxy, has_area
 from ..overlay import class_colours as overlay_colours
 from ..types import REVIEW_STATES, Box, ImageRecord, Project, UserError
+from . import loop
 from .context import AppContext, dataset_id, image_in, project, require, review_state
 from .images import image_file, prune_cache
 
@@ -190,6 +191,8 @@ def set_review_status(ctx: AppContext, ref, image_ids, status: str, user: str | 
                                           drop_machine_below=drop_machine_below if status == "approved" else None,
                                           expected_version=version)
     _measure_edits(ctx, [i.id for i in imgs], status, user or "local")
+    if status == "approved":
+        loop.after_approvals(ctx, p, user)  # a keep-learning project may start its next round
     out = {"status": status, "images": changed, "ids": [i.id for i in imgs], "by": user or "local"}
     if len(imgs) == 1:
         out["version"] = int(ctx.store.editor_state(imgs[0].id)["version"])
@@ -213,34 +216,6 @@ def _measure_edits(ctx: AppContext, image_ids: Sequence[int], status: str, user:
         rows.append((image_id, job_id, model_id, len(machine), len(approved), e.deleted, e.added, e.reclassed,
                      e.adjusted, e.total, user))
     ctx.store.record_review_edits(rows)
-
-
-def loop_stats(ctx: AppContext, ref) -> dict:
-    """What the loop saves reviewers, per model round: for the approved images each model's job
-    pre-annotated, edits per image (deleted + added + reclassed + adjusted, see annotator/edits.py) and the
-    acceptance rate (approved with zero edits). ``rounds`` in the order the models were made."""
-    p = project(ctx, ref)
-    rows = ctx.store.review_edit_rows(p.id)
-    models = {m.id: m for m in ctx.store.list_models(p.id)}
-    rounds: dict = {}
-    for r in rows:
-        key = r["model_id"]
-        g = rounds.setdefault(key, {"model_id": key, "model": models[key].name if key in models else None,
-                                    "jobs": set(), "images": 0, "edits": 0, "accepted": 0, "deleted": 0,
-                                    "added": 0, "reclassed": 0, "adjusted": 0, "shown": 0, "approved": 0})
-        g["jobs"].add(r["job_id"])
-        g["images"] += 1
-        g["accepted"] += r["edits"] == 0
-        for k in ("edits", "deleted", "added", "reclassed", "adjusted", "shown", "approved"):
-            g[k] += int(r[k])
-    out = []
-    for g in sorted(rounds.values(), key=lambda g: (g["model_id"] is None, g["model_id"] or 0)):
-        n = g["images"]
-        out.append({**g, "jobs": sorted(g["jobs"]), "edits_per_image": round(g["edits"] / n, 3),
-                    "acceptance": round(g["accepted"] / n, 3)})
-    total = sum(g["images"] for g in out)
-    return {"project": p.name, "rounds": out, "images": total,
-            "edits_per_image": round(sum(g["edits"] for g in out) / total, 3) if total else None}
 
 
 def review_queue_ids(ctx: AppContext, ref, status: str | None = None, dataset: str | None = None,

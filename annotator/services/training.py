@@ -129,6 +129,14 @@ def start_training(ctx: AppContext, ref, base: str | None = None, datasets: Sequ
     ``base``: a registered model (name or id), an architecture yaml such as ``yolov8n.yaml`` (trained
     from scratch), or empty for the newest registered model (else yolov8n.yaml).
     """
+    return queue_training(ctx, ref, base, datasets, approved_only, imgsz, epochs, batch, optimizer, lr0, patience,
+                          device, name, onnx_check, workers, user)
+
+
+def queue_training(ctx: AppContext, ref, base=None, datasets=None, approved_only=True, imgsz=None, epochs=50,
+                   batch="auto", optimizer="auto", lr0=None, patience=50, device=None, name=None, onnx_check=True,
+                   workers=None, user=None, round_of: int | None = None) -> Job:
+    """start_training, plus ``round_of``: a keep-learning round begun at that many approvals (services/loop.py)."""
     require(ctx, user, "admin", "starting a training")
     p = project(ctx, ref)
     parent, base_name = _base(ctx, p, base)
@@ -171,6 +179,7 @@ def start_training(ctx: AppContext, ref, base: str | None = None, datasets: Sequ
         **args, "base": base_name, "base_kind": "model" if parent else "architecture",
         "datasets": list(datasets or []), "approved_only": bool(approved_only), "name": name,
         "onnx_check": bool(onnx_check), "snapshot": fp, "imgsz_reason": imgsz_reason, "val_warning": val_note,
+        "round": round_of,
     }
     job_id = ctx.store.create_job(p.id, "train", params, args["epochs"], model_id=parent.id if parent else None,
                                   user=user)

@@ -385,11 +385,22 @@ class Api:
         """Boxes per class by source, images per review state, reviews per day."""
         return to_json(self.services.review.review_stats(project))
 
-    @endpoint("review", **_FAST)
+    @endpoint("loop", **_FAST)
     def loop_stats(self, project: str) -> dict:
         """Edits per image and acceptance rate (approved with zero edits) per model round: what each model's
         pre-annotations cost the reviewers (deleted, added, reclassed, adjusted boxes)."""
-        return to_json(self.services.review.loop_stats(project))
+        return to_json(self.services.loop.loop_stats(project))
+
+    @endpoint("loop", **_FAST)
+    def keep_learning(self, project: str) -> dict:
+        """The keep-learning setting (a fine-tune round after every K approvals; 0 = off), the approvals since
+        the last round, and the rounds so far with their model, metrics and reviewer edits."""
+        return to_json(self.services.loop.keep_learning(project))
+
+    @endpoint("loop")
+    def set_keep_learning(self, project: str, every: int, request: gr.Request = None) -> dict:
+        """Fine-tune by itself after every ``every`` new approvals (0 = off); admins only."""
+        return to_json(self.services.loop.set_keep_learning(project, every, user=username(request)))
 
     # --- splits and training ----------------------------------------------------------------------------
     @endpoint("splits")

@@ -290,7 +290,7 @@ def build_train_tab(ctx: UIContext):
         if not project_name or tab not in (None, "train"):
             return gr.skip()
         try:
-            return render_edits(services.review.loop_stats(project_name))
+            return render_edits(services.loop.loop_stats(project_name))
         except UserError:
             return gr.skip()
 

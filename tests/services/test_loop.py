@@ -1,9 +1,11 @@
 """The loop's own measure: the edits a reviewer makes to the machine's boxes, recorded at approval and
-summed per model round (services.review.loop_stats, `annotator loop-stats`)."""
+summed per model round (services.loop.loop_stats, `annotator loop-stats`), and the keep-learning rounds."""
 
 from __future__ import annotations
 
-from annotator.types import Box
+import pytest
+
+from annotator.types import Box, UserError
 
 from .. import imagegen
 
@@ -15,7 +17,7 @@ def _world(services, tmp_path, n=3):
     for i in range(n):
         (folder / f"i{i}.jpg").write_bytes(imagegen.jpeg_bytes(200, 200, seed=i))
     services.images.add_images(p, [folder], dataset="d")
-    imgs = services.ctx.store.list_images(p.id, offset=0, limit=10)
+    imgs = services.ctx.store.list_images(p.id, offset=0, limit=100)
     return p, imgs
 
 
@@ -45,16 +47,16 @@ def test_approval_records_the_edits_against_what_the_job_showed(services, tmp_pa
     assert {i: (r["deleted"], r["added"], r["reclassed"], r["adjusted"], r["edits"]) for i, r in rows.items()} == {
         imgs[0].id: (0, 0, 0, 0, 0), imgs[1].id: (1, 1, 0, 0, 2), imgs[2].id: (0, 0, 1, 0, 1)}
     assert all(r["job_id"] == job and r["reviewed_by"] == "ann" and r["shown"] == 2 for r in rows.values())
-    stats = services.review.loop_stats(p)
+    stats = services.loop.loop_stats(p)
     (round_,) = stats["rounds"]
     assert round_["images"] == 3 and round_["edits"] == 3 and round_["edits_per_image"] == 1.0
     assert round_["acceptance"] == round(1 / 3, 3) and stats["edits_per_image"] == 1.0
 
     # withdrawing an approval drops its record; approving again measures again
     services.review.set_review_status(p, imgs[1].id, "unreviewed", user="ann")
-    assert services.review.loop_stats(p)["images"] == 2
+    assert services.loop.loop_stats(p)["images"] == 2
     services.review.set_review_status(p, imgs[1].id, "approved", user="bob")
-    assert services.review.loop_stats(p)["images"] == 3
+    assert services.loop.loop_stats(p)["images"] == 3
 
 
 def test_a_new_job_replaces_what_was_shown_and_rounds_are_per_model(services, tmp_path):
@@ -68,7 +70,7 @@ def test_a_new_job_replaces_what_was_shown_and_rounds_are_per_model(services, tm
     services.review.save_image(p, imgs[0].id, [b for b in loaded["boxes"] if b["confidence"] > 0.5],
                                loaded["version"])
     services.review.set_review_status(p, [i.id for i in imgs], "approved")
-    by_model = {r["model_id"]: (r["images"], r["edits"], r["acceptance"]) for r in services.review.loop_stats(p)["rounds"]}
+    by_model = {r["model_id"]: (r["images"], r["edits"], r["acceptance"]) for r in services.loop.loop_stats(p)["rounds"]}
     assert by_model == {None: (1, 1, 0.0), 7: (1, 0, 1.0)}
 
 
@@ -77,7 +79,7 @@ def test_images_no_job_annotated_are_not_measured(services, tmp_path):
     loaded = services.review.load_image(p, imgs[0].id)
     services.review.save_image(p, imgs[0].id, [{"class": "a", "x1": 1, "y1": 1, "x2": 20, "y2": 20}], loaded["version"])
     services.review.set_review_status(p, imgs[0].id, "approved")
-    assert services.review.loop_stats(p) == {"project": "Loop", "rounds": [], "images": 0, "edits_per_image": None}
+    assert services.loop.loop_stats(p) == {"project": "Loop", "rounds": [], "images": 0, "edits_per_image": None}
 
 
 def test_cli_loop_stats(tmp_path, monkeypatch, capsys):
@@ -104,3 +106,85 @@ def test_cli_loop_stats(tmp_path, monkeypatch, capsys):
     assert cli.main(["loop-stats", "Loop"]) == 0
     text = capsys.readouterr().out
     assert "0.5 edit(s) per image" in text and "50%" in text
+
+
+def test_keep_learning_starts_one_round_per_k_approvals_and_never_two_at_once(services, tmp_path):
+    from huey import MemoryHuey
+
+    from jobs import tasks
+
+    huey = MemoryHuey("loop-test")
+    tasks.register(huey)
+    services.ctx._queue = huey
+    p, imgs = _world(services, tmp_path, 14)
+    services.ctx.store.insert_boxes([(i.id, Box(20, 20, 90, 90, 0, source="human")) for i in imgs])
+    services.splits.configure_splits(p, 70, 30, 0)
+    with pytest.raises(UserError, match="at least 5"):
+        services.loop.set_keep_learning(p, 3)
+    assert services.loop.set_keep_learning(p, 5)["next_in"] == 5
+
+    def approve(batch):
+        services.review.set_review_status(p, [i.id for i in batch], "approved", user="ann")
+
+    def rounds():
+        return [j for j in services.jobs.list_jobs(p.name) if j.kind == "train"]
+
+    for i in imgs[:4]:
+        approve([i])
+    assert rounds() == [] and services.loop.keep_learning(p)["next_in"] == 1
+    approve([imgs[4]])  # the 5th approval: a round
+    (first,) = rounds()
+    assert first.params["round"] == 5 and first.created_by.startswith("keep learning")
+    assert first.params["epochs"] == 100 and first.params["imgsz"] % 32 == 0  # from the data, not typed
+    approve(imgs[5:11])  # 6 more while the round is still queued: not a second one
+    assert len(rounds()) == 1
+    services.ctx.store.update_job(first.id, status="succeeded")
+    approve(imgs[11:12])  # the round is over and 7 were approved since: the next round
+    assert [j.params["round"] for j in rounds()] == [12, 5]
+    assert services.loop.keep_learning(p)["since_last_round"] == 0
+    services.loop.set_keep_learning(p, 0)
+    approve(imgs[12:14])
+    assert len(rounds()) == 2  # off: no more rounds
+
+
+def test_only_an_admin_changes_keep_learning(tmp_path):
+    from annotator.services import Services
+    from annotator.settings import Settings
+    from annotator.types import Forbidden
+
+    svc = Services.open(Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data"),
+                                           "ANNOTATOR_AUTH": "boss:pw"}))
+    try:
+        p = svc.projects.create_project("Roles", ["a"], user="boss")
+        with pytest.raises(Forbidden, match="admin"):
+            svc.loop.set_keep_learning(p, 10, user="nobody")
+        assert svc.loop.set_keep_learning(p, 10, user="boss")["every"] == 10
+    finally:
+        svc.close()
+
+
+def test_a_round_worse_than_its_parent_is_not_promoted(services, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from annotator.services import loop
+
+    p, imgs = _world(services, tmp_path, 2)
+    job = services.ctx.store.get_job(services.ctx.store.create_job(p.id, "train", {"round": 5}, 1))
+    verdict = {"vs_parent": "worse"}
+    monkeypatch.setattr(loop.training, "finish_training", lambda ctx, j, done: {"model": "ft", "model_id": 9})
+    monkeypatch.setattr(loop.training, "compare_models",
+                        lambda ctx, ref: {"models": [{"name": "ft", **verdict}]})
+    started = []
+    monkeypatch.setattr(loop.annotation, "start_annotation",
+                        lambda ctx, ref, model, **kw: started.append((model, kw)) or SimpleNamespace(id=77, total=2))
+    out = loop.finish_round(services.ctx, job, {"status": "succeeded"})
+    assert out["promoted"] is False and started == []
+    assert "worse than its parent" in services.ctx.store.get_job(job.id).log
+    verdict["vs_parent"] = "better"
+    out = loop.finish_round(services.ctx, job, {"status": "succeeded"})
+    assert out["promoted"] is True and out["reannotation_job"] == 77
+    assert started == [("ft", {"scope": "unreviewed", "user": "keep learning"})]
+    manual = services.ctx.store.get_job(services.ctx.store.create_job(p.id, "train", {}, 1))
+    started.clear()
+    assert "promoted" not in loop.finish_round(services.ctx, manual, {"status": "succeeded"})  # a person's training
+    assert started == []

@@ -14,11 +14,12 @@ from types import ModuleType
 
 from ..settings import Settings
 from ..store import Store
-from . import annotation, images, jobs, models, projects, review, snapshot, splits, training, transfer
+from . import annotation, fsck, images, jobs, models, projects, review, snapshot, splits, training, transfer
 from .context import AppContext
 
 DOMAINS = {"projects": projects, "images": images, "models": models, "annotation": annotation, "jobs": jobs,
-           "review": review, "splits": splits, "training": training, "transfer": transfer, "snapshot": snapshot}
+           "review": review, "splits": splits, "training": training, "transfer": transfer, "snapshot": snapshot,
+           "fsck": fsck}
 
 
 class Domain:
@@ -63,6 +64,7 @@ class Services:
     training: Domain
     transfer: Domain
     snapshot: Domain
+    fsck: Domain
 
     def __init__(self, ctx: AppContext):
         self.ctx = ctx
@@ -75,10 +77,11 @@ class Services:
 
     @classmethod
     def open(cls, settings: Settings) -> "Services":
-        """Prepare the data folder, open (and migrate) the store, drop staging left by a crash."""
+        """Prepare the data folder, open (and migrate) the store, and sweep what a crash left in flight
+        (interrupted commits' files, staging, half-written files, temp folders: ``fsck.sweep``)."""
         settings.prepare()
         services = cls(AppContext(settings, Store.open(settings.db_path)))
-        services.images.drop_stale_staging()
+        services.swept = services.fsck.sweep()
         return services
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ with a ``NotFound`` naming the value and what exists instead."""
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -17,8 +18,11 @@ from ..types import REVIEW_STATES, ImageRecord, ModelRecord, NotFound, Project, 
 class AppContext:
     settings: Settings
     store: Store
-    # Uploads run concurrently; their commits do not (services/images.py).
+    # Uploads run concurrently; their commits do not (services/images.py). fsck holds it too, to tell a commit
+    # under way from one that died (services/fsck.py).
     commit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # When this process took over the data folder: what fsck finds in flight and newer is work under way.
+    started_at: float = field(default_factory=time.time, repr=False)
     _queue: Any = field(default=None, repr=False)
 
     @property

@@ -492,6 +492,49 @@ def cmd_evaluate(args, settings: Settings) -> int:
     return 0 if job["status"] == "succeeded" else 1
 
 
+def _bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def cmd_fsck(args, settings: Settings) -> int:
+    """Exit 0: clean, or everything found was repaired; 1: problems remain (found without --repair, or
+    rows whose file is missing, which need a person)."""
+    with backend(settings) as b:
+        r = b.call("fsck", "fsck", repair=args.repair)
+        swept = getattr(b.services, "swept", None) if b.services is not None else None
+    if swept and (swept["files"] or swept["staging"] or swept["parts"] or swept["tmp"]):
+        r["swept_at_start"] = swept
+    c = r["checked"]
+    lines = [f"{r['data_dir']}: {c['projects']} project(s), {c['images']} image(s), {c['models']} model(s), "
+             f"{c['exports']} export(s); {c['files']} file(s) checked in {r['seconds']:.1f} s"]
+    if r.get("swept_at_start"):
+        sw = r["swept_at_start"]
+        lines.append(f"at start: removed {sw['files']} file(s) of interrupted uploads, {sw['staging']} staging "
+                     f"folder(s), {sw['parts']} half-written file(s), {sw['tmp']} temp folder(s)")
+    for label, rows in (("problem", r["problems"]), ("note", r["notes"])):
+        for row in rows:
+            action = f" - {row['action']}" if row.get("action") else ""
+            lines.append(f"{label:<8} {row['count']:>6} {row['what']} ({_bytes(row['bytes'])}){action}")
+            lines += [f"           {e}" for e in row["examples"]]
+            lines += [f"           failed: {e}" for e in row.get("failed", [])]
+    if r["clean"]:
+        lines.append("Clean: every file has its row and every row its file.")
+    elif r["remaining"] and not args.repair:
+        lines.append(f"{r['remaining']} problem(s). `annotator fsck --repair` removes orphans and leftovers; "
+                     "rows whose file is missing are kept and reported.")
+    elif r["remaining"]:
+        lines.append(f"{r['remaining']} problem(s) remain: they need a person (restore the missing files from a "
+                     "backup, or register the model again).")
+    else:
+        lines.append("Repaired.")
+    _print(args, r, "\n".join(lines))
+    return 0 if r["remaining"] == 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -617,6 +660,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="", help="auto (default), cpu, 0, 1, ...")
     ev.add_argument("--wait", action="store_true", help="print progress until the job ends")
     ev.set_defaults(func=cmd_evaluate)
+
+    fsck = sub.add_parser("fsck", parents=[common],
+                          help="check the data folder against the database (exit 1 when problems are found)")
+    fsck.add_argument("--repair", action="store_true",
+                      help="remove orphan files and leftovers, make missing thumbnails again (rows are never "
+                           "deleted)")
+    fsck.set_defaults(func=cmd_fsck)
 
     jobs_p = sub.add_parser("jobs", help="a job's status, or cancel / resume it")
     jobs_p.add_argument("action", choices=["status", "cancel", "resume"])

@@ -463,6 +463,14 @@ class Api:
                 bool(replace), user=username(request), progress=_progress.get())
         return to_json(report)
 
+    # --- the data folder --------------------------------------------------------------------------------
+    @endpoint("fsck", concurrency_limit=1)
+    def fsck(self, repair: bool = False, request: gr.Request = None) -> dict:
+        """Check the data folder against the store: files no row references, rows whose file is missing, work
+        left by an earlier run (counts, bytes, examples). ``repair`` removes orphans and leftovers and makes
+        missing thumbnails again; rows whose file is missing are reported, never deleted."""
+        return to_json(self.services.fsck.fsck(repair=bool(repair), user=username(request)))
+
 
 @dataclass(frozen=True)
 class _Caller:

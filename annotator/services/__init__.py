@@ -14,12 +14,12 @@ from types import ModuleType
 
 from ..settings import Settings
 from ..store import Store
-from . import annotation, fsck, images, jobs, models, projects, review, snapshot, splits, training, transfer
+from . import annotation, backup, fsck, images, jobs, models, projects, review, snapshot, splits, training, transfer
 from .context import AppContext
 
 DOMAINS = {"projects": projects, "images": images, "models": models, "annotation": annotation, "jobs": jobs,
            "review": review, "splits": splits, "training": training, "transfer": transfer, "snapshot": snapshot,
-           "fsck": fsck}
+           "fsck": fsck, "backup": backup}
 
 
 class Domain:
@@ -65,6 +65,7 @@ class Services:
     transfer: Domain
     snapshot: Domain
     fsck: Domain
+    backup: Domain
 
     def __init__(self, ctx: AppContext):
         self.ctx = ctx

@@ -282,7 +282,7 @@ def _check_jobs(ctx: AppContext, r: _Report) -> None:
     jobs_dir = ctx.settings.jobs_dir
     if not jobs_dir.is_dir():
         return
-    ids = ctx.store.job_ids()
+    ids = ctx.store.job_statuses()
     for e in os.scandir(jobs_dir):
         path = Path(e.path)
         if e.name.isdigit() and int(e.name) not in ids and e.is_dir(follow_symlinks=False):

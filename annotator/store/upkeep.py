@@ -21,8 +21,8 @@ class UpkeepMixin:
     def project_ids(self) -> list[int]:
         return [int(r[0]) for r in self._all("SELECT id FROM projects ORDER BY id")]
 
-    def job_ids(self) -> set[int]:
-        return {int(r[0]) for r in self._all("SELECT id FROM jobs")}
+    def job_statuses(self) -> dict[int, str]:
+        return {int(r[0]): r[1] for r in self._all("SELECT id, status FROM jobs")}
 
     def project_files(self, project_id: int) -> dict[str, dict[str, tuple[int, int | None]]]:
         """Every file a row of the project references, by kind: {"images": {rel: (image id, size)},

@@ -35,7 +35,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import __version__
 from ..store import Store
 from ..types import UserError
 from .context import AppContext
@@ -90,6 +89,15 @@ def _free_bytes(folder: Path) -> int:
     while not probe.exists():
         probe = probe.parent
     return shutil.disk_usage(probe).free
+
+
+def _app_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("auto-annotator")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _human(n: float) -> str:
@@ -156,7 +164,8 @@ def backup(ctx: AppContext, out: str | Path | None = None, exports: bool = True,
                         except OSError:
                             missing.append(member)
                 manifest = {
-                    "format": FORMAT, "app": "auto-annotator", "version": __version__,
+                    "format": FORMAT, "app": "auto-annotator", "version": _app_version(),
+                    "schema": ctx.store.schema_version(),
                     "created_at": stamp.isoformat(timespec="seconds"), "created_by": user,
                     "rows": counts, "files": files, "bytes": total, "exports": bool(exports),
                     "missing": missing[:100], "missing_count": len(missing),

@@ -181,7 +181,10 @@ def _remove(root: Path, path: Path) -> None:
     if path.is_symlink() or not path.is_dir():
         path.unlink(missing_ok=True)
     else:
-        shutil.rmtree(path)
+        try:
+            shutil.rmtree(path)
+        except FileNotFoundError:  # removed meanwhile (a project deletion finishing): gone is what we want
+            pass
 
 
 # --- the check ----------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ The tar (plain, uncompressed: images are compressed already), in this order:
 
     metadata.duckdb                 the snapshot
     projects/<id>/images/...        images, thumbnails, models and (unless left out) exports the rows name
+    .demo-created                   the data folder's own state files (TOP_LEVEL), when they exist
     jobs/<id>/...                   finished jobs' results (curves, plots, args), without their dataset
                                     copy and weights (the trained model is in its project's models/)
     manifest.json                   format, app version, date, row counts, files, bytes, what was missing
@@ -49,6 +50,9 @@ BACKUP_NAME = re.compile(r"backup-\d{8}-\d{6}-[0-9a-f]{8}\.tar")
 FINISHED = ("succeeded", "failed", "cancelled", "interrupted")
 JOB_SKIP_DIRS = ("dataset",)
 JOB_SKIP_SUFFIXES = (".pt", ".onnx", ".part")
+# Files at the data folder's top level that a backup carries when they exist (state, not runtime): the
+# Demo marker (deleting the Demo project stays final). A users file belongs here too once there is one.
+TOP_LEVEL = (".demo-created",)
 
 
 class _Hashing:
@@ -155,6 +159,10 @@ def backup(ctx: AppContext, out: str | Path | None = None, exports: bool = True,
                             missing.append(member)
                 finally:
                     reopened.close()
+                for top in TOP_LEVEL:
+                    if (s.data_dir / top).is_file():
+                        total += _add_file(tar, s.data_dir / top, top, sums)
+                        files += 1
                 for jid in sorted(j for j, st in statuses.items() if st in FINISHED):
                     for path in _job_files(s.job_dir(jid)):
                         member = path.relative_to(s.data_dir).as_posix()
@@ -222,7 +230,7 @@ def discard_backup(ctx: AppContext, name: str, user: str | None = None) -> dict:
 # --- restore -------------------------------------------------------------------------------------------------
 def _member_ok(name: str) -> bool:
     parts = name.split("/")
-    if name in (DB_MEMBER, MANIFEST, SUMS):
+    if name in (DB_MEMBER, MANIFEST, SUMS, *TOP_LEVEL):
         return True
     return (len(parts) >= 3 and parts[0] in ("projects", "jobs") and parts[1].isdigit()
             and all(p not in ("", ".", "..") for p in parts) and not name.startswith("/"))

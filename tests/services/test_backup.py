@@ -112,6 +112,7 @@ def test_backup_and_restore_give_back_everything(world, tmp_path):
 
 
 def test_restore_refuses_a_non_empty_folder_unless_forced(world, tmp_path):
+    world.settings.demo_marker_path.write_text("created\n")  # the Demo was deleted: it must not come back
     world.backup.backup(out=tmp_path / "b.tar")
     target = tmp_path / "busy"
     target.mkdir()
@@ -121,6 +122,7 @@ def test_restore_refuses_a_non_empty_folder_unless_forced(world, tmp_path):
     assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
     restore(tmp_path / "b.tar", target, force=True)
     assert (target / "metadata.duckdb").exists() and (target / "notes.txt").read_text() == "mine"
+    assert (target / ".demo-created").read_text() == "created\n"
 
 
 def test_a_tampered_backup_is_refused_naming_the_member(world, tmp_path):

@@ -308,9 +308,12 @@ def restore(archive: str | Path, data_dir: str | Path, force: bool = False) -> d
         for stale in (data_dir / DB_MEMBER, data_dir / f"{DB_MEMBER}.wal"):
             stale.unlink(missing_ok=True)
         order = [DB_MEMBER] + sorted(m for m in got if m not in (DB_MEMBER, MANIFEST))
+        made: set[Path] = set()
         for member in order:
             dst = data_dir / member
-            dst.parent.mkdir(parents=True, exist_ok=True)
+            if dst.parent not in made:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                made.add(dst.parent)
             os.replace(work / member, dst)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -323,6 +326,7 @@ def _extract(archive: Path, work: Path) -> tuple[dict[str, str], str | None, byt
     """Every member into ``work`` (regular files with safe names only), hashed on the way."""
     got: dict[str, str] = {}
     sums_text = manifest = None
+    made: set[Path] = set()
     try:
         with tarfile.open(archive, "r|") as tar:
             for info in tar:
@@ -336,7 +340,9 @@ def _extract(archive: Path, work: Path) -> tuple[dict[str, str], str | None, byt
                 if name in got:
                     raise UserError(f"{archive}: member {name} appears twice; nothing was restored")
                 dst = work / name
-                dst.parent.mkdir(parents=True, exist_ok=True)
+                if dst.parent not in made:
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    made.add(dst.parent)
                 sha = hashlib.sha256()
                 with open(dst, "wb") as f:
                     while chunk := src.read(CHUNK):

@@ -36,6 +36,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..diskspace import require_space
 from ..store import Store
 from ..types import UserError
 from .context import AppContext
@@ -88,13 +89,6 @@ def _add_bytes(tar: tarfile.TarFile, data: bytes, member: str, sums: dict[str, s
         sums[member] = hashlib.sha256(data).hexdigest()
 
 
-def _free_bytes(folder: Path) -> int:
-    probe = folder
-    while not probe.exists():
-        probe = probe.parent
-    return shutil.disk_usage(probe).free
-
-
 def _app_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -102,14 +96,6 @@ def _app_version() -> str:
         return version("auto-annotator")
     except PackageNotFoundError:
         return "unknown"
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024:
-            return f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
 
 
 def backup(ctx: AppContext, out: str | Path | None = None, exports: bool = True, user: str | None = None) -> dict:
@@ -133,11 +119,7 @@ def backup(ctx: AppContext, out: str | Path | None = None, exports: bool = True,
         snap = Store.open(snap_path)
         try:
             statuses = snap.job_statuses()
-            estimate = _estimate(snap, snap_path, exports)
-            free = _free_bytes(target.parent)
-            if estimate > free:
-                raise UserError(f"Not enough free space for the backup in {target.parent}: it needs about "
-                                f"{_human(estimate)}, {_human(free)} is free. Free some space or write it elsewhere.")
+            require_space(target.parent, _estimate(snap, snap_path, exports), f"write the backup {target.name}")
             sums: dict[str, str] = {}
             missing: list[str] = []
             files = total = 0
@@ -203,7 +185,7 @@ def _estimate(snap: Store, snap_path: Path, exports: bool) -> int:
             total += THUMB_GUESS
         elif kind != "exports" or exports:
             total += (size or 0) + 1024  # a tar header, rounded up
-    return int(total * 1.02) + (16 << 20)
+    return total
 
 
 def _job_files(folder: Path):
@@ -263,10 +245,7 @@ def restore(archive: str | Path, data_dir: str | Path, force: bool = False) -> d
         raise UserError(f"{data_dir} is not empty: restore into a new folder, or add --force to replace what the "
                         "backup holds there (other files stay)")
     data_dir.mkdir(parents=True, exist_ok=True)
-    free = _free_bytes(data_dir)
-    if archive.stat().st_size > free:
-        raise UserError(f"Not enough free space in {data_dir}: the backup holds {_human(archive.stat().st_size)}, "
-                        f"{_human(free)} is free")
+    require_space(data_dir, archive.stat().st_size, f"restore {archive.name}")
     t0 = time.perf_counter()
     work = data_dir / f".restore-{secrets.token_hex(4)}"
     work.mkdir()

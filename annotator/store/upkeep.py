@@ -8,9 +8,6 @@ import shutil
 from pathlib import Path
 from typing import Iterator, Sequence
 
-# Every table of the schema, in the order a manifest lists their row counts.
-TABLES = ("projects", "classes", "datasets", "images", "boxes", "models", "jobs", "job_images", "job_epochs",
-          "uploads", "exports", "split_config", "training_images", "evaluations")
 
 
 class UpkeepMixin:
@@ -53,7 +50,10 @@ class UpkeepMixin:
         return {r[0] for r in rows}
 
     def row_counts(self) -> dict[str, int]:
-        return {t: int(self._all(f"SELECT count(*) FROM {t}")[0][0]) for t in TABLES}
+        """Rows per table, every table of the schema (those later migrations add included), by name."""
+        tables = [r[0] for r in self._all("SELECT table_name FROM duckdb_tables() WHERE database_name = "
+                                          "current_database() AND schema_name = 'main' ORDER BY table_name")]
+        return {t: int(self._all(f'SELECT count(*) FROM "{t}"')[0][0]) for t in tables}
 
     def iter_referenced_files(self) -> Iterator[tuple[int, str, str, int | None]]:
         """(project id, kind, project-relative path, size or None) of every file a row references, in order."""

@@ -152,10 +152,10 @@ def test_backup_lists_what_was_missing_and_refuses_a_folder_or_a_full_disk(world
     assert result["missing"] == [f"projects/{img.project_id}/{img.file}"]
     with pytest.raises(UserError, match="is a folder"):
         world.backup.backup(out=tmp_path)
-    from annotator.services import backup as backup_module
+    from annotator import diskspace
 
-    monkeypatch.setattr(backup_module, "_free_bytes", lambda folder: 1000)
-    with pytest.raises(UserError, match="Not enough free space"):
+    monkeypatch.setattr(diskspace, "free_bytes", lambda folder: 1000)
+    with pytest.raises(UserError, match="Not enough disk space to write the backup c.tar"):
         world.backup.backup(out=tmp_path / "c.tar")
     assert not (tmp_path / "c.tar").exists() and not list(s.backups_dir.iterdir())
 

@@ -54,6 +54,7 @@ JOB_SKIP_SUFFIXES = (".pt", ".onnx", ".part")
 # Files at the data folder's top level that a backup carries when they exist (state, not runtime): the
 # Demo marker (deleting the Demo project stays final). A users file belongs here too once there is one.
 TOP_LEVEL = (".demo-created",)
+RESTORE_WORK = ".restore-"  # a restore's work folder inside its target; one left by a killed restore goes at start
 
 
 class _Hashing:
@@ -247,7 +248,7 @@ def restore(archive: str | Path, data_dir: str | Path, force: bool = False) -> d
     data_dir.mkdir(parents=True, exist_ok=True)
     require_space(data_dir, archive.stat().st_size, f"restore {archive.name}")
     t0 = time.perf_counter()
-    work = data_dir / f".restore-{secrets.token_hex(4)}"
+    work = data_dir / f"{RESTORE_WORK}{secrets.token_hex(4)}"
     work.mkdir()
     try:
         got, sums_text, manifest_bytes = _extract(archive, work)

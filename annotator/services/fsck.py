@@ -15,7 +15,7 @@ What is checked, folder by folder (paths relative to the data folder):
 - ``projects/<id>/display/``: the editor's reduced copies, named ``<image sha256>-<side>.jpg``: a cache, so
   only copies of images the project no longer has are orphans.
 - ``projects/<id>/staging/``, ``*.part`` files in models/, exports/, display/ and ``backups/``, and
-  ``tmp/tmp*`` (import and demo temp folders): work in flight. Left by an earlier run, they are
+  ``tmp/tmp*`` (import and demo temp folders), and a killed restore's ``.restore-*`` folder: work in flight. Left by an earlier run, they are
   leftovers (removed); made by this run, they are work under way (a note; never touched).
 - ``projects/<id>`` with no project row (a project deletion killed half-way) and ``jobs/<id>`` with no job
   row (the folders of a deleted project's training jobs): orphan folders, removed whole.
@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import ingest
+from .backup import RESTORE_WORK
 from .context import AppContext
 from .images import drop_stale_staging
 
@@ -369,7 +370,8 @@ def _remake_thumbs(ctx: AppContext, f: _Finding) -> None:
 # --- at every start -----------------------------------------------------------------------------------------
 def sweep(ctx: AppContext) -> dict:
     """What an earlier run left in flight, removed as the app (or the CLI) takes the data folder over:
-    interrupted commits' orphans (from their journals) and staging, ``.part`` files, temp folders. Nothing
+    interrupted commits' orphans (from their journals) and staging, ``.part`` files, temp folders and a killed
+    restore's work folder. Nothing
     runs yet, so all of it is stale. Cheap: it lists staging/, models/, exports/, display/, tmp/ and
     backups/, never images/ or thumbs/. Returns the counts and the seconds it took."""
     t0 = time.perf_counter()
@@ -391,13 +393,18 @@ def sweep(ctx: AppContext) -> dict:
                 out["bytes"] += e.stat(follow_symlinks=False).st_size
                 Path(e.path).unlink(missing_ok=True)
                 out["parts"] += 1
-    if ctx.settings.tmp_dir.is_dir():
-        for e in os.scandir(ctx.settings.tmp_dir):
-            if e.name.startswith("tmp") and e.name not in KEEP_IN_TMP:
-                try:
-                    _remove(root, Path(e.path))
-                    out["tmp"] += 1
-                except OSError:
-                    pass
+    stale = [Path(e.path) for e in os.scandir(ctx.settings.tmp_dir)
+             if e.name.startswith("tmp") and e.name not in KEEP_IN_TMP] if ctx.settings.tmp_dir.is_dir() else []
+    stale += [Path(e.path) for e in os.scandir(root) if e.name.startswith(RESTORE_WORK)
+              and e.is_dir(follow_symlinks=False)]
+    for path in stale:
+        try:
+            if path.parent == root:  # a restore's work folder: the one thing removed at the top level
+                shutil.rmtree(path)
+            else:
+                _remove(root, path)
+            out["tmp"] += 1
+        except OSError:
+            pass
     out["seconds"] = round(time.perf_counter() - t0, 4)
     return out

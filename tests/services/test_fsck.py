@@ -206,13 +206,16 @@ def test_startup_sweep_removes_staging_parts_and_temp_folders(settings):
     tmp = s.tmp_dir / "tmpzzzz"
     tmp.mkdir()
     (tmp / "import").mkdir()
+    restore_work = s.data_dir / ".restore-0a1b2c3d"  # a restore killed half-way
+    (restore_work / "projects").mkdir(parents=True)
     overlay = s.overlays_dir / "1-x.jpg"
     overlay.parent.mkdir(parents=True, exist_ok=True)
     overlay.write_bytes(b"o")
     svc = Services.open(settings)
     try:
         assert not s.staging_dir(p.id).exists() and not part.exists() and not tmp.exists()
-        assert overlay.exists() and (s.tmp_dir / "gradio").exists()
-        assert (svc.swept["staging"], svc.swept["parts"], svc.swept["tmp"]) == (1, 1, 1)
+        assert not restore_work.exists()
+        assert overlay.exists() and (s.tmp_dir / "gradio").exists() and s.db_path.exists()
+        assert (svc.swept["staging"], svc.swept["parts"], svc.swept["tmp"]) == (1, 1, 2)
     finally:
         svc.close()

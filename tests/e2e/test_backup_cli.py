@@ -65,3 +65,41 @@ def test_backup_and_fsck_through_the_running_app(app, tmp_path):
     assert {p["kind"]: p["count"] for p in json.loads(found.stdout)["problems"]} == {"orphan_images": 1}
     run_cli(data, "fsck", "--repair")  # exit 0
     assert not orphan.exists() and run_cli(data, "fsck").returncode == 0
+
+
+def test_backup_through_an_app_with_login(tmp_path, monkeypatch, capsys):
+    """With auth on, the tar is fetched with the CLI's session (the file route is behind the login too)."""
+    import contextlib
+
+    from annotator import cli
+    from annotator.launch import start
+
+    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_DEMO": "0",
+                                  "ANNOTATOR_LOCAL_WORKER": "0", "ANNOTATOR_AUTH": "ann:secret"}
+                                 ).with_overrides(port=free_port())
+    running = start(settings, block=False, quiet=True)
+    remote = cli.Backend.remote(running.url, settings)
+    try:
+        running.services.projects.create_project("Locked", ["a"])
+
+        @contextlib.contextmanager
+        def backend(_settings):
+            yield remote
+
+        monkeypatch.setattr(cli, "backend", backend)
+        out = tmp_path / "locked.tar"
+        assert cli.main(["backup", str(out), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["rows"]["projects"] == 1
+        restored = restore(out, tmp_path / "restored")
+        assert restored["rows"]["projects"] == 1
+        import httpx
+
+        waiting = remote.call("backup", "backup")  # made, not yet discarded: not served without the session
+        path = settings.backups_dir / waiting["name"]
+        assert path.is_file()
+        anonymous = httpx.get(f"{running.url}/gradio_api/file={path}", follow_redirects=False)
+        assert anonymous.status_code != 200 and not anonymous.content.startswith(b"metadata.duckdb")
+        assert remote.call("backup", "discard_backup", name=waiting["name"])["removed"] and not path.exists()
+    finally:
+        remote.close()
+        running.close()

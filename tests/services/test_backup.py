@@ -164,3 +164,26 @@ def test_discard_takes_only_a_backups_name(services):
     with pytest.raises(UserError, match="not the name of a backup"):
         services.backup.discard_backup("../metadata.duckdb")
     assert services.settings.db_path.exists()
+
+
+def test_files_added_after_the_snapshot_stay_out(world, tmp_path, monkeypatch):
+    """Writes go on once the snapshot is taken: the backup holds the snapshot's state and exactly its files, so
+    the restored folder is consistent (fsck clean) and lacks the late upload."""
+    store = world.ctx.store
+    taken = store.snapshot_database
+
+    def snapshot_then_upload(dest):
+        counts = taken(dest)
+        world.images.add_images("Yard", [_zip(tmp_path, "late", range(40, 43))], dataset="late")
+        return counts
+
+    monkeypatch.setattr(store, "snapshot_database", snapshot_then_upload)
+    result = world.backup.backup(out=tmp_path / "b.tar")
+    assert world.images.list_images("Yard").total == 6 and result["rows"]["images"] == 13
+    restore(tmp_path / "b.tar", tmp_path / "restored")
+    again = Services.open(Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "restored"), "ANNOTATOR_DEMO": "0"}))
+    try:
+        assert again.images.list_images("Yard").total == 3
+        assert again.fsck.fsck()["clean"]
+    finally:
+        again.close()

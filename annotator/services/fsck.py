@@ -141,7 +141,10 @@ def _size(path: Path) -> int:
     except OSError:
         return 0
     if stat.S_ISDIR(st.st_mode):
-        return sum(_size(Path(e.path)) for e in os.scandir(path))
+        try:
+            return sum(_size(Path(e.path)) for e in os.scandir(path))
+        except OSError:
+            return 0
     return st.st_size
 
 
@@ -154,8 +157,12 @@ def _walk_files(folder: Path):
     for e in entries:
         if e.is_dir(follow_symlinks=False):
             yield from _walk_files(Path(e.path))
-        else:
-            yield Path(e.path), e.stat(follow_symlinks=False).st_size
+            continue
+        try:
+            size = e.stat(follow_symlinks=False).st_size
+        except FileNotFoundError:  # gone meanwhile (a cache pruned while the app runs)
+            continue
+        yield Path(e.path), size
 
 
 def _mtime(path: Path) -> float:

@@ -556,6 +556,117 @@ def cmd_users(args, settings: Settings) -> int:
         _print(args, rows + env_users, "\n".join(lines) if lines else
                f"No users in {path}: the app runs without login (loopback only). "
                "Add one: annotator users add NAME --role admin")
+def _bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def cmd_fsck(args, settings: Settings) -> int:
+    """Exit 0: clean, or everything found was repaired; 1: problems remain (found without --repair, or
+    rows whose file is missing, which need a person)."""
+    with backend(settings) as b:
+        r = b.call("fsck", "fsck", repair=args.repair)
+        swept = getattr(b.services, "swept", None) if b.services is not None else None
+    if swept and (swept["files"] or swept["staging"] or swept["parts"] or swept["tmp"]):
+        r["swept_at_start"] = swept
+    c = r["checked"]
+    lines = [f"{r['data_dir']}: {c['projects']} project(s), {c['images']} image(s), {c['models']} model(s), "
+             f"{c['exports']} export(s); {c['files']} file(s) checked in {r['seconds']:.1f} s"]
+    if r.get("swept_at_start"):
+        sw = r["swept_at_start"]
+        lines.append(f"at start: removed {sw['files']} file(s) of interrupted uploads, {sw['staging']} staging "
+                     f"folder(s), {sw['parts']} half-written file(s), {sw['tmp']} temp folder(s)")
+    for label, rows in (("problem", r["problems"]), ("note", r["notes"])):
+        for row in rows:
+            action = f" - {row['action']}" if row.get("action") else ""
+            lines.append(f"{label:<8} {row['count']:>6} {row['what']} ({_bytes(row['bytes'])}){action}")
+            lines += [f"           {e}" for e in row["examples"]]
+            lines += [f"           failed: {e}" for e in row.get("failed", [])]
+    if r["clean"]:
+        lines.append("Clean: every file has its row and every row its file.")
+    elif r["remaining"] and not args.repair:
+        lines.append(f"{r['remaining']} problem(s). `annotator fsck --repair` removes orphans and leftovers; "
+                     "rows whose file is missing are kept and reported.")
+    elif r["remaining"]:
+        lines.append(f"{r['remaining']} problem(s) remain: they need a person (restore the missing files from a "
+                     "backup, or register the model again).")
+    else:
+        lines.append("Repaired.")
+    _print(args, r, "\n".join(lines))
+    return 0 if r["remaining"] == 0 else 1
+
+
+def cmd_backup(args, settings: Settings) -> int:
+    """Locally the services write the tar to OUT; through the app, the app writes it into its backups/ folder,
+    the CLI streams it to OUT (checking its size) and then asks the app to remove its copy."""
+    out = Path(args.out).expanduser().resolve()
+    if out.exists() and not args.force:
+        raise UserError(f"{out} exists: choose another name, or add --force to replace it")
+    with backend(settings) as b:
+        if b.services is not None:
+            r = b.call("backup", "backup", out=out, exports=not args.no_exports)
+        else:
+            client = b.client
+            saved, client.download_files = client.download_files, False  # we stream it to OUT ourselves
+            try:
+                r = b.call("backup", "backup", exports=not args.no_exports)
+            finally:
+                client.download_files = saved
+            try:
+                _fetch(client, r.pop("download"), out, int(r["size_bytes"]))
+            finally:
+                b.call("backup", "discard_backup", name=r["name"])
+            r = {**r, "file": str(out)}
+    rows = r["rows"]
+    human = (f"Backup written to {r['file']} ({_bytes(r['size_bytes'])}): {rows['projects']} project(s), "
+             f"{rows['images']} image(s), {rows['boxes']} box(es), {rows['models']} model(s); {r['files']} file(s) "
+             f"with SHA-256 sums; database snapshot in {r['snapshot_seconds']:.2f} s, {r['seconds']:.1f} s in all")
+    if r["missing_count"]:
+        human += f"\n  {r['missing_count']} file(s) the database names were missing (see annotator fsck): " + \
+                 ", ".join(r["missing"][:5])
+    _print(args, r, human)
+    return 0
+
+
+def _fetch(client, filedata: dict, out: Path, size: int) -> None:
+    """Stream a file the app handed out (a gradio FileData) to ``out``, whole or not at all."""
+    import shutil
+
+    import httpx
+
+    free = shutil.disk_usage(out.parent if out.parent.exists() else Path.cwd()).free
+    if size > free:
+        raise UserError(f"Not enough free space for the backup at {out.parent}: it is {_bytes(size)}, "
+                        f"{_bytes(free)} is free")
+    url = filedata.get("url") or f"{client.src.rstrip('/')}/gradio_api/file={filedata['path']}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part = out.with_name(out.name + ".part")
+    try:
+        with httpx.stream("GET", url, headers=client.headers, cookies=client.cookies, verify=client.ssl_verify,
+                          follow_redirects=True, timeout=httpx.Timeout(60.0, read=None)) as resp:
+            resp.raise_for_status()
+            with open(part, "wb") as f:
+                for chunk in resp.iter_bytes(1 << 20):
+                    f.write(chunk)
+        if part.stat().st_size != size:
+            raise UserError(f"The backup's download stopped at {part.stat().st_size} of {size} bytes; run it again")
+        os.replace(part, out)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def cmd_restore(args, settings: Settings) -> int:
+    from .services.backup import restore
+
+    r = restore(Path(args.archive), Path(args.data), force=args.force)
+    rows = r["rows"]
+    _print(args, r, f"Restored {args.archive} (made {r['created_at']} by version {r['version']}) into {r['data_dir']}: "
+                    f"{rows['projects']} project(s), {rows['images']} image(s), {rows['boxes']} box(es), "
+                    f"{rows['models']} model(s), {r['files']} file(s), every checksum verified. Start the app on it: "
+                    f"ANNOTATOR_DATA_DIR={r['data_dir']} annotator")
     return 0
 
 
@@ -699,6 +810,25 @@ def build_parser() -> argparse.ArgumentParser:
     urm = usub.add_parser("remove", parents=[common], help="remove a user")
     urm.add_argument("name")
     urm.set_defaults(func=cmd_users)
+    fsck = sub.add_parser("fsck", parents=[common],
+                          help="check the data folder against the database (exit 1 when problems are found)")
+    fsck.add_argument("--repair", action="store_true",
+                      help="remove orphan files and leftovers, make missing thumbnails again (rows are never "
+                           "deleted)")
+    fsck.set_defaults(func=cmd_fsck)
+
+    bk = sub.add_parser("backup", parents=[common],
+                        help="write a backup tar (database snapshot + files + checksums); works while the app runs")
+    bk.add_argument("out", help="the tar to write, e.g. backup.tar")
+    bk.add_argument("--no-exports", action="store_true", help="leave the export zips out")
+    bk.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    bk.set_defaults(func=cmd_backup)
+    rs = sub.add_parser("restore", parents=[common], help="restore a backup tar into a data folder")
+    rs.add_argument("archive", help="a tar written by annotator backup")
+    rs.add_argument("--data", required=True, help="the data folder to restore into (new or empty)")
+    rs.add_argument("--force", action="store_true",
+                    help="restore into a non-empty folder: the backup's files and database replace those there")
+    rs.set_defaults(func=cmd_restore)
 
     jobs_p = sub.add_parser("jobs", help="a job's status, or cancel / resume it")
     jobs_p.add_argument("action", choices=["status", "cancel", "resume"])

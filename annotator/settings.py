@@ -219,6 +219,11 @@ class Settings:
         """Gallery thumbnails with their boxes drawn on, cached by content."""
         return self.tmp_dir / "overlays"
 
+    @property
+    def backups_dir(self) -> Path:
+        """Backups made through the app's API wait here until the CLI has downloaded them."""
+        return self.data_dir / "backups"
+
     def project_dir(self, project_id: int) -> Path:
         return self.projects_dir / str(int(project_id))
 

@@ -15,12 +15,13 @@ from types import ModuleType
 from ..settings import Settings
 from ..store import Store
 from ..users import Users
-from . import annotation, images, jobs, loop, models, projects, review, snapshot, splits, training, transfer, users
+from . import (annotation, backup, fsck, images, jobs, loop, models, projects, review, snapshot, splits,
+               training, transfer, users)
 from .context import AppContext
 
 DOMAINS = {"projects": projects, "images": images, "models": models, "annotation": annotation, "jobs": jobs,
            "review": review, "splits": splits, "training": training, "transfer": transfer, "snapshot": snapshot,
-           "users": users, "loop": loop}
+           "users": users, "loop": loop, "fsck": fsck, "backup": backup}
 
 
 class Domain:
@@ -67,6 +68,8 @@ class Services:
     snapshot: Domain
     loop: Domain
     users: Domain
+    fsck: Domain
+    backup: Domain
 
     def __init__(self, ctx: AppContext):
         self.ctx = ctx
@@ -79,12 +82,13 @@ class Services:
 
     @classmethod
     def open(cls, settings: Settings, users: Users | None = None) -> "Services":
-        """Prepare the data folder, open (and migrate) the store, drop staging left by a crash. ``users``:
+        """Prepare the data folder, open (and migrate) the store, and sweep what a crash left in flight
+        (interrupted commits' files, staging, half-written files, temp folders: ``fsck.sweep``). ``users``:
         whose roles the services check (default: the settings' users; an empty ``Users``: everyone acting
         is an admin, as the CLI is when it holds the database itself)."""
         settings.prepare()
         services = cls(AppContext(settings, Store.open(settings.db_path), users=users))
-        services.images.drop_stale_staging()
+        services.swept = services.fsck.sweep()
         return services
 
     def close(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
@@ -21,8 +22,11 @@ log = logging.getLogger("annotator.audit")
 class AppContext:
     settings: Settings
     store: Store
-    # Uploads run concurrently; their commits do not (services/images.py).
+    # Uploads run concurrently; their commits do not (services/images.py). fsck holds it too, to tell a commit
+    # under way from one that died (services/fsck.py).
     commit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # When this process took over the data folder: what fsck finds in flight and newer is work under way.
+    started_at: float = field(default_factory=time.time, repr=False)
     _queue: Any = field(default=None, repr=False)
     # Who may do what: the signed-in users' roles. None: the settings' users (the app); the CLI's local
     # backend passes an empty ``Users`` (it holds the database lock, i.e. the files: it acts as an admin).

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -33,10 +34,49 @@ class ImagePage:
     pages: int
 
 
-def drop_stale_staging(ctx: AppContext) -> None:
-    """Only the app writes under projects/ while it holds the store, so any staging left is a crash's."""
+def drop_stale_staging(ctx: AppContext) -> dict:
+    """Only the app writes under projects/ while it holds the store, so any staging left is a crash's.
+
+    A commit that died half-way (kill -9 between moving its files into images/ and thumbs/ and committing
+    their rows) left its journal (``staging/<id>.commit``, the files it was placing): those files that no
+    row references are removed first. This costs the size of the interrupted commits, not of the data
+    folder. Returns what was removed: {"staging": folders, "files": files, "bytes": bytes}."""
+    out = {"staging": 0, "files": 0, "bytes": 0}
     for staging in ctx.settings.projects_dir.glob("*/staging"):
+        pdir = staging.parent
+        for journal in staging.glob("*" + COMMIT_JOURNAL):
+            try:
+                rels = [str(r) for r in json.loads(journal.read_text())]
+                project_id = int(pdir.name)
+            except (OSError, ValueError, TypeError):  # written only part-way: nothing was moved yet
+                continue
+            kept = ctx.store.referenced_image_files(project_id, rels)
+            for rel in rels:
+                path = pdir / rel
+                if rel in kept or not _inside(path, pdir) or path.is_symlink() or not path.is_file():
+                    continue
+                size = path.stat().st_size
+                path.unlink(missing_ok=True)
+                out["files"] += 1
+                out["bytes"] += size
         shutil.rmtree(staging, ignore_errors=True)
+        out["staging"] += 1
+    return out
+
+
+COMMIT_JOURNAL = ".commit"  # staging/<upload id>.commit: the files a commit is moving into place (JSON list)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def _write_journal(path: Path, rels: list[str]) -> None:
+    """The commit's intent, on disk before the first file moves (flushed: it must outlive a power cut)."""
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(rels, f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def named_sources(sources, nothing: str) -> list[tuple[Path, str]]:
@@ -124,6 +164,9 @@ def _commit_images(ctx: AppContext, p: Project, dataset_name: str, images, repor
         created: list[Path] = []
         rows = []
         folders: set[Path] = set()
+        journal = ctx.settings.staging_dir(p.id) / f"{uuid.uuid4().hex}{COMMIT_JOURNAL}"
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        _write_journal(journal, [rel for img in fresh for rel in ingest.stored_names(img.sha256, img.ext)])
         try:
             for img in fresh:
                 file, thumb = ingest.stored_names(img.sha256, img.ext)
@@ -146,6 +189,8 @@ def _commit_images(ctx: AppContext, p: Project, dataset_name: str, images, repor
             for path in created:  # leave nothing half-written behind
                 path.unlink(missing_ok=True)
             raise
+        finally:
+            journal.unlink(missing_ok=True)
     report.image_ids.update({img.rel_path: int(i) for img, i in zip(fresh, ids)})
 
 

@@ -9,7 +9,7 @@ DuckDB lets exactly one process hold the file read-write; a second one gets a lo
 
 The package: ``schema.py`` holds the migrations as data; ``rows.py`` the shared column lists and row
 converters; one module per domain (projects, images, boxes, review, transfer, models, jobs, annotation,
-splits, training) holds a mixin of query methods that ``Store`` inherits, so every method stays
+splits, training, upkeep) holds a mixin of query methods that ``Store`` inherits, so every method stays
 ``store.<name>``. A mixin may use another's private helper through ``self`` (``_image_filter``,
 ``_protected``). This module is the mechanism only: open/close, cursors, the write path, bulk insert,
 migrations.
@@ -38,12 +38,13 @@ from .schema import MIGRATIONS
 from .splits import SplitsMixin
 from .training import TrainingMixin
 from .transfer import TransferMixin
+from .upkeep import UpkeepMixin
 
 __all__ = ["Store", "StoreBusy", "MIGRATIONS", "BOX_KINDS", "IMAGE_COLUMNS", "JOB_COLUMNS", "MODEL_COLUMNS", "utcnow"]
 
 # The query mixins, one per module; Store inherits them all (tests/test_store_package.py checks the split).
 QUERY_MIXINS = (ProjectsMixin, ImagesMixin, BoxesMixin, ReviewMixin, TransferMixin, ModelsMixin, JobsMixin,
-                AnnotationMixin, SplitsMixin, TrainingMixin)
+                AnnotationMixin, SplitsMixin, TrainingMixin, UpkeepMixin)
 
 # Column kinds for bulk inserts through a pandas frame (executemany is ~40x slower in DuckDB).
 _KINDS = {"str": "object", "int": "Int64", "float": "Float64", "ts": "datetime64[us]"}
@@ -65,6 +66,7 @@ class Store(
     AnnotationMixin,
     SplitsMixin,
     TrainingMixin,
+    UpkeepMixin,
 ):
     """Owns the DuckDB file. Construct with ``Store.open(path)``; ``path=None`` is an in-memory store."""
 

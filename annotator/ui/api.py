@@ -142,6 +142,8 @@ class Api:
     def publish(self) -> None:
         """``gr.api`` every endpoint under its own name. Call it first inside the Blocks, before any UI
         event, so each name is claimed here and nowhere else."""
+        # Backups are handed out from where they were written (static: Gradio would copy them into its cache).
+        gr.set_static_paths([str(self.services.settings.backups_dir)])
         for name, (_, options) in ENDPOINTS.items():
             fn = getattr(self, name)
             gr.api(fn, api_name=name, api_description=_summary(fn), **options)
@@ -488,6 +490,27 @@ class Api:
                 project, files, fmt, dataset or None, mapping or None, bool(add_new_classes), bool(approve),
                 bool(replace), user=username(request), progress=_progress.get())
         return to_json(report)
+
+    # --- the data folder --------------------------------------------------------------------------------
+    @endpoint("fsck", concurrency_limit=1)
+    def fsck(self, repair: bool = False, request: gr.Request = None) -> dict:
+        """Check the data folder against the store: files no row references, rows whose file is missing, work
+        left by an earlier run (counts, bytes, examples). ``repair`` removes orphans and leftovers and makes
+        missing thumbnails again; rows whose file is missing are reported, never deleted."""
+        return to_json(self.services.fsck.fsck(repair=bool(repair), user=username(request)))
+
+    @endpoint("backup", concurrency_limit=1)
+    def backup(self, exports: bool = True, request: gr.Request = None) -> dict:
+        """A backup tar (a consistent database snapshot, the files it references, a manifest and SHA-256 sums),
+        written into the app's backups/ folder: ``download`` is the file; ``name`` is what discard_backup
+        takes once it is fetched. ``exports``: include the export zips."""
+        result = to_json(self.services.backup.backup(exports=bool(exports), user=username(request)))
+        return {**result, "download": _download(result["file"])}
+
+    @endpoint("backup")
+    def discard_backup(self, name: str, request: gr.Request = None) -> dict:
+        """Remove a backup from the app's backups/ folder (after its download)."""
+        return to_json(self.services.backup.discard_backup(name, user=username(request)))
 
 
 @dataclass(frozen=True)

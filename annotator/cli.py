@@ -556,6 +556,9 @@ def cmd_users(args, settings: Settings) -> int:
         _print(args, rows + env_users, "\n".join(lines) if lines else
                f"No users in {path}: the app runs without login (loopback only). "
                "Add one: annotator users add NAME --role admin")
+    return 0
+
+
 def _bytes(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":

@@ -12,6 +12,7 @@ import functools
 import inspect
 from types import ModuleType
 
+from .. import pixels
 from ..settings import Settings
 from ..store import Store
 from . import annotation, images, jobs, models, projects, review, snapshot, splits, training, transfer
@@ -77,6 +78,7 @@ class Services:
     def open(cls, settings: Settings) -> "Services":
         """Prepare the data folder, open (and migrate) the store, drop staging left by a crash."""
         settings.prepare()
+        pixels.configure(settings.decode_budget_mb << 20)
         services = cls(AppContext(settings, Store.open(settings.db_path)))
         services.images.drop_stale_staging()
         return services

@@ -11,11 +11,11 @@ limit) are refused per file with a reason. Zips are read member by member from d
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import os
 import posixpath
-import shutil
 import stat
 import sys
 import unicodedata
@@ -30,6 +30,7 @@ from typing import Callable, Iterator
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import pixels
 from .types import IMAGE_EXTENSIONS, LABEL_EXTENSIONS, DuplicateFile, SkippedFile
 
 # PIL format -> stored extension. TIFF is stored as PNG so every browser can show it.
@@ -190,12 +191,17 @@ def decode_image(data: bytes, limits: Limits) -> Decoded:
         orientation = 1
     rotate = orientation in range(2, 9)
     try:
-        with warnings.catch_warnings():
+        jpeg_scaled = fmt in ("JPEG", "MPO") and not rotate
+        if jpeg_scaled:
+            # Stored as uploaded. Decode at the thumbnail's scale: the whole entropy-coded stream is
+            # still read, so truncated or corrupt files fail here, at a fraction of a full decode.
+            im.draft(im.mode, _thumb_size(w, h, limits.thumb_size))
+        # The decoded pixels count against the process's budget (concurrent uploads of huge images queue
+        # here); rotating or converting holds a second copy while the first is alive.
+        cost = pixels.decoded_bytes(*im.size) * (2 if rotate or fmt == "TIFF" else 1)
+        with warnings.catch_warnings(), pixels.DECODE.hold(cost):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            if fmt in ("JPEG", "MPO") and not rotate:
-                # Stored as uploaded. Decode at the thumbnail's scale: the whole entropy-coded stream is
-                # still read, so truncated or corrupt files fail here, at a fraction of a full decode.
-                im.draft(im.mode, _thumb_size(w, h, limits.thumb_size))
+            if jpeg_scaled:
                 im.load()
                 return Decoded(data, "jpg", "JPEG", w, h, _make_thumb(im, limits.thumb_size, 2 * limits.thumb_size))
             im.load()
@@ -316,6 +322,34 @@ def _walk_zip(
         yield _Member(zf, info, rel, display)
 
 
+ZIP_CHUNK = 1 << 20  # inflate this much at a time
+
+
+def _member_chunks(m: _Member, chunk: int = ZIP_CHUNK) -> Iterator[bytes]:
+    """A zip member's bytes, inflated ``chunk`` bytes at a time and never past the size its header
+    declares (which the limits were checked against): a member whose data inflates further is refused as
+    soon as it passes that size (BadImage naming it), whatever its header says, having inflated at most one
+    chunk more. One shorter than declared is refused too."""
+    declared = m.info.file_size
+    # zipfile stops handing out data at the header's size and checks the CRC there; give it room past the
+    # declared size so that a longer stream is seen (and refused here) instead of quietly cut.
+    probe = copy.copy(m.info)
+    probe.file_size = declared + max(chunk, 1 << 16)
+    got = 0
+    with m.zf.open(probe) as f:
+        while True:
+            data = f.read(min(chunk, declared + 1 - got))
+            if not data:
+                break
+            got += len(data)
+            if got > declared:
+                raise BadImage(f"{m.info.filename}: its data inflates past the {declared:,} bytes its header "
+                               "declares (zip bomb or tampered archive); not extracted")
+            yield data
+    if got != declared:
+        raise BadImage("zip member size does not match its header (corrupt or tampered archive)")
+
+
 def _upload_name_reason(rel: str, info: zipfile.ZipInfo) -> str | None:
     """Uploads take non-empty image files."""
     reason = skip_reason_for_name(rel)
@@ -337,11 +371,7 @@ def _iter_zip(
     for m in _walk_zip(path, name, limits, skipped, budget, stack, _upload_name_reason):
 
         def read(m=m) -> bytes:
-            with m.zf.open(m.info) as f:
-                data = f.read(limits.max_file_bytes + 1)
-            if len(data) != m.info.file_size:
-                raise BadImage("zip member size does not match its header (corrupt or tampered archive)")
-            return data
+            return b"".join(_member_chunks(m))
 
         yield _Entry(prefix + m.rel, m.display, m.info.file_size, read)
 
@@ -511,8 +541,12 @@ def extract_archive(path: Path, name: str, dest: Path, limits: Limits) -> list[S
             target = dest / m.rel
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                with m.zf.open(m.info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
+                with open(target, "wb") as out:
+                    for data in _member_chunks(m):
+                        out.write(data)
+            except BadImage as e:
+                target.unlink(missing_ok=True)
+                skipped.append(SkippedFile(m.display, str(e)))
             except (zipfile.BadZipFile, OSError, EOFError) as e:
                 target.unlink(missing_ok=True)
                 skipped.append(SkippedFile(m.display, f"corrupt zip member ({e})"))

@@ -1,6 +1,7 @@
 """Auto-annotation in a worker: images in, machine boxes out, through a JobChannel. Never opens DuckDB.
 
-A prefetch pool decodes images (OpenCV releases the GIL) while the model runs, the model is loaded once
+A prefetch pool decodes images (OpenCV releases the GIL) while the model runs, as many ahead as fit the
+prefetch budget of decoded bytes (ANNOTATOR_PREFETCH_BUDGET_MB; a huge image is read alone), the model is loaded once
 per worker process, CUDA out-of-memory halves the batch and retries, cancel is checked between
 batches, and a heartbeat thread keeps reporting even while the model loads.
 """
@@ -200,6 +201,7 @@ def _predict(model, arrays: list, bs: int, opts: dict, channel: JobChannel, stat
         try:
             _use_cpu_threads(opts["device"])
             out.extend(model.predict(arrays[i:i + size], **opts))
+            _forget_inputs(model)
             i += size
         except Exception as e:  # noqa: BLE001
             if not is_oom(e) or size <= 1:
@@ -213,6 +215,16 @@ def _predict(model, arrays: list, bs: int, opts: dict, channel: JobChannel, stat
             except Exception:  # noqa: BLE001
                 pass
     return out
+
+
+def _forget_inputs(model) -> None:
+    """ultralytics' predictor keeps its last batch (its source, batch and results hold the decoded arrays)
+    until the next call: drop them, so that a batch's images go when the batch is done and the prefetch
+    budget is what the worker holds (12 huge PNGs: 2.2 GB peak with them kept)."""
+    predictor = getattr(model, "predictor", None)
+    for name in ("batch", "dataset", "results"):
+        if predictor is not None and hasattr(predictor, name):
+            setattr(predictor, name, None)
 
 
 def _use_cpu_threads(device: str) -> None:

@@ -163,8 +163,18 @@ class _NoBoxes:
     boxes = None
 
 
+class _Predictor:
+    batch = dataset = results = None
+
+
 class _Model:
+    """Like ultralytics: the predictor keeps the last batch's arrays until the next call."""
+
+    def __init__(self):
+        self.predictor = _Predictor()
+
     def predict(self, arrays, **opts):
+        self.predictor.batch = list(arrays)
         return [_NoBoxes() for _ in arrays]
 
 

@@ -11,6 +11,7 @@ limit) are refused per file with a reason. Zips are read member by member from d
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
@@ -185,6 +186,17 @@ def decode_image(data: bytes, limits: Limits) -> Decoded:
             f"decompression bomb: {w}x{h} = {w * h:,} pixels exceeds the limit of {limits.max_pixels:,} "
             "(ANNOTATOR_MAX_IMAGE_PIXELS)"
         )
+    # The decoded pixels count against the process's budget, so concurrent uploads of huge images queue.
+    # A JPEG's orientation is in its header and its decode size depends on it (drafted or not): it takes
+    # its share below. Any other format takes it now: getexif() decodes a PNG whole (an eXIf chunk may
+    # follow the pixels). A TIFF's conversion holds a second copy.
+    if fmt in ("JPEG", "MPO"):
+        return _decode_pixels(im, data, fmt, w, h, limits, held=False)
+    with pixels.DECODE.hold(pixels.decoded_bytes(w, h) * (2 if fmt == "TIFF" else 1)):
+        return _decode_pixels(im, data, fmt, w, h, limits, held=True)
+
+
+def _decode_pixels(im: Image.Image, data: bytes, fmt: str, w: int, h: int, limits: Limits, held: bool) -> Decoded:
     try:
         orientation = int(im.getexif().get(ORIENTATION_TAG, 1) or 1)
     except Exception:  # a broken EXIF block is not worth refusing the pixels for
@@ -196,10 +208,10 @@ def decode_image(data: bytes, limits: Limits) -> Decoded:
             # Stored as uploaded. Decode at the thumbnail's scale: the whole entropy-coded stream is
             # still read, so truncated or corrupt files fail here, at a fraction of a full decode.
             im.draft(im.mode, _thumb_size(w, h, limits.thumb_size))
-        # The decoded pixels count against the process's budget (concurrent uploads of huge images queue
-        # here); rotating or converting holds a second copy while the first is alive.
-        cost = pixels.decoded_bytes(*im.size) * (2 if rotate or fmt == "TIFF" else 1)
-        with warnings.catch_warnings(), pixels.DECODE.hold(cost):
+        # A rotated JPEG is decoded whole and transposed: two copies at once.
+        share = contextlib.nullcontext() if held else pixels.DECODE.hold(
+            pixels.decoded_bytes(*im.size) * (2 if rotate else 1))
+        with warnings.catch_warnings(), share:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             if jpeg_scaled:
                 im.load()
@@ -558,7 +570,10 @@ def exif_size(path: Path) -> tuple[int, int] | None:
     try:
         with _pil_open()(path) as im:
             w, h = im.size
-            orientation = int(im.getexif().get(ORIENTATION_TAG, 1) or 1)
+            # getexif() decodes a PNG whole (its eXIf chunk may follow the pixels): the budget's share first
+            with (contextlib.nullcontext() if im.format in ("JPEG", "MPO")
+                  else pixels.DECODE.hold(pixels.decoded_bytes(w, h))):
+                orientation = int(im.getexif().get(ORIENTATION_TAG, 1) or 1)
     except Exception:  # noqa: BLE001 - unreadable: the caller reports it
         return None
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)

@@ -301,3 +301,58 @@ def test_concurrent_opens_of_huge_pngs_stay_within_the_decode_budget(tmp_path):
     assert r["copies"] == 6
     growth = r["peak"] - r["base"]
     assert growth < 600 << 20, f"RSS grew {growth >> 20} MB"
+
+
+# ---- every decode holds its share --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "TIFF"])
+def test_upload_decoding_happens_only_while_holding_the_budget(monkeypatch, fmt):
+    """Each time Pillow decodes pixels during an upload's validation (including PNG's getexif(), which
+    decodes the whole image), the decode budget holds at least that image's share."""
+    from PIL import ImageFile
+
+    budget = PixelBudget(1 << 30)
+    monkeypatch.setattr(pixels, "DECODE", budget)
+    seen = []
+    real_load = ImageFile.ImageFile.load
+
+    def load(self):
+        if self.tile:  # pixels still to decode
+            seen.append((self.size, budget.used))
+        return real_load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    dec = ingest.decode_image(imagegen.image_bytes(fmt, 900, 600), ingest.Limits())
+    assert (dec.width, dec.height) == (900, 600)
+    assert seen and all(used >= pixels.decoded_bytes(*size) for size, used in seen), seen
+    assert budget.used == 0
+
+
+def test_display_copies_decode_while_holding_the_budget(services, project, tmp_path, monkeypatch):
+    import dataclasses
+
+    from PIL import ImageFile
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "big.png").write_bytes(imagegen.image_bytes("PNG", 3000, 2000))
+    (folder / "big.jpg").write_bytes(imagegen.jpeg_bytes(3000, 2000))
+    services.images.add_images(project, [folder], dataset="d")
+    services.ctx.settings = dataclasses.replace(services.settings, editor_max_side=1000)
+    budget = PixelBudget(1 << 30)
+    monkeypatch.setattr(pixels, "DECODE", budget)
+    seen = []
+    real_load = ImageFile.ImageFile.load
+
+    def load(self):
+        if self.tile:
+            seen.append((self.size, budget.used))
+        return real_load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    for img in services.ctx.store.list_images(project.id, offset=0, limit=10):
+        d = services.review.load_image(project, img.id)["display"]
+        assert max(d["width"], d["height"]) <= 1000
+    assert len(seen) == 2 and all(used >= pixels.decoded_bytes(*size) for size, used in seen), seen
+    assert budget.peak < pixels.decoded_bytes(3000, 2000) + 1  # the JPEG was drafted: only the PNG is full size
+    assert budget.used == 0

@@ -6,8 +6,9 @@ editor's round trips) and upload threads could decode several at once; the budge
 decoded pixels in a process at most ``limit`` bytes, plus one image when a single image is larger than the
 whole budget (it then runs alone rather than never).
 
-Cheap when there is room (one lock acquire and release, ~1 µs), first come first served when there is not
-(a big image waiting is not overtaken forever by a stream of small ones). Pure: imports nothing of ours.
+Cheap when there is room (one lock acquire and release, a few µs); when there is not, big items are served
+first come first served (one waiting is not overtaken by later big ones), while small ones take room as soon
+as there is some (an ordinary photo never waits for a queue of huge ones). Pure: imports nothing of ours.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Iterator
 
 BYTES_PER_PIXEL = 4  # Pillow keeps RGB (and RGBA, I, F) pixels in 4 bytes; an upper bound for L and P
 DEFAULT_LIMIT = 768 << 20
+SMALL_SHARE = 16  # items up to 1/16 of the budget (48 MB of 768: a 12-megapixel decode) never queue behind big ones
 
 
 def decoded_bytes(width: int, height: int, bytes_per_pixel: int = BYTES_PER_PIXEL) -> int:
@@ -42,17 +44,20 @@ class PixelBudget:
         return self.used == 0 or self.used + n <= self.limit
 
     def acquire(self, n: int) -> int:
-        """Take ``n`` bytes, waiting for room; returns ``n`` (what to release)."""
+        """Take ``n`` bytes, waiting for room; returns ``n`` (what to release). A small item (at most
+        1/SMALL_SHARE of the budget: a photo's display copy) takes room as soon as there is some, even past
+        a big one waiting, so a reviewer's ordinary images never queue behind a stream of huge ones."""
         n = max(0, int(n))
+        small = n <= self.limit // SMALL_SHARE
         with self._cv:
-            if not self._waiting and self._fits(n):  # the common case: room now, nobody ahead
+            if (small or not self._waiting) and self._fits(n):  # the common case: room now, nobody ahead
                 self.used += n
                 self.peak = max(self.peak, self.used)
                 return n
             me = object()
             self._waiting.append(me)
             try:
-                while self._waiting[0] is not me or not self._fits(n):
+                while not (self._fits(n) and (small or self._waiting[0] is me)):
                     self._cv.wait()
             finally:
                 self._waiting.remove(me)

@@ -93,6 +93,22 @@ def test_a_waiting_big_item_is_not_overtaken_by_later_small_ones():
     assert order == ["big", "small"]
 
 
+def test_a_small_item_does_not_queue_behind_a_waiting_big_one():
+    budget = PixelBudget(1600)
+    budget.acquire(1000)
+    waiting = threading.Thread(target=lambda: (budget.acquire(1000), budget.release(1000)))
+    waiting.start()
+    time.sleep(0.05)
+    got = threading.Event()
+    small = threading.Thread(target=lambda: (budget.acquire(100), got.set()))  # 1/16 of the budget
+    small.start()
+    assert got.wait(2) and budget.used == 1100  # it fits now: the big one waiting ahead does not hold it up
+    budget.release(1100)
+    waiting.join(2)
+    small.join(2)
+    assert budget.used == 0
+
+
 def test_settings_set_the_decode_budget(settings):
     from annotator.services import Services
 

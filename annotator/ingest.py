@@ -11,11 +11,12 @@ limit) are refused per file with a reason. Zips are read member by member from d
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import hashlib
 import io
 import os
 import posixpath
-import shutil
 import stat
 import sys
 import unicodedata
@@ -30,6 +31,7 @@ from typing import Callable, Iterator
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import pixels
 from .types import IMAGE_EXTENSIONS, LABEL_EXTENSIONS, DuplicateFile, SkippedFile
 
 # PIL format -> stored extension. TIFF is stored as PNG so every browser can show it.
@@ -184,18 +186,34 @@ def decode_image(data: bytes, limits: Limits) -> Decoded:
             f"decompression bomb: {w}x{h} = {w * h:,} pixels exceeds the limit of {limits.max_pixels:,} "
             "(ANNOTATOR_MAX_IMAGE_PIXELS)"
         )
+    # The decoded pixels count against the process's budget, so concurrent uploads of huge images queue.
+    # A JPEG's orientation is in its header and its decode size depends on it (drafted or not): it takes
+    # its share below. Any other format takes it now: getexif() decodes a PNG whole (an eXIf chunk may
+    # follow the pixels). A TIFF's conversion holds a second copy.
+    if fmt in ("JPEG", "MPO"):
+        return _decode_pixels(im, data, fmt, w, h, limits, held=False)
+    with pixels.DECODE.hold(pixels.decoded_bytes(w, h) * (2 if fmt == "TIFF" else 1)):
+        return _decode_pixels(im, data, fmt, w, h, limits, held=True)
+
+
+def _decode_pixels(im: Image.Image, data: bytes, fmt: str, w: int, h: int, limits: Limits, held: bool) -> Decoded:
     try:
         orientation = int(im.getexif().get(ORIENTATION_TAG, 1) or 1)
     except Exception:  # a broken EXIF block is not worth refusing the pixels for
         orientation = 1
     rotate = orientation in range(2, 9)
     try:
-        with warnings.catch_warnings():
+        jpeg_scaled = fmt in ("JPEG", "MPO") and not rotate
+        if jpeg_scaled:
+            # Stored as uploaded. Decode at the thumbnail's scale: the whole entropy-coded stream is
+            # still read, so truncated or corrupt files fail here, at a fraction of a full decode.
+            im.draft(im.mode, _thumb_size(w, h, limits.thumb_size))
+        # A rotated JPEG is decoded whole and transposed: two copies at once.
+        share = contextlib.nullcontext() if held else pixels.DECODE.hold(
+            pixels.decoded_bytes(*im.size) * (2 if rotate else 1))
+        with warnings.catch_warnings(), share:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            if fmt in ("JPEG", "MPO") and not rotate:
-                # Stored as uploaded. Decode at the thumbnail's scale: the whole entropy-coded stream is
-                # still read, so truncated or corrupt files fail here, at a fraction of a full decode.
-                im.draft(im.mode, _thumb_size(w, h, limits.thumb_size))
+            if jpeg_scaled:
                 im.load()
                 return Decoded(data, "jpg", "JPEG", w, h, _make_thumb(im, limits.thumb_size, 2 * limits.thumb_size))
             im.load()
@@ -316,6 +334,34 @@ def _walk_zip(
         yield _Member(zf, info, rel, display)
 
 
+ZIP_CHUNK = 1 << 20  # inflate this much at a time
+
+
+def _member_chunks(m: _Member, chunk: int = ZIP_CHUNK) -> Iterator[bytes]:
+    """A zip member's bytes, inflated ``chunk`` bytes at a time and never past the size its header
+    declares (which the limits were checked against): a member whose data inflates further is refused as
+    soon as it passes that size (BadImage naming it), whatever its header says, having inflated at most one
+    chunk more. One shorter than declared is refused too."""
+    declared = m.info.file_size
+    # zipfile stops handing out data at the header's size and checks the CRC there; give it room past the
+    # declared size so that a longer stream is seen (and refused here) instead of quietly cut.
+    probe = copy.copy(m.info)
+    probe.file_size = declared + max(chunk, 1 << 16)
+    got = 0
+    with m.zf.open(probe) as f:
+        while True:
+            data = f.read(min(chunk, declared + 1 - got))
+            if not data:
+                break
+            got += len(data)
+            if got > declared:
+                raise BadImage(f"{m.info.filename}: its data inflates past the {declared:,} bytes its header "
+                               "declares (zip bomb or tampered archive); not extracted")
+            yield data
+    if got != declared:
+        raise BadImage("zip member size does not match its header (corrupt or tampered archive)")
+
+
 def _upload_name_reason(rel: str, info: zipfile.ZipInfo) -> str | None:
     """Uploads take non-empty image files."""
     reason = skip_reason_for_name(rel)
@@ -337,11 +383,7 @@ def _iter_zip(
     for m in _walk_zip(path, name, limits, skipped, budget, stack, _upload_name_reason):
 
         def read(m=m) -> bytes:
-            with m.zf.open(m.info) as f:
-                data = f.read(limits.max_file_bytes + 1)
-            if len(data) != m.info.file_size:
-                raise BadImage("zip member size does not match its header (corrupt or tampered archive)")
-            return data
+            return b"".join(_member_chunks(m))
 
         yield _Entry(prefix + m.rel, m.display, m.info.file_size, read)
 
@@ -511,8 +553,12 @@ def extract_archive(path: Path, name: str, dest: Path, limits: Limits) -> list[S
             target = dest / m.rel
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                with m.zf.open(m.info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
+                with open(target, "wb") as out:
+                    for data in _member_chunks(m):
+                        out.write(data)
+            except BadImage as e:
+                target.unlink(missing_ok=True)
+                skipped.append(SkippedFile(m.display, str(e)))
             except (zipfile.BadZipFile, OSError, EOFError) as e:
                 target.unlink(missing_ok=True)
                 skipped.append(SkippedFile(m.display, f"corrupt zip member ({e})"))
@@ -524,7 +570,10 @@ def exif_size(path: Path) -> tuple[int, int] | None:
     try:
         with _pil_open()(path) as im:
             w, h = im.size
-            orientation = int(im.getexif().get(ORIENTATION_TAG, 1) or 1)
+            # getexif() decodes a PNG whole (its eXIf chunk may follow the pixels): the budget's share first
+            with (contextlib.nullcontext() if im.format in ("JPEG", "MPO")
+                  else pixels.DECODE.hold(pixels.decoded_bytes(w, h))):
+                orientation = int(im.getexif().get(ORIENTATION_TAG, 1) or 1)
     except Exception:  # noqa: BLE001 - unreadable: the caller reports it
         return None
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)

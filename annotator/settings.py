@@ -99,6 +99,9 @@ class Settings:
     stale_after_s: float = 15.0  # a running job whose worker is silent this long is interrupted
     editor_max_side: int = 2560  # the editor shows larger images as a JPEG this size (0 = always the original)
     trust_all_checkpoints: bool = False  # register .pt files whose pickle imports anything (runs their code)
+    # Memory: decoded pixels in memory at once, per process (an image larger than the budget decodes alone).
+    decode_budget_mb: int = 768  # the app: display copies, uploads' validation and thumbnails
+    prefetch_budget_mb: int = 512  # a worker: images decoded ahead of (and during) inference
 
     # --- construction -------------------------------------------------------------------------------
     @classmethod
@@ -142,6 +145,8 @@ class Settings:
             stale_after_s=float(_env_int(env, "ANNOTATOR_STALE_AFTER_S", 15, 2)),
             editor_max_side=_env_int(env, "ANNOTATOR_EDITOR_MAX_SIDE", cls.editor_max_side, 0),
             trust_all_checkpoints=_env_bool(env, "ANNOTATOR_TRUST_ALL_CHECKPOINTS", False),
+            decode_budget_mb=_env_int(env, "ANNOTATOR_DECODE_BUDGET_MB", cls.decode_budget_mb, 1),
+            prefetch_budget_mb=_env_int(env, "ANNOTATOR_PREFETCH_BUDGET_MB", cls.prefetch_budget_mb, 1),
         )
 
     @property

@@ -1,6 +1,7 @@
 """Auto-annotation in a worker: images in, machine boxes out, through a JobChannel. Never opens DuckDB.
 
-A prefetch pool decodes images (OpenCV releases the GIL) while the model runs, the model is loaded once
+A prefetch pool decodes images (OpenCV releases the GIL) while the model runs, as many ahead as fit the
+prefetch budget of decoded bytes (ANNOTATOR_PREFETCH_BUDGET_MB; a huge image is read alone), the model is loaded once
 per worker process, CUDA out-of-memory halves the batch and retries, cancel is checked between
 batches, and a heartbeat thread keeps reporting even while the model loads.
 """
@@ -15,7 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from annotator import pixels
 from annotator.geometry import clamp_xyxy, has_area
+from annotator.settings import Settings, _env_int
 from annotator.types import Box
 
 from .protocol import JobChannel
@@ -106,44 +109,87 @@ def _annotate(channel, payload, images, mapping, state: _State, model_loader) ->
         image_id, path = item
         return image_id, cv2.imread(path, cv2.IMREAD_COLOR)
 
+    def run_batch(batch) -> None:  # the batch's arrays (and results holding them) are freed on return
+        good = []
+        for image_id, arr in batch:
+            if arr is None:
+                failed.append(image_id)
+                state.failed += 1
+                channel.log(f"image {image_id}: could not be read")
+            else:
+                good.append((image_id, arr))
+        results = _predict(model, [a for _, a in good], bs, opts, channel, state) if good else []
+        if state.first_image_at is None:
+            state.first_image_at = time.time()
+        for (image_id, arr), r in zip(good, results):
+            pending.append((image_id, _boxes(r, mapping, arr.shape[1], arr.shape[0], state)))
+        state.done += len(batch)
+
+    # Reading overlaps inference: up to ``lookahead`` images are decoded ahead, as long as the decoded
+    # pixels ahead and in the batch being predicted fit the prefetch budget (one image larger than the
+    # budget is read alone). Sizes come from the files' headers, before decoding.
     lookahead = max(2 * bs, 8)
+    budget = prefetch_budget()
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="prefetch") as pool:
-        queue: deque = deque()
+        queue: deque = deque()  # (future, decoded bytes)
         it = iter(images)
-        for item in it:
-            queue.append(pool.submit(read, item))
-            if len(queue) >= lookahead:
-                break
+        nxt = next(it, None)
+        nxt_cost = _decoded_size(nxt[1]) if nxt else 0
+        held = 0  # decoded bytes queued or in the batch being predicted
+
+        def fill() -> None:
+            nonlocal nxt, nxt_cost, held
+            while nxt is not None and len(queue) < lookahead and (held == 0 or held + nxt_cost <= budget):
+                queue.append((pool.submit(read, nxt), nxt_cost))
+                held += nxt_cost
+                nxt = next(it, None)
+                nxt_cost = _decoded_size(nxt[1]) if nxt else 0
+
+        fill()
         while queue:
             if channel.cancel_requested():
                 flush(force=True)
                 channel.log(f"cancelled after {state.done} of {state.total} image(s)")
                 return "cancelled"
-            batch = []
+            batch, cost = [], 0
             while queue and len(batch) < bs:
-                batch.append(queue.popleft().result())
-                nxt = next(it, None)
-                if nxt is not None:
-                    queue.append(pool.submit(read, nxt))
-            good = []
-            for image_id, arr in batch:
-                if arr is None:
-                    failed.append(image_id)
-                    state.failed += 1
-                    channel.log(f"image {image_id}: could not be read")
-                else:
-                    good.append((image_id, arr))
-            results = _predict(model, [a for _, a in good], bs, opts, channel, state) if good else []
-            if state.first_image_at is None:
-                state.first_image_at = time.time()
-            for (image_id, arr), r in zip(good, results):
-                pending.append((image_id, _boxes(r, mapping, arr.shape[1], arr.shape[0], state)))
-            state.done += len(batch)
+                fut, c = queue.popleft()
+                batch.append(fut.result())
+                cost += c
+                del fut  # a future keeps its result: the array would outlive its batch
+                fill()
+            run_batch(batch)
+            del batch
+            held -= cost
+            fill()
             flush()
     flush(force=True)
     channel.log(f"done: {state.done} image(s), {state.boxes} box(es), {state.unmapped} unmapped prediction(s) "
                 f"skipped, {state.failed} unreadable")
     return "succeeded"
+
+
+def prefetch_budget() -> int:
+    """Bytes of decoded images a worker holds ahead of inference (ANNOTATOR_PREFETCH_BUDGET_MB)."""
+    return _env_int(os.environ, "ANNOTATOR_PREFETCH_BUDGET_MB", Settings.prefetch_budget_mb, 1) << 20
+
+
+def _decoded_size(path: str) -> int:
+    """What cv2.imread(path, IMREAD_COLOR) will take (3 bytes a pixel), from the file's header only. A
+    header PIL cannot read counts as the whole budget (the image is read alone: it is most likely
+    unreadable, which the read reports as before)."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+    except Exception:  # noqa: BLE001 - the real read reports it
+        return prefetch_budget()
+    return pixels.decoded_bytes(w, h, 3)
 
 
 def _predict(model, arrays: list, bs: int, opts: dict, channel: JobChannel, state: _State) -> list:
@@ -155,6 +201,7 @@ def _predict(model, arrays: list, bs: int, opts: dict, channel: JobChannel, stat
         try:
             _use_cpu_threads(opts["device"])
             out.extend(model.predict(arrays[i:i + size], **opts))
+            _forget_inputs(model)
             i += size
         except Exception as e:  # noqa: BLE001
             if not is_oom(e) or size <= 1:
@@ -168,6 +215,16 @@ def _predict(model, arrays: list, bs: int, opts: dict, channel: JobChannel, stat
             except Exception:  # noqa: BLE001
                 pass
     return out
+
+
+def _forget_inputs(model) -> None:
+    """ultralytics' predictor keeps its last batch (its source, batch and results hold the decoded arrays)
+    until the next call: drop them, so that a batch's images go when the batch is done and the prefetch
+    budget is what the worker holds (12 huge PNGs: 2.2 GB peak with them kept)."""
+    predictor = getattr(model, "predictor", None)
+    for name in ("batch", "dataset", "results"):
+        if predictor is not None and hasattr(predictor, name):
+            setattr(predictor, name, None)
 
 
 def _use_cpu_threads(device: str) -> None:

@@ -112,3 +112,44 @@ def zipslip_zip(path: Path | str) -> Path:
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, jpeg_bytes(32, 24, seed=900 + i))
     return path
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def big_pngs(w: int, h: int, n: int) -> list[bytes]:
+    """``n`` distinct RGB PNGs of w x h pixels that compress to almost nothing (a few hundred KB at
+    13000x13000): the pixel data is compressed once and shared, a text chunk makes each file unique."""
+    row = b"\0" + bytes(3 * w)
+    z = zlib.compressobj(9)
+    parts = [z.compress(row) for _ in range(h)]
+    idat = b"".join(parts) + z.flush()
+    ihdr = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))  # 8-bit RGB
+    return [b"\x89PNG\r\n\x1a\n" + ihdr + _png_chunk(b"tEXt", b"Comment\0copy %d" % i) + _png_chunk(b"IDAT", idat)
+            + _png_chunk(b"IEND", b"") for i in range(n)]
+
+
+def lying_zip(path: Path | str, real_size: int, declared: int, name: str = "liar.png") -> Path:
+    """One deflated member of ``real_size`` zero bytes whose local and central headers both declare
+    ``declared`` bytes (its CRC is the real data's): a zip bomb that passes every check made on headers."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    chunk = bytes(1 << 20)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with zf.open(info, "w") as f:  # under 2 GB: no zip64 extra field, the sizes are the headers' own
+            left = real_size
+            while left > 0:
+                f.write(chunk[: min(left, len(chunk))])
+                left -= len(chunk)
+    with zipfile.ZipFile(path) as zf:
+        info = zf.infolist()[0]
+    data = bytearray(path.read_bytes())
+    assert not info.extra, "expected no zip64 extra field"
+    struct.pack_into("<I", data, info.header_offset + 22, declared)  # local header: uncompressed size
+    cd = bytes(data).rfind(b"PK\x01\x02")
+    struct.pack_into("<I", data, cd + 24, declared)  # central directory: uncompressed size
+    path.write_bytes(bytes(data))
+    return path

@@ -12,6 +12,7 @@ import functools
 import inspect
 from types import ModuleType
 
+from .. import pixels
 from ..settings import Settings
 from ..store import Store
 from ..users import Users
@@ -87,6 +88,7 @@ class Services:
         whose roles the services check (default: the settings' users; an empty ``Users``: everyone acting
         is an admin, as the CLI is when it holds the database itself)."""
         settings.prepare()
+        pixels.configure(settings.decode_budget_mb << 20)
         services = cls(AppContext(settings, Store.open(settings.db_path), users=users))
         services.swept = services.fsck.sweep()
         return services

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Sequence
 
-from .. import ingest
+from .. import ingest, pixels
 from ..diskspace import require_space, sources_size
 from ..names import clean_name
 from ..overlay import draw_boxes
@@ -240,7 +240,9 @@ def gallery_thumbs(ctx: AppContext, images: Sequence[ImageRecord]) -> list[tuple
         path = cache / f"{img.id}-{key}.jpg"
         if not path.exists():
             cache.mkdir(parents=True, exist_ok=True)
-            draw_boxes(thumb_file(ctx, img), bs, img.width, img.height, path)
+            side = 2 * ctx.settings.thumb_size  # our own thumbnails: at most twice thumb_size (JPEG drafts)
+            with pixels.DECODE.hold(pixels.decoded_bytes(side, side)):
+                draw_boxes(thumb_file(ctx, img), bs, img.width, img.height, path)
             prune_cache(cache)
         out.append((path, len(bs)))
     return out

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Sequence
 
+from .. import pixels
 from ..classmap import label_to_class
 from ..edits import count_edits
 from ..geometry import clamp_xyxy, has_area
@@ -69,24 +70,49 @@ def display_image(ctx: AppContext, img: ImageRecord) -> dict:
     folder = ctx.settings.display_dir(img.project_id)
     out = folder / f"{Path(img.file).stem}-{max(w, h)}.jpg"
     if not out.exists():
-        from PIL import Image
-
-        from ..ingest import _pil_open
-
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{out.stem}.{uuid.uuid4().hex}.part"
         try:
-            with _pil_open()(src) as im:
-                im.draft("RGB", (w, h))  # JPEG: decode at the DCT scale nearest above (w, h)
-                im = im.convert("RGB")
-                if im.size != (w, h):
-                    im = im.resize((w, h), Image.Resampling.LANCZOS)
-                im.save(tmp, "JPEG", quality=90)
+            _make_display_copy(src, (w, h), tmp)
             os.replace(tmp, out)
         finally:
             tmp.unlink(missing_ok=True)
         prune_cache(folder, keep=DISPLAY_CACHE_FILES)
     return {"file": str(out), "width": w, "height": h}
+
+
+# Modes Image.reduce works on: shrink first, convert the small result (a palette or 16-bit image is converted
+# at full size, a second full copy, and is charged twice).
+_REDUCIBLE = ("L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "I", "F")
+
+
+def _make_display_copy(src: Path, size: tuple[int, int], dest: Path) -> None:
+    """Write ``src`` as an RGB JPEG of exactly ``size``. A JPEG decodes at the DCT scale nearest above
+    ``size``; any other format decodes whole, so the decoded pixels are held against the process's budget
+    (pixels.DECODE: concurrent opens of huge PNGs queue instead of adding up) and dropped as soon as an
+    integer reduce has made them small."""
+    from PIL import Image
+
+    from ..ingest import _pil_open
+
+    w, h = size
+    full = _pil_open()(src)
+    try:
+        full.draft("RGB", (w, h))  # JPEG: decode at the DCT scale nearest above (w, h); others: nothing
+        cost = pixels.decoded_bytes(*full.size) * (1 if full.mode in _REDUCIBLE else 2)
+        with pixels.DECODE.hold(cost):
+            full.load()
+            k = min(full.width // w, full.height // h)
+            im = full.reduce(k) if k > 1 and full.mode in _REDUCIBLE else full
+            if im.mode != "RGB":
+                im = im.convert("RGB")
+            if im.size != (w, h):
+                im = im.resize((w, h), Image.Resampling.LANCZOS)
+            if im is not full:
+                full.close()  # the full-size pixels go now, inside the budget
+            im.save(dest, "JPEG", quality=90)
+    finally:
+        full.close()
 
 
 def warm_display(ctx: AppContext, image_id: int) -> None:

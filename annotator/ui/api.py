@@ -34,7 +34,9 @@ from .common import user_errors, username
 # name -> (services domain, gr.api options), in definition order; filled by @endpoint
 ENDPOINTS: dict[str, tuple[str, dict]] = {}
 # Reads and review edits skip the queue (a few ms each: the editor's round trips); uploads, imports and
-# exports share their concurrency limit with the UI's events of the same name.
+# exports share their concurrency limit with the UI's events of the same name. The one read that may decode
+# a large image (load_image making a display copy) is bounded by the process's decoded-pixel budget
+# (annotator/pixels.py, ANNOTATOR_DECODE_BUDGET_MB), not by the queue: normal images never wait.
 _FAST = {"queue": False}
 _HEAVY = {"concurrency_limit": 2}
 

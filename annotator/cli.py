@@ -388,6 +388,21 @@ def cmd_loop_stats(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_keep_learning(args, settings: Settings) -> int:
+    with backend(settings) as b:
+        if args.every is None:
+            st = b.call("loop", "keep_learning", project=args.project)
+        else:
+            st = b.call("loop", "set_keep_learning", project=args.project, every=args.every)
+    head = (f"{st['project']}: a fine-tune round after every {st['every']} new approvals; {st['since_last_round']} "
+            f"since the last one, the next in {st['next_in']}" if st["every"] else f"{st['project']}: keep learning is off")
+    lines = [head] + [f"  round job {r['job_id']} {r['status']}: at {r['approved']} approvals, {r['base'] or '?'} -> "
+                      f"{r['model'] or '-'}, mAP50-95 {r.get('mAP50-95')}, promoted {r.get('promoted')}, "
+                      f"edits/image {r.get('edits_per_image')}" for r in st["rounds"]]
+    _print(args, st, "\n".join(lines))
+    return 0
+
+
 def cmd_review_stats(args, settings: Settings) -> int:
     with backend(settings) as b:
         st = b.call("review", "review_stats", project=args.project)
@@ -773,6 +788,11 @@ def build_parser() -> argparse.ArgumentParser:
                             help="edits per image and acceptance rate per model round (what the loop saves)")
     lstats.add_argument("project")
     lstats.set_defaults(func=cmd_loop_stats)
+    keep = sub.add_parser("keep-learning", parents=[common],
+                          help="show or set: fine-tune by itself after every N new approvals (0 = off)")
+    keep.add_argument("project")
+    keep.add_argument("--every", type=int, help="new approvals between rounds (0 = off); omit to show")
+    keep.set_defaults(func=cmd_keep_learning)
     tr = sub.add_parser("train", parents=[common], help="fine-tune a YOLO model on the project's approved images")
     tr.add_argument("project")
     tr.add_argument("--base", help="registered model (name or id) or an architecture such as yolov8n.yaml "

@@ -16,6 +16,7 @@ from .common import UIContext, imgsz_hint, table, user_errors, with_keywords
 
 REFRESH_S = 2.0
 SPLIT_HEADERS = ["split", "images", "approved", "unreviewed", "rejected", "approved boxes"]
+ROUND_HEADERS = ["job", "status", "at approvals", "from", "model", "mAP50-95", "promoted", "data", "edits per image"]
 EDIT_HEADERS = ["model", "images", "edits per image", "accepted", "deleted", "added", "reclassed", "adjusted"]
 CLASS_HEADERS = ["class", "instances", "precision", "recall", "mAP50", "mAP50-95"]
 LOSSES = ("train/box_loss", "train/cls_loss", "train/dfl_loss", "val/box_loss", "val/cls_loss", "val/dfl_loss")
@@ -128,6 +129,20 @@ def render_edits(st: dict):
     return table(rows, EDIT_HEADERS)
 
 
+def render_learning(st: dict):
+    every = int(st.get("every") or 0)
+    if every:
+        note = (f"On: a round after every {every} new approvals; {st['since_last_round']} since the last one, "
+                f"the next in {st['next_in']}.")
+    else:
+        note = "Off."
+    rows = [[r["job_id"], r["status"], r["approved"], r["base"] or "", r["model"] or "", _fmt(r.get("mAP50-95")),
+             {True: "yes", False: "no (worse than its parent)"}.get(r.get("promoted"), ""), r["data"],
+             "" if r.get("edits_per_image") is None else f"{r['edits_per_image']} ({r['measured_images']} img)"]
+            for r in st.get("rounds", [])]
+    return gr.Number(value=every), note, table(rows, ROUND_HEADERS)
+
+
 def build_train_tab(ctx: UIContext):
     """Returns the event of a queued job, for the app to chain a Jobs-panel refresh onto."""
     api, services = ctx.api, ctx.services
@@ -203,6 +218,16 @@ def build_train_tab(ctx: UIContext):
                 "ones (deleted + added + reclassed + moved/resized beyond IoU 0.85). Fewer is better: this is what "
                 "a fine-tune round should cut. Accepted: approved with no edit.")
     edits_table = gr.Dataframe(value=table([], EDIT_HEADERS), interactive=False, wrap=True, elem_id="aa-loop")
+    gr.Markdown("### Keep learning\n"
+                "After every N new approvals, fine-tune the current model by itself (defaults from the data), and "
+                "when the new model beats its parent on the same val images, re-annotate the unreviewed images "
+                "with it. One round at a time, never beside another training. 0 = off.")
+    with gr.Row():
+        learn_every = gr.Number(label="Fine-tune after every N new approvals (0 = off)", value=0, precision=0,
+                                minimum=0, scale=1)
+        learn_btn = gr.Button("Save", elem_classes=["aa-needs-admin"], scale=0, min_width=100)
+    learn_md = gr.Markdown(elem_id="aa-learn")
+    rounds_table = gr.Dataframe(value=table([], ROUND_HEADERS), interactive=False, wrap=True, elem_id="aa-rounds")
 
     job_json, cmp_json, split_json, act_json, status_json = (gr.JSON(visible=False) for _ in range(5))
     live_outputs = [status_md, loss_plot, metric_plot, log_box, class_table, confusion, pr_curve, job_id]
@@ -295,6 +320,20 @@ def build_train_tab(ctx: UIContext):
             return gr.skip()
 
     project.change(live_edits, project, edits_table, **private, show_progress="hidden")
+
+    def learning(project_name, tab=None):
+        if not project_name or tab not in (None, "train"):
+            return gr.skip(), gr.skip(), gr.skip()
+        try:
+            return render_learning(api.keep_learning(project=project_name))
+        except (UserError, gr.Error):
+            return gr.skip(), gr.skip(), gr.skip()
+
+    def set_learning(project_name, every, request: gr.Request = None):
+        return render_learning(api.set_keep_learning(project=project_name, every=int(every or 0), request=request))
+
+    project.change(learning, project, [learn_every, learn_md, rounds_table], **private, show_progress="hidden")
+    learn_btn.click(set_learning, [project, learn_every], [learn_every, learn_md, rounds_table], **private)
     for trigger in (project.change, base.change, device.change):
         trigger(lambda p, b, d: imgsz_hint(api, p, b, d), [project, base, device], imgsz_note, **private,
                 show_progress="hidden")
@@ -303,6 +342,8 @@ def build_train_tab(ctx: UIContext):
             trigger(live_splits, [project, ctx.active_tab], [splits_table, splits_note], **private,
                     show_progress="hidden")
             trigger(live_edits, [project, ctx.active_tab], edits_table, **private, show_progress="hidden")
+            trigger(learning, [project, ctx.active_tab], [learn_every, learn_md, rounds_table], **private,
+                    show_progress="hidden")
     compared.success(render_compare, [cmp_json, model], [compare_table, model, base], api_visibility="private")
     project.change(user_errors(lambda p: (gr.Dropdown(choices=[d.name for d in services.images.datasets(p)] if p else [], value=[]),
                               gr.Dropdown(choices=[""] + ([d.name for d in services.images.datasets(p)] if p else []),

@@ -188,3 +188,19 @@ def test_a_round_worse_than_its_parent_is_not_promoted(services, tmp_path, monke
     started.clear()
     assert "promoted" not in loop.finish_round(services.ctx, manual, {"status": "succeeded"})  # a person's training
     assert started == []
+
+
+def test_cli_keep_learning(tmp_path, monkeypatch, capsys):
+    import json
+
+    from annotator import cli
+
+    monkeypatch.setenv("ANNOTATOR_DATA_DIR", str(tmp_path / "data"))
+    assert cli.main(["project", "create", "K", "--classes", "a"]) == 0
+    assert cli.main(["keep-learning", "K", "--every", "20", "--json"]) == 0
+    capsys.readouterr()
+    assert cli.main(["keep-learning", "K", "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert st["every"] == 20 and st["next_in"] == 20 and st["rounds"] == []
+    assert cli.main(["keep-learning", "K", "--every", "2"]) == 2  # too few: refused with a message
+    assert "at least 5" in capsys.readouterr().err

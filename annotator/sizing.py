@@ -7,8 +7,10 @@ its training size cut a reviewer's edits from 1.99 to 0.71 per image, more than 
 The rule: the smallest multiple of 32 at which the smaller side of the 10th-percentile box is at least
 ``MIN_BOX_PX`` pixels after resizing; never below the base model's training size; never above the images'
 long side (90th percentile, rounded up to 32: no point upscaling) nor the device's cap (CPU 640, GPU 1280).
-Without boxes yet (a first auto-annotation), the images' size up to the cap. The reason comes back in words,
-for the field's hint and the job's log.
+The boxes are those a person confirmed: drawn, imported, or on an approved image (a model's unreviewed boxes
+miss exactly the small objects, and would make every re-run drift). Without any yet (a first
+auto-annotation), the base model's own size: the model's distribution is the best guess until people say
+otherwise. The reason comes back in words, for the field's hint and the job's log.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ CAP = {"cpu": 640, "gpu": 1280}
 @dataclass(frozen=True)
 class SizeProfile:
     """What the rule needs, aggregated by the store: image count, the 90th-percentile long side, box
-    count, the 10th percentile of (box's shorter side / its image's long side), and which boxes those are."""
+    count, the 10th percentile of (box's shorter side / its image's long side), and which boxes those are
+    (people's: drawn, imported or approved)."""
     images: int = 0
     long_side_p90: float = 0.0
     boxes: int = 0
@@ -54,9 +57,14 @@ def choose_imgsz(profile: SizeProfile, base: int | None, device: str = "cpu") ->
             why += f"; {need} would be needed, above the {device.upper()} cap of {cap}"
         elif need > size:
             why += f"; {need} would be needed, but the {where}"
+    elif base:
+        size = base
+        why = (f"{size}: no box a person drew or approved yet, so the base model's own size (once there are, the "
+               "size follows them)")
+        return size, why
     else:
-        size = max(top, base or 32)
-        why = f"{size}: no boxes yet, so the images' size ({where}, {device.upper()} cap {cap})"
+        size = top
+        why = f"{size}: no box a person drew or approved yet, so the images' size ({where}, {device.upper()} cap {cap})"
     if base and size == base:
         why += "; the base model's own size"
     elif base and size > base:

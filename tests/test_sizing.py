@@ -20,10 +20,11 @@ def test_never_below_the_base_nor_above_the_images_or_the_cap():
     assert choose_imgsz(SizeProfile(10, 4000, 50, 0.002, "labelled"), base=640, device="gpu")[0] == 1280
 
 
-def test_without_boxes_the_images_size_up_to_the_cap():
+def test_without_confirmed_boxes_the_base_models_size():
     size, why = choose_imgsz(SizeProfile(10, 800, 0, None, ""), base=320, device="cpu")
-    assert size == 640 and "no boxes yet" in why and "trained at 320" in why
-    assert choose_imgsz(SizeProfile(10, 300, 0, None, ""), base=None)[0] == 320
+    assert size == 320 and "base model's own size" in why
+    assert choose_imgsz(SizeProfile(10, 300, 0, None, ""), base=None)[0] == 320  # no base: the images', capped
+    assert choose_imgsz(SizeProfile(10, 3000, 0, None, ""), base=None, device="cpu")[0] == 640
     assert choose_imgsz(SizeProfile(0, 0, 0, None, ""), base=320)[0] == 320
 
 

@@ -138,14 +138,14 @@ class ImagesMixin:
 
     def size_profile(self, project_id: int) -> tuple[int, float, int, float | None, str]:
         """(images, 90th-percentile long side, boxes, 10th percentile of box short side / image long side,
-        which boxes): what sizing.choose_imgsz needs. People's and imported boxes when there are any
-        (a model's boxes miss the small objects), else the machine's."""
+        which boxes): what sizing.choose_imgsz needs. Only boxes a person confirmed: drawn, imported, or on
+        an approved image (a model's unreviewed boxes miss the small objects)."""
         n, p90 = self._one("SELECT count(*), quantile_cont(greatest(width, height), 0.9) FROM images "
                            "WHERE project_id = ?", [project_id])
-        for source, where in (("labelled", "b.source <> 'model'"), ("machine", "b.source = 'model'")):
-            k, r10 = self._one(
-                "SELECT count(*), quantile_cont(least(b.x2 - b.x1, b.y2 - b.y1) / greatest(i.width, i.height), 0.1) "
-                f"FROM boxes b JOIN images i ON i.id = b.image_id WHERE i.project_id = ? AND {where}", [project_id])
-            if k:
-                return int(n), float(p90 or 0), int(k), float(r10), source
+        k, r10 = self._one(
+            "SELECT count(*), quantile_cont(least(b.x2 - b.x1, b.y2 - b.y1) / greatest(i.width, i.height), 0.1) "
+            "FROM boxes b JOIN images i ON i.id = b.image_id WHERE i.project_id = ? "
+            "AND (b.source <> 'model' OR i.status = 'approved')", [project_id])
+        if k:
+            return int(n), float(p90 or 0), int(k), float(r10), "confirmed"
         return int(n), float(p90 or 0), 0, None, ""

@@ -80,7 +80,7 @@ def test_backup_through_an_app_with_login(tmp_path, monkeypatch, capsys):
     running = start(settings, block=False, quiet=True)
     remote = cli.Backend.remote(running.url, settings)
     try:
-        running.services.projects.create_project("Locked", ["a"])
+        running.services.projects.create_project("Locked", ["a"], user="ann")  # ann: an admin (ANNOTATOR_AUTH)
 
         @contextlib.contextmanager
         def backend(_settings):

@@ -26,13 +26,13 @@ def test_jobs_without_an_image_size_run_at_the_size_the_data_needs(services, tmp
     m = services.models.add_model(p, scenes.DEMO_MODEL_PATH, "demo")
     base = int(m.params["imgsz"])
     first = services.models.suggest_imgsz(p, "demo", "cpu")
-    assert first["imgsz"] == 640 and "no boxes yet" in first["reason"] and first["base_imgsz"] == base
+    assert first["imgsz"] == base and "base model's own size" in first["reason"] and first["base_imgsz"] == base
 
     imgs = services.ctx.store.list_images(p.id, offset=0, limit=10)
     # people drew small objects: 20 px on an 800 px image; 12 px needs 480
     services.ctx.store.insert_boxes([(img.id, Box(100, 100, 120, 125, 0, source="human")) for img in imgs])
     advice = services.models.suggest_imgsz(p, "demo", "cpu")
-    assert advice["imgsz"] == 480 and "labelled boxes" in advice["reason"]
+    assert advice["imgsz"] == 480 and "confirmed boxes" in advice["reason"]
     job = services.annotation.start_annotation(p, "demo", scope="untouched")
     assert job.params["imgsz"] == 480 and job.params["imgsz_reason"] == advice["reason"]
     assert "at imgsz 480" in services.jobs.get_job(job.id).log

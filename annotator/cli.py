@@ -797,12 +797,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("project")
     tr.add_argument("--base", help="registered model (name or id) or an architecture such as yolov8n.yaml "
                                    "(default: the newest registered model, else yolov8n.yaml)")
-    tr.add_argument("--epochs", type=int, default=50)
+    tr.add_argument("--epochs", type=int, help="default: from the number of training images (20-100)")
     tr.add_argument("--imgsz", type=int, default=0, help="default: the base model's training size, else 640")
     tr.add_argument("--batch", default="auto", help="a number, or auto")
     tr.add_argument("--optimizer", default="auto", help="auto, SGD, Adam, AdamW, NAdam, RAdam, RMSProp")
     tr.add_argument("--lr0", type=float, default=None, help="initial learning rate (needs --optimizer)")
-    tr.add_argument("--patience", type=int, default=50, help="early stopping patience in epochs (0 = off)")
+    tr.add_argument("--patience", type=int,
+                    help="early stopping patience in epochs (0 = off; default: a third of the epochs, at least 10)")
     tr.add_argument("--device", default="", help="auto (default), cpu, 0, 1, ...")
     tr.add_argument("--dataset", action="append", help="only this dataset (repeatable; default: all)")
     tr.add_argument("--all", action="store_true", help="also unreviewed images that have boxes")

@@ -72,4 +72,12 @@ def choose_imgsz(profile: SizeProfile, base: int | None, device: str = "cpu") ->
     return size, why
 
 
-__all__ = ["SizeProfile", "choose_imgsz", "MIN_BOX_PX", "CAP", "up32"]
+def epochs_for(images: int) -> tuple[int, int]:
+    """(epochs, patience) for a fine-tune on ``images`` training images: small sets need more passes to get
+    enough optimizer steps, large ones fewer. About 3000 image-passes, between 20 and 100 epochs; patience a
+    third of that (at least 10)."""
+    epochs = max(20, min(100, 3000 // max(1, images)))
+    return epochs, max(10, epochs // 3)
+
+
+__all__ = ["SizeProfile", "choose_imgsz", "epochs_for", "MIN_BOX_PX", "CAP", "up32"]

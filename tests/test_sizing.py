@@ -33,3 +33,11 @@ def test_sizes_are_multiples_of_32():
         for base in (None, 320, 416, 640):
             size, _ = choose_imgsz(SizeProfile(5, 1000, 5, r, "labelled"), base=base, device="gpu")
             assert size % 32 == 0 and 32 <= size <= 1280
+
+
+def test_epochs_from_the_number_of_training_images():
+    from annotator.sizing import epochs_for
+
+    assert epochs_for(30) == (100, 33)  # a small set: many passes, so enough optimizer steps
+    assert epochs_for(60) == (50, 16)
+    assert epochs_for(10_000) == (20, 10)

@@ -30,13 +30,6 @@ ROUND_USER = "keep learning"
 DEFAULT_EVERY = 50
 
 
-def epochs_for(approved: int) -> tuple[int, int]:
-    """(epochs, patience) for a fine-tune on ``approved`` images: small sets need more passes to get enough
-    optimizer steps; large ones fewer. About 3000 image-passes, between 20 and 100 epochs."""
-    epochs = max(20, min(100, 3000 // max(1, approved)))
-    return epochs, max(10, epochs // 3)
-
-
 def set_keep_learning(ctx: AppContext, ref, every: int, user: str | None = None) -> dict:
     """Fine-tune by itself after every ``every`` new approvals (0 = off). Counting starts now."""
     p = project(ctx, ref)
@@ -89,10 +82,9 @@ def after_approvals(ctx: AppContext, ref, user: str | None = None) -> Job | None
     if approved - mark < every or _busy(ctx, p.id) is not None:
         return None
     base = current_model(ctx, p)
-    epochs, patience = epochs_for(approved)
     system = as_system(ctx)
-    try:
-        job = training.queue_training(system, p, base=base, epochs=epochs, patience=patience,
+    try:  # epochs, patience and image size: from the data (None)
+        job = training.queue_training(system, p, base=base, epochs=None, patience=None,
                                       user=f"{ROUND_USER} (after {ctx.user(user)})", round_of=approved)
     except UserError as e:  # e.g. no val images yet: said in the log, tried again at the next approval
         log.warning("keep learning on %r: no round yet: %s", p.name, e)

@@ -16,6 +16,7 @@ from jobs.protocol import EVALUATE, TRAIN, EvaluatePayload, TrainPayload
 
 from .. import checkpoints, classmap
 from ..diskspace import files_size, require_space
+from ..sizing import epochs_for
 from ..names import clean_name
 from ..store import utcnow
 from ..types import SPLITS, Job, ModelRecord, NotFound, Project, UserError
@@ -120,21 +121,22 @@ def _queue(ctx: AppContext, job_id: int, task_name: str, what: str, write, paylo
 
 
 def start_training(ctx: AppContext, ref, base: str | None = None, datasets: Sequence[str] | None = None,
-                   approved_only: bool = True, imgsz: int | None = None, epochs: int = 50,
+                   approved_only: bool = True, imgsz: int | None = None, epochs: int | None = None,
                    batch: str | int = "auto", optimizer: str = "auto", lr0: float | None = None,
-                   patience: int = 50, device: str | None = None, name: str | None = None,
+                   patience: int | None = None, device: str | None = None, name: str | None = None,
                    onnx_check: bool = True, workers: int | None = None, user: str | None = None) -> Job:
     """Queue a fine-tuning job on the project's (approved) images and their stored splits.
 
     ``base``: a registered model (name or id), an architecture yaml such as ``yolov8n.yaml`` (trained
-    from scratch), or empty for the newest registered model (else yolov8n.yaml).
+    from scratch), or empty for the newest registered model (else yolov8n.yaml). ``imgsz``, ``epochs`` and
+    ``patience`` left empty come from the data (sizing.py: the boxes' sizes; about 3000 image passes).
     """
     return queue_training(ctx, ref, base, datasets, approved_only, imgsz, epochs, batch, optimizer, lr0, patience,
                           device, name, onnx_check, workers, user)
 
 
-def queue_training(ctx: AppContext, ref, base=None, datasets=None, approved_only=True, imgsz=None, epochs=50,
-                   batch="auto", optimizer="auto", lr0=None, patience=50, device=None, name=None, onnx_check=True,
+def queue_training(ctx: AppContext, ref, base=None, datasets=None, approved_only=True, imgsz=None, epochs=None,
+                   batch="auto", optimizer="auto", lr0=None, patience=None, device=None, name=None, onnx_check=True,
                    workers=None, user=None, round_of: int | None = None) -> Job:
     """start_training, plus ``round_of``: a keep-learning round begun at that many approvals (services/loop.py)."""
     require(ctx, user, "admin", "starting a training")
@@ -144,7 +146,9 @@ def queue_training(ctx: AppContext, ref, base=None, datasets=None, approved_only
     if imgsz in (None, "", 0):
         advice = suggest_imgsz(ctx, p, parent, device)
         imgsz, imgsz_reason = advice["imgsz"], advice["reason"]
-    args = train_args(imgsz, epochs, batch, optimizer, lr0, patience, device or ctx.settings.device or "auto")
+    auto_epochs, auto_patience = epochs in (None, "", 0), patience in (None, "")
+    args = train_args(imgsz, 1 if auto_epochs else epochs, batch, optimizer, lr0, 0 if auto_patience else patience,
+                      device or ctx.settings.device or "auto")
     if name:
         name = clean_name(name, "Model name")
         if any(m.name.lower() == name.lower() for m in ctx.store.list_models(p.id)):
@@ -168,6 +172,10 @@ def queue_training(ctx: AppContext, ref, base=None, datasets=None, approved_only
                 f"The {split} split has none of the {len(images)} {what}{where} (train {per_split['train']}, "
                 f"val {per_split['val']}, test {per_split['test']}): change the split ratios or move "
                 f"images to {split} in the split manager.")
+    if auto_epochs or auto_patience:  # from the data: enough optimizer steps for this many images
+        e, pat = epochs_for(per_split["train"])
+        args["epochs"] = e if auto_epochs else args["epochs"]
+        args["patience"] = min(pat, args["epochs"]) if auto_patience else args["patience"]
     # The worker links the images (same disk) and writes labels, two checkpoints per run and plots.
     weights = files_size([model_file(ctx, parent)]) if parent else 50 * 1024 * 1024
     require_space(ctx.settings.data_dir, 2 * weights + 1024 * len(images) + 32 * 1024 * 1024,
@@ -203,7 +211,8 @@ def queue_training(ctx: AppContext, ref, base=None, datasets=None, approved_only
     ctx.store.update_job(job_id, log=(
         f"queued: {len(images)} image(s) (train {per_split['train']}, val {per_split['val']}, test "
         f"{per_split['test']}), {snap.num_boxes} box(es), {negatives} negative(s); "
-        f"base {base_name}; {args['epochs']} epoch(s) at imgsz "
+        f"base {base_name} ({'the newest registered model' if base in (None, '') and parent else 'as chosen'}); "
+        f"{args['epochs']} epoch(s){' (from the data)' if auto_epochs else ''} at imgsz "
         f"{imgsz_reason if imgsz_reason != 'as chosen' else args['imgsz']}"
         + (f"\nwarning: {val_note}" if val_note else "")))
     return ctx.store.get_job(job_id)

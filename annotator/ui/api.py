@@ -429,9 +429,9 @@ class Api:
 
     @endpoint("training")
     def start_training(self, project: str, base: str | None = None, datasets: list[str] | None = None,
-                       approved_only: bool = True, imgsz: int | None = None, epochs: int = 50,
+                       approved_only: bool = True, imgsz: int | None = None, epochs: int | None = None,
                        batch: str | int = "auto", optimizer: str = "auto", lr0: float | None = None,
-                       patience: int = 50, device: str | None = None, name: str | None = None,
+                       patience: int | None = None, device: str | None = None, name: str | None = None,
                        onnx_check: bool = True, request: gr.Request = None) -> dict:
         """Queue fine-tuning on the approved images. ``base``: a registered model, an architecture such as
         yolov8n.yaml, or empty for the newest model."""

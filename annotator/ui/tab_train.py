@@ -175,13 +175,14 @@ def build_train_tab(ctx: UIContext):
             approved_only = gr.Checkbox(value=True, label="Approved images only")
             with gr.Row():
                 imgsz = gr.Number(label="Image size (0 = from the data)", value=0, precision=0, minimum=0)
-                epochs = gr.Number(label="Epochs", value=50, precision=0, minimum=1)
+                epochs = gr.Number(label="Epochs (0 = from the data)", value=0, precision=0, minimum=0)
                 batch = gr.Textbox(label="Batch (number or auto)", value="auto")
             imgsz_note = gr.Markdown(elem_id="aa-train-imgsz")
             with gr.Row():
                 optimizer = gr.Dropdown(label="Optimizer", choices=list(OPTIMIZERS), value="auto")
                 lr0 = gr.Number(label="Learning rate (0 = default)", value=0, minimum=0)
-                patience = gr.Number(label="Patience (epochs, 0 = off)", value=50, precision=0, minimum=0)
+                patience = gr.Number(label="Patience (empty = from the data, 0 = off)", value=None, precision=0,
+                                     minimum=0)
             with gr.Row():
                 device = gr.Dropdown(label="Device", choices=["auto", "cpu", "0", "1", "2", "3"], value="auto",
                                      allow_custom_value=True)
@@ -250,7 +251,7 @@ def build_train_tab(ctx: UIContext):
         return api.start_training(
             project=project_name, base=base_ or None, datasets=datasets_, approved_only=approved_only_,
             imgsz=int(imgsz_ or 0) or None, epochs=int(epochs_ or 0), batch=batch_, optimizer=optimizer_ or "auto",
-            lr0=lr0_ or None, patience=int(patience_ if patience_ is not None else 50), device=device_ or None,
+            lr0=lr0_ or None, patience=None if patience_ in (None, "") else int(patience_), device=device_ or None,
             name=name_, onnx_check=onnx_check_, request=request)
 
     def compare(project_name):

@@ -195,7 +195,7 @@ def test_refusals_name_the_problem(services, tmp_path):
     with pytest.raises(UserError, match="The train split has none"):
         services.training.start_training(p, epochs=1)
     services.splits.configure_splits(p, 50, 50, 0, reassign=True)
-    for bad, match in [({"imgsz": 100}, "multiple of 32"), ({"epochs": 0}, "epochs must be between 1"),
+    for bad, match in [({"imgsz": 100}, "multiple of 32"), ({"epochs": -3}, "epochs must be between 1"),
                        ({"batch": "lots"}, "batch must be 'auto' or a whole number"),
                        ({"optimizer": "Adagrad"}, "optimizer must be one of"),
                        ({"lr0": 0.01}, "optimizer 'auto' chooses its own learning rate"),

@@ -214,6 +214,9 @@ class ReviewMixin:
         ids = [int(r[0]) for r in rows] + [int(i) for i in drop]
         if not ids:
             return
+        if not rows and not self._one("SELECT 1 FROM review_edits WHERE image_id IN (SELECT unnest(?::BIGINT[])) "
+                                      "LIMIT 1", [ids]):
+            return  # nothing to drop: no write (and no commit to wait for) on a reject or reset
         now = utcnow()
         with self.transaction() as cur:
             cur.execute("DELETE FROM review_edits WHERE image_id IN (SELECT unnest(?::BIGINT[]))", [ids])

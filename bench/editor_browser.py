@@ -97,12 +97,16 @@ class AppProcess:
                      "ANNOTATOR_LOCAL_WORKER": "0", "ANNOTATOR_PORT": str(settings.port),
                      "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
                                                                  os.environ.get("PYTHONPATH")]))}
-        self.proc = subprocess.Popen([sys.executable, "-m", "annotator", "serve"], env=child_env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # Its output goes to a file: a pipe nobody reads would stall the app once full.
+        self.log = Path(settings.data_dir).parent / "app.log"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "annotator", "serve"], env=child_env,
+                                         stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
         while True:
             if self.proc.poll() is not None:
-                raise SystemExit(f"the app exited with {self.proc.returncode}: {self.proc.stderr.read()[-2000:]}")
+                tail = self.log.read_text(errors="replace")[-2000:]
+                raise SystemExit(f"the app exited with {self.proc.returncode}: {tail}")
             try:
                 urllib.request.urlopen(self.url, timeout=2).close()
                 return

@@ -13,6 +13,7 @@ Seeds: the committed model trained on seeds 0..183; ``python -m annotator.demo c
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -67,12 +68,34 @@ def background(seed: int, width: int = 640, height: int = 480) -> Image.Image:
     return Image.fromarray(np.round(_background_array(bg_rng, width, height)).astype(np.uint8), "RGB")
 
 
-def _shape_mask(rng: np.random.Generator, cls: int, size: int) -> Image.Image:
+@dataclass(frozen=True)
+class Shift:
+    """How a "customer's" scenes differ from the ones the demo model learnt (bench/loop.py): squares turned
+    by up to ``square_turn`` degrees (the model only saw axis-aligned ones), shapes whose colour is only
+    ``min_contrast`` (Euclidean RGB) from the background under them instead of 110, a Gaussian blur of
+    ``blur`` pixels over the whole scene, and object sizes ``sizes`` (min, max extent in pixels). The
+    default changes nothing: ``scene(seed)`` and ``scene(seed, shift=Shift())`` are the same bytes."""
+    square_turn: float = 0.0
+    min_contrast: float = 110.0
+    blur: float = 0.0
+    sizes: tuple[int, int] = (MIN_SIZE, MAX_SIZE)
+
+
+def _shape_mask(rng: np.random.Generator, cls: int, size: int, turn: float = 0.0) -> Image.Image:
     """An 'L' mask (255 = shape) whose tight bbox is the whole mask, longest side ``size``."""
     if cls == 0:  # circle
         mask = Image.new("L", (size, size), 0)
         ImageDraw.Draw(mask).ellipse((0, 0, size - 1, size - 1), fill=255)
         return mask
+    if cls == 1 and turn:  # a square turned by up to ``turn`` degrees, its box's longest side ``size``
+        a = np.radians(rng.uniform(-turn, turn)) + np.array([0.25, 0.75, 1.25, 1.75]) * np.pi
+        pts = np.stack([np.cos(a), np.sin(a)], axis=1)
+        pts -= pts.min(axis=0)
+        pts *= (size - 1) / max(float(pts.max()), 1e-6)
+        w, h = (int(np.ceil(v)) + 1 for v in pts.max(axis=0))
+        mask = Image.new("L", (max(w, 1), max(h, 1)), 0)
+        ImageDraw.Draw(mask).polygon([tuple(p) for p in pts.tolist()], fill=255)
+        return mask.crop(mask.getbbox())
     if cls == 1:  # square (axis-aligned)
         return Image.new("L", (size, size), 255)
     # triangle: roughly equilateral, random rotation, vertices jittered by up to 12 degrees
@@ -87,35 +110,40 @@ def _shape_mask(rng: np.random.Generator, cls: int, size: int) -> Image.Image:
     return mask.crop(mask.getbbox())
 
 
-def _pick_colour(rng: np.random.Generator, under: np.ndarray) -> np.ndarray:
-    """A random colour far (Euclidean >= 110) from the mean background colour ``under`` the shape."""
+def _pick_colour(rng: np.random.Generator, under: np.ndarray, min_contrast: float = 110.0) -> np.ndarray:
+    """A random colour far (Euclidean >= ``min_contrast``) from the mean background colour ``under`` the
+    shape; with a shift's lower contrast, also at most twice that far (a faint shape, not just any)."""
     mean = under.reshape(-1, 3).mean(axis=0)
+    faint = min_contrast < 110
     for _ in range(50):
         colour = rng.uniform(0, 255, size=3)
-        if np.linalg.norm(colour - mean) >= 110:
+        d = np.linalg.norm(colour - mean)
+        if d >= min_contrast and (not faint or d <= 2 * min_contrast):
             return colour
     return np.where(mean > 127, 20.0, 235.0)
 
 
-def scene(seed: int, width: int = 640, height: int = 480) -> tuple[Image.Image, list[Box]]:
+def scene(seed: int, width: int = 640, height: int = 480, shift: Shift | None = None) -> tuple[Image.Image, list[Box]]:
     """A deterministic RGB scene and its boxes (``Box``: class index and absolute pixel xyxy).
 
     Boxes are tight: they are the bounding boxes of the drawn masks (pixel edges, so a shape covering
     columns 10..49 has x1=10, x2=50). Shapes never touch (a gap of ``GAP`` pixels); boxes may overlap
-    slightly. Same seed and size, same image bytes.
+    slightly. Same seed and size, same image bytes. ``shift`` changes the scenes' look (see ``Shift``).
     """
-    if width < 2 * MIN_SIZE or height < 2 * MIN_SIZE:
-        raise ValueError(f"scene size {width}x{height} is too small (at least {2 * MIN_SIZE} per side)")
+    shift = shift or Shift()
+    min_size, max_size = shift.sizes
+    if width < 2 * min_size or height < 2 * min_size:
+        raise ValueError(f"scene size {width}x{height} is too small (at least {2 * min_size} per side)")
     bg_rng, rng = _rngs(seed)
     arr = _background_array(bg_rng, width, height)
     occupied = Image.new("L", (width, height), 0)  # shapes grown by GAP pixels
     boxes: list[Box] = []
-    max_size = min(MAX_SIZE, width - 2, height - 2)
+    max_size = min(max_size, width - 2, height - 2)
     for _ in range(int(rng.integers(1, MAX_SHAPES + 1))):
         cls = int(rng.integers(0, len(CLASSES)))
         for _attempt in range(40):
-            size = int(round(np.exp(rng.uniform(np.log(MIN_SIZE), np.log(max_size)))))
-            mask = _shape_mask(rng, cls, size)
+            size = int(round(np.exp(rng.uniform(np.log(min_size), np.log(max_size)))))
+            mask = _shape_mask(rng, cls, size, shift.square_turn)
             mw, mh = mask.size
             x = int(rng.integers(1, width - mw))
             y = int(rng.integers(1, height - mh))
@@ -129,7 +157,7 @@ def scene(seed: int, width: int = 640, height: int = 480) -> tuple[Image.Image, 
         else:
             continue  # no room for this shape
         region = arr[y : y + mh, x : x + mw]
-        colour = _pick_colour(rng, region[m])
+        colour = _pick_colour(rng, region[m], shift.min_contrast)
         # mild shading across the shape and a little noise, so shapes are not flat stickers
         gy, gx = np.mgrid[0:mh, 0:mw].astype(np.float32)
         shade = (gx / max(mw, 1) - 0.5) * rng.uniform(-25, 25) + (gy / max(mh, 1) - 0.5) * rng.uniform(-25, 25)
@@ -141,26 +169,29 @@ def scene(seed: int, width: int = 640, height: int = 480) -> tuple[Image.Image, 
         occupied.paste(255, (x - GAP, y - GAP), grown)
         boxes.append(Box(float(box[0]), float(box[1]), float(box[2]), float(box[3]), class_idx=cls))
     image = Image.fromarray(np.round(arr).astype(np.uint8), "RGB")
+    if shift.blur:
+        image = image.filter(ImageFilter.GaussianBlur(shift.blur))
     return image, boxes
 
 
-def scene_jpeg(seed: int, width: int = 640, height: int = 480, quality: int = 90) -> tuple[bytes, list[Box]]:
+def scene_jpeg(seed: int, width: int = 640, height: int = 480, quality: int = 90,
+               shift: Shift | None = None) -> tuple[bytes, list[Box]]:
     """``scene()`` encoded as JPEG bytes (deterministic for a given Pillow/libjpeg)."""
-    image, boxes = scene(seed, width, height)
+    image, boxes = scene(seed, width, height, shift)
     out = io.BytesIO()
     image.save(out, "JPEG", quality=int(quality))
     return out.getvalue(), boxes
 
 
 def write_scenes(folder: Path, seeds: Iterable[int], width: int = 640, height: int = 480, quality: int = 90,
-                 name: str = "scene_{seed:07d}.jpg") -> dict[str, list[Box]]:
+                 name: str = "scene_{seed:07d}.jpg", shift: Shift | None = None) -> dict[str, list[Box]]:
     """``scene_jpeg()`` of each seed written into ``folder`` (created), the file named by
     ``name.format(i=position, seed=seed)``; returns file name -> that scene's boxes."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     truth = {}
     for i, seed in enumerate(seeds):
-        data, boxes = scene_jpeg(seed, width, height, quality)
+        data, boxes = scene_jpeg(seed, width, height, quality, shift)
         file_name = name.format(i=i, seed=seed)
         (folder / file_name).write_bytes(data)
         truth[file_name] = boxes

@@ -8,6 +8,7 @@ A box travels as ``Box.as_dict()``: a stored box's ``id`` with unchanged class a
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import uuid
@@ -15,15 +16,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Sequence
 
+from PIL import Image
+
 from .. import pixels
 from ..classmap import label_to_class
 from ..edits import count_edits
 from ..geometry import clamp_xyxy, has_area
 from ..overlay import class_colours as overlay_colours
+from ..phash import MAX_REFERENCE, dhash, informative_order
 from ..types import REVIEW_STATES, Box, ImageRecord, Project, UserError
 from . import loop
 from .context import AppContext, dataset_id, image_in, project, require, review_state
 from .images import image_file, prune_cache
+
+log = logging.getLogger(__name__)
 
 DISPLAY_CACHE_FILES = 3000  # per project; the oldest display copies go first
 
@@ -254,9 +260,38 @@ def review_queue_ids(ctx: AppContext, ref, status: str | None = None, dataset: s
     class_idx = label_to_class(class_name, p.class_names) if class_name else None
     if below_conf is not None and not (0.0 <= float(below_conf) <= 1.0):
         raise UserError(f"confidence threshold must be between 0 and 1, got {below_conf}")
-    ids = ctx.store.review_queue(p.id, status=status, dataset_id=ds, class_idx=class_idx,
-                                 no_boxes=bool(no_boxes), below_conf=below_conf, sort=sort or "upload")
-    return ids.tolist()
+    sort = sort or "upload"
+    if sort not in SORTS:
+        raise UserError(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
+    ids = ctx.store.review_queue(p.id, status=status, dataset_id=ds, class_idx=class_idx, no_boxes=bool(no_boxes),
+                                 below_conf=below_conf, sort="upload" if sort == "informative" else sort).tolist()
+    if sort == "informative":
+        ensure_hashes(ctx, p)
+        scores = ctx.store.queue_scores(ids)
+        ids = informative_order(ids, [scores.get(i, (None, None))[0] for i in ids],
+                                [scores.get(i, (None, None))[1] for i in ids],
+                                ctx.store.approved_hashes(p.id, MAX_REFERENCE))
+    return ids
+
+
+SORTS = ("upload", "uncertain", "informative")
+
+
+def ensure_hashes(ctx: AppContext, p: Project) -> int:
+    """Compute the dhash (annotator/phash.py) of the project's images that have none yet, from their
+    thumbnails, and store it; returns how many. An unreadable thumbnail leaves that image without one (it
+    counts as novel) and is said in the log."""
+    todo = ctx.store.images_without_hash(p.id)
+    pairs = []
+    for image_id, thumb in todo:
+        try:
+            with Image.open(ctx.settings.project_file(p.id, thumb)) as im:
+                im.draft("L", (32, 32))
+                pairs.append((image_id, dhash(im)))
+        except (OSError, ValueError) as e:
+            log.warning("no hash for image %s (thumbnail %s): %s", image_id, thumb, e)
+    ctx.store.set_image_hashes(pairs)
+    return len(pairs)
 
 
 def review_queue(ctx: AppContext, ref, offset: int = 0, limit: int = 50, **filters) -> dict:

@@ -145,7 +145,8 @@ class ReviewMixin:
 
         Filters combine with AND: review status, dataset, "has a box of class", "has no box at all",
         "has a machine box below this confidence". ``sort="uncertain"``: the image whose least confident
-        machine box is lowest first; images without machine boxes last; then upload order."""
+        machine box is lowest first; images without machine boxes last; then upload order. (The
+        "informative" order is the services' own: it re-orders this queue with queue_scores.)"""
         if sort not in self.SORTS:
             raise UserError(f"sort must be one of {', '.join(self.SORTS)}, got {sort!r}")
         where, params = self._image_filter(project_id, dataset_id, status)
@@ -165,6 +166,43 @@ class ReviewMixin:
             sql = f"SELECT i.id FROM images i WHERE {where} ORDER BY i.id"
         with self._read() as cur:
             return cur.execute(sql, params).fetchnumpy()["id"]
+
+    def queue_scores(self, image_ids: Sequence[int]) -> dict[int, tuple[float | None, int | None]]:
+        """image id -> (its least confident machine box's confidence, its dhash); None where there is none."""
+        ids = [int(i) for i in image_ids]
+        if not ids:
+            return {}
+        return {int(i): (c, None if h is None else int(h)) for i, c, h in self._all(
+            "SELECT i.id, min(b.confidence) FILTER (WHERE b.source = 'model'), any_value(i.phash) FROM images i "
+            "LEFT JOIN boxes b ON b.image_id = i.id WHERE i.id IN (SELECT unnest(?::BIGINT[])) GROUP BY i.id", [ids])}
+
+    def approved_hashes(self, project_id: int, limit: int) -> list[int]:
+        """The dhashes of the project's newest ``limit`` approved images (oldest of them first)."""
+        rows = self._all("SELECT phash FROM images WHERE project_id = ? AND status = 'approved' AND phash IS NOT NULL "
+                         "ORDER BY reviewed_at DESC NULLS LAST, id DESC LIMIT ?", [project_id, int(limit)])
+        return [int(h) for (h,) in reversed(rows)]
+
+    def images_without_hash(self, project_id: int, limit: int = 100_000) -> list[tuple[int, str]]:
+        """(id, thumbnail path) of the project's images whose dhash is not computed yet."""
+        return [(int(i), t) for i, t in self._all(
+            "SELECT id, thumb FROM images WHERE project_id = ? AND phash IS NULL ORDER BY id LIMIT ?",
+            [project_id, int(limit)])]
+
+    def set_image_hashes(self, pairs: Sequence[tuple[int, int]]) -> None:
+        """Store computed dhashes (image id, hash); one statement."""
+        if not pairs:
+            return
+        with self.transaction() as cur:
+            cur.execute("UPDATE images SET phash = h.h FROM (SELECT unnest(?::BIGINT[]) AS id, "
+                        "unnest(?::UBIGINT[]) AS h) h WHERE images.id = h.id",
+                        [[int(i) for i, _ in pairs], [int(h) for _, h in pairs]])
+
+    def image_hashes(self, image_ids: Sequence[int]) -> dict[int, int | None]:
+        ids = [int(i) for i in image_ids]
+        if not ids:
+            return {}
+        return {int(i): (None if h is None else int(h)) for i, h in self._all(
+            "SELECT id, phash FROM images WHERE id IN (SELECT unnest(?::BIGINT[]))", [ids])}
 
     def queue_items(self, image_ids: Sequence[int]) -> list[dict]:
         """Filmstrip rows for some images, in the order given: id, thumb, status, rel_path, boxes, lowest

@@ -307,3 +307,11 @@ MIGRATIONS.append((
         "ALTER TABLE projects ADD COLUMN learn_mark BIGINT DEFAULT 0",  # approved images when the last round began
     ],
 ))
+
+MIGRATIONS.append((
+    9,
+    "a 64-bit difference hash per image (annotator/phash.py), for the most-informative review order",
+    [
+        "ALTER TABLE images ADD COLUMN phash UBIGINT",  # NULL until computed (from the thumbnail, on first need)
+    ],
+))

@@ -249,6 +249,12 @@ class Api:
         objects must stay about 12 px; never below the base model's size), with the reason in words."""
         return to_json(self.services.models.suggest_imgsz(project, model or None, device or None))
 
+    @endpoint("models", **_FAST)
+    def suggest_conf(self, project: str, model: str) -> dict:
+        """The confidence threshold auto-annotation with ``model`` uses when given 0: the threshold of best
+        F1 on the model's own val images (a model this app trained or evaluated), else 0.25; with the reason."""
+        return to_json(self.services.models.suggest_conf(project, model))
+
     @endpoint("models")
     def class_mapping(self, project: str, model: str, overrides: dict | None = None) -> dict:
         """Model class index -> project class index (null = skipped): by name, then ``overrides``. Edit it
@@ -263,7 +269,7 @@ class Api:
 
     # --- auto-annotation and jobs -----------------------------------------------------------------------
     @endpoint("annotation")
-    def start_annotation(self, project: str, model: str, datasets: list[str] | None = None, conf: float = 0.25,
+    def start_annotation(self, project: str, model: str, datasets: list[str] | None = None, conf: float = 0.0,
                          iou: float = 0.7, imgsz: int | None = None, max_det: int = 300, device: str | None = None,
                          batch: int = 0, scope: str = "unreviewed", overrides: dict | None = None,
                          request: gr.Request = None) -> dict:
@@ -336,7 +342,8 @@ class Api:
                      dataset: str | None = None, class_name: str | None = None, no_boxes: bool = False,
                      below_conf: float | None = None, sort: str = "upload") -> dict:
         """The images a reviewer goes through (filters: status or "all", dataset, has a box of class_name,
-        no boxes, a machine box below below_conf; sort "upload" or "uncertain"), a page of them."""
+        no boxes, a machine box below below_conf; sort "upload", "uncertain" or "informative": uncertain and
+        unlike the approved images), a page of them."""
         return to_json(self.services.review.review_queue(
             project, offset=offset, limit=limit, status=status or None, dataset=dataset or None,
             class_name=class_name or None, no_boxes=bool(no_boxes), below_conf=below_conf or None,

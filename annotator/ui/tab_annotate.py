@@ -15,7 +15,8 @@ from .common import UIContext
 from .editor import build_editor
 
 STATUS_FILTERS = [("Unreviewed", "unreviewed"), ("Approved", "approved"), ("Rejected", "rejected"), ("All", "all")]
-SORTS = [("Upload order", "upload"), ("Most uncertain first", "uncertain")]
+SORTS = [("Upload order", "upload"), ("Most uncertain first", "uncertain"),
+         ("Most informative first (uncertain and unlike the approved)", "informative")]
 ANY = "(any)"
 
 LEGEND = """Keys work as soon as an image is shown, never while you type in a field.

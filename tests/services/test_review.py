@@ -289,3 +289,39 @@ def test_large_images_get_a_display_copy_small_ones_are_shown_as_stored(services
             assert im.size == size
         assert services.review.display_image(img) == d  # made once, then reused
     assert services.review.load_image(project, small.id)["display"]["file"] == str(services.images.image_file(small))
+
+
+def test_most_informative_first_puts_a_new_scene_before_copies_of_an_approved_one(services, project, tmp_path):
+    """Hashes are computed from the thumbnails on first need (and stored); the queue then shows first the
+    image unlike anything approved, the re-encoded and brightened copies of the approved scene after it."""
+    from PIL import ImageEnhance
+
+    from annotator.demo import scenes
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    a, _ = scenes.scene(21)
+
+    def save(im, name, quality=90):
+        im.save(folder / name, "JPEG", quality=quality)
+
+    save(a, "f0_scene.jpg")
+    save(a, "f1_copy.jpg", quality=45)
+    save(ImageEnhance.Brightness(a).enhance(1.1), "f2_brighter.jpg")
+    save(scenes.scene(22)[0], "f3_other.jpg")
+    services.images.add_images(project, [folder], dataset="frames")
+    imgs = sorted(services.images.list_images(project).images, key=lambda i: i.rel_path)
+    ids = [i.id for i in imgs]
+    assert services.ctx.store.image_hashes(ids) == {i: None for i in ids}
+    services.review.set_review_status(project, [ids[0]], "approved")
+    q = services.review.review_queue_ids
+    assert q(project, status="unreviewed") == ids[1:]
+    order = q(project, status="unreviewed", sort="informative")
+    assert order[0] == ids[3] and sorted(order) == sorted(ids[1:])
+    hashes = services.ctx.store.image_hashes(ids)
+    assert all(h is not None for h in hashes.values())  # stored: the next call reads them
+    assert services.review.ensure_hashes(services.ctx.store.get_project(project.id)) == 0
+    page = services.review.review_queue(project, status="unreviewed", sort="informative", limit=10)
+    assert [i["id"] for i in page["items"]] == order
+    with pytest.raises(UserError, match="'newest'"):
+        q(project, sort="newest")

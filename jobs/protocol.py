@@ -75,6 +75,7 @@ class ManifestImage(TypedDict):
     split: str
     source: str  # the stored image file
     boxes: list  # Box.as_dict() of each box (class_idx in the manifest's class_names)
+    dataset: str  # the dataset it belongs to (a training scores the model on each one's val images)
 
 
 class Manifest(TypedDict):

@@ -135,11 +135,33 @@ def _round(v) -> float | None:
     return None if v is None else round(float(v), 5)
 
 
+CONF_RANGE = (0.1, 0.9)  # a best-F1 threshold outside this rests on too few boxes to trust
+
+
+def best_conf(metrics) -> float | None:
+    """The confidence threshold at which this model's boxes on the val images have the best F1 (mean over
+    classes, smoothed as ultralytics' own F1 curve is), kept within CONF_RANGE: the threshold that makes
+    the fewest deletes plus draws for a reviewer. A short fine-tune's confidences run low: its best
+    threshold is often 0.4, not the usual 0.25 (bench/loop.py: 1.03 -> 0.80 edits per image)."""
+    box = getattr(metrics, "box", None)
+    curve, px = getattr(box, "f1_curve", None), getattr(box, "px", None)
+    try:
+        if curve is None or px is None or len(curve) == 0:
+            return None
+        from ultralytics.utils.metrics import smooth
+
+        i = int(smooth(curve.mean(0), 0.1).argmax())
+        return round(min(max(float(px[i]), CONF_RANGE[0]), CONF_RANGE[1]), 2)
+    except Exception:  # noqa: BLE001 - a missing curve means no advice, never a failed job
+        return None
+
+
 def _det_metrics(metrics, names: list[str]) -> tuple[dict, list[dict]]:
-    """ultralytics DetMetrics -> (overall, per class) with plain names."""
+    """ultralytics DetMetrics -> (overall, per class) with plain names; ``best_conf`` (see best_conf)."""
     rd = metrics.results_dict
     overall = {short: _round(rd.get(key)) for key, short in METRIC_KEYS.items()}
     overall["fitness"] = _round(getattr(metrics, "fitness", None))
+    overall["best_conf"] = best_conf(metrics)
     rows = []
     nt = getattr(metrics, "nt_per_class", None)
     for i, c in enumerate(metrics.ap_class_index):
@@ -368,11 +390,51 @@ def _train(channel: JobChannel, payload: dict, state: _State, train_fn: Callable
         timings["parent_eval_s"] = round(time.perf_counter() - t1, 2)
         channel.log(f"base model {base['name']} on the same val images (imgsz {parent_args['imgsz']}): "
                     f"mAP50-95 {overall.get('mAP50-95')}")
+    if not state.cancelled:
+        t1 = time.perf_counter()
+        state.stage = "scoring each dataset"
+        result["per_dataset"] = per_dataset_scores(job_dir, manifest, best, base, payload, args, names, channel)
+        if result["per_dataset"]:
+            timings["per_dataset_s"] = round(time.perf_counter() - t1, 2)
     if state.cancelled:
         channel.log(f"cancelled after epoch {state.epoch}/{state.epochs}: best.pt kept and registered")
         return "cancelled", result
     channel.log(f"done: {state.epoch} epoch(s) in {train_seconds:.1f} s")
     return "succeeded", result
+
+
+def per_dataset_scores(job_dir: Path, manifest: dict, best: Path, base: dict, payload: dict, args: dict,
+                       names: list[str], channel: JobChannel) -> list[dict]:
+    """With val images in two or more datasets: the new model (and its base, at the same size) scored on each
+    dataset's val images alone, so a fine-tune that learnt one dataset and forgot another shows it (the
+    overall score averages that away). One row per dataset: its name, val images, both scores."""
+    by_ds: dict[str, list[str]] = {}
+    for r in manifest["images"]:
+        if r["split"] == "val":
+            by_ds.setdefault(r.get("dataset") or "", []).append(r["file_name"])
+    if len(by_ds) < 2:
+        return []
+    root = job_dir / "dataset"
+    with_parent = bool(payload.get("parent_eval")) and base["kind"] == "model"
+    parent_args = {**args, "imgsz": int(payload.get("parent_imgsz") or args["imgsz"])}
+    rows = []
+    for k, (ds, files) in enumerate(sorted(by_ds.items())):
+        listing = root / f"val_dataset_{k}.txt"
+        listing.write_text("".join(f"{root / 'images' / 'val' / f}\n" for f in files))
+        yaml_path = root / f"val_dataset_{k}.yaml"
+        yaml_path.write_text(yaml.safe_dump({"path": str(root), "train": str(listing), "val": str(listing),
+                                              "names": {i: n for i, n in enumerate(names)}}))
+        row = {"dataset": ds, "val_images": len(files)}
+        row["model"], _, _, _ = _validate(best, yaml_path, names, args, job_dir, f"val_dataset_{k}", plots=False)
+        if with_parent:
+            row["parent"], _, _, _ = _validate(Path(verify_model_file(base["path"])), yaml_path, names, parent_args,
+                                               job_dir, f"base_val_dataset_{k}", plots=False)
+        rows.append(row)
+        drop = (row.get("parent") or {}).get("mAP50-95")
+        now = row["model"].get("mAP50-95")
+        channel.log(f"dataset {ds!r} ({len(files)} val images): mAP50-95 {now}"
+                    + (f" (base {drop})" if drop is not None else ""))
+    return rows
 
 
 def _validate(weights: Path, data_yaml: Path, names: list[str], args: dict, job_dir: Path, name: str,

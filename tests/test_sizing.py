@@ -38,6 +38,11 @@ def test_sizes_are_multiples_of_32():
 def test_epochs_from_the_number_of_training_images():
     from annotator.sizing import epochs_for
 
-    assert epochs_for(30) == (100, 33)  # a small set: many passes, so enough optimizer steps
-    assert epochs_for(60) == (50, 16)
-    assert epochs_for(10_000) == (20, 10)
+    # on a GPU about 3000 image-passes, 20-100 epochs: a small set gets many passes, so enough optimizer steps
+    assert epochs_for(30, "gpu") == (100, 50)
+    assert epochs_for(60, "gpu") == (50, 25)
+    assert epochs_for(10_000, "gpu") == (20, 15)
+    # on a CPU about 1200, 10-60 epochs (a round in minutes); patience never under 15
+    assert epochs_for(30) == epochs_for(30, "cpu") == (40, 20)
+    assert epochs_for(10) == (60, 30)
+    assert epochs_for(10_000) == (10, 15)

@@ -15,25 +15,25 @@ from ..types import Box, Job, UserError
 from .context import AppContext, dataset_ids, model, project, require
 from .jobs import require_job_owner
 from .jobs import JobKind, enqueue, get_job
-from .models import class_mapping, suggest_imgsz
+from .models import class_mapping, conf_for, suggest_imgsz
 
 SCOPES = {"unreviewed": ("unreviewed",), "untouched": ("unreviewed", "rejected")}
 
 
 def start_annotation(
-    ctx: AppContext, ref, model_ref, datasets: Sequence[str] | None = None, conf: float = 0.25, iou: float = 0.7,
+    ctx: AppContext, ref, model_ref, datasets: Sequence[str] | None = None, conf: float | None = None, iou: float = 0.7,
     imgsz: int | None = None, max_det: int = 300, device: str | None = None, batch: int = 0,
     scope: str = "unreviewed", overrides: dict | None = None, user: str | None = None,
 ) -> Job:
     """Queue an auto-annotation job. Images a person saved or approved are never touched; re-running
-    replaces only the machine boxes of the others."""
+    replaces only the machine boxes of the others. ``conf`` None (or 0): the model's own best threshold
+    (conf_for), ``imgsz`` None: from the project's data (suggest_imgsz)."""
     require(ctx, user, "annotator", "running auto-annotation")
     p = project(ctx, ref)
     m = model(ctx, p, model_ref)
     if scope not in SCOPES:
         raise UserError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
-    if not (0.0 <= float(conf) <= 1.0):
-        raise UserError(f"confidence threshold must be between 0 and 1, got {conf}")
+    conf, conf_reason = conf_for(m, conf)
     if not (0.0 < float(iou) <= 1.0):
         raise UserError(f"IoU threshold must be in (0, 1], got {iou}")
     imgsz_reason = "as chosen"
@@ -61,7 +61,7 @@ def start_annotation(
                         "or the project has no images yet")
     params = {
         "model": m.name, "model_file": m.file, "datasets": list(datasets or []), "dataset_ids": ds_ids,
-        "conf": float(conf), "iou": float(iou), "imgsz": imgsz, "imgsz_reason": imgsz_reason,
+        "conf": conf, "conf_reason": conf_reason, "iou": float(iou), "imgsz": imgsz, "imgsz_reason": imgsz_reason,
         "max_det": int(max_det), "device": device,
         "batch": int(batch), "scope": scope,
         "mapping": {str(k): v for k, v in mapping.items()},
@@ -84,7 +84,9 @@ def _enqueue(ctx: AppContext, job_id: int, attempt: int, project_id: int, params
     }
     task = enqueue(ctx, ANNOTATE, payload)
     size = f" at imgsz {params['imgsz_reason']}" if params.get("imgsz_reason") not in (None, "as chosen") else ""
-    ctx.store.update_job(job_id, task_id=task.id, log=f"attempt {attempt}: queued {len(images)} image(s){size}")
+    conf = (f"; confidence {params['conf_reason']}" if params.get("conf_reason") not in (None, "as chosen")
+            else "")
+    ctx.store.update_job(job_id, task_id=task.id, log=f"attempt {attempt}: queued {len(images)} image(s){size}{conf}")
 
 
 def resume_job(ctx: AppContext, job_id: int | str, user: str | None = None) -> Job:

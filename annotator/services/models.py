@@ -91,7 +91,7 @@ def class_mapping(ctx: AppContext, ref, model_ref, overrides: dict | None = None
     return mapping
 
 
-def _device_class(ctx: AppContext, device: str | None) -> str:
+def device_class(ctx: AppContext, device: str | None) -> str:
     """ "gpu" when the jobs will run on a GPU (asked for one, or "auto" and a live worker has one), else "cpu"."""
     d = (device or ctx.settings.device or "auto").strip().lower()
     if d in ("cpu", "mps"):
@@ -107,6 +107,33 @@ def _device_class(ctx: AppContext, device: str | None) -> str:
     return "gpu" if any(str(w.get("device", "cpu")) not in ("cpu", "mps") for w in workers) else "cpu"
 
 
+DEFAULT_CONF = 0.25
+
+
+def conf_for(m, conf=None) -> tuple[float, str]:
+    """(confidence threshold, why): the one asked for, else the threshold of best F1 on the model's own val
+    images (a model this app trained or evaluated: jobs/train.py best_conf), else DEFAULT_CONF."""
+    if conf not in (None, "", 0, 0.0):
+        try:
+            value = float(conf)
+        except (TypeError, ValueError):
+            raise UserError(f"confidence threshold must be a number between 0 and 1, got {conf!r}") from None
+        if not (0.0 < value <= 1.0):
+            raise UserError(f"confidence threshold must be between 0 and 1, got {conf}")
+        return value, "as chosen"
+    best = (m.metrics or {}).get("best_conf")
+    if best:
+        return float(best), (f"{float(best):.2f}: where {m.name}'s boxes on its val images had the best F1 "
+                             "(fewest boxes to delete plus boxes to draw)")
+    return DEFAULT_CONF, f"{DEFAULT_CONF}: the default ({m.name} has no validation of its own yet)"
+
+
+def suggest_conf(ctx: AppContext, ref, model_ref: str) -> dict:
+    """The confidence threshold auto-annotation with this model uses when none is given, and why."""
+    conf, reason = conf_for(model(ctx, project(ctx, ref), model_ref))
+    return {"conf": conf, "reason": reason}
+
+
 def suggest_imgsz(ctx: AppContext, ref, model_ref: str | None = None, device: str | None = None) -> dict:
     """The image size a job on this project should run at, from the project's images and boxes (see
     annotator/sizing.py), with the reason in words. ``model_ref``: the base (a registered model, whose
@@ -119,6 +146,6 @@ def suggest_imgsz(ctx: AppContext, ref, model_ref: str | None = None, device: st
         except UserError:
             base = None  # an architecture yaml: no floor
     n, p90, k, r10, source = ctx.store.size_profile(p.id)
-    kind = _device_class(ctx, device)
+    kind = device_class(ctx, device)
     size, reason = choose_imgsz(SizeProfile(n, p90, k, r10, source), base, kind)
     return {"imgsz": size, "reason": reason, "device": kind, "base_imgsz": base}

@@ -40,6 +40,29 @@ def labelled(ctx: AppContext, p: Project, dataset_ids: Sequence[int] | None = No
     return snap, unlabelled
 
 
+def with_replay(ctx: AppContext, p: Project, snap: ProjectSnapshot, dataset_ids: Sequence[int], share: float,
+                approved_only: bool = True) -> tuple[ProjectSnapshot, dict]:
+    """``snap`` (the chosen datasets) plus replay from the project's other datasets: all their approved val
+    images (so the job scores what the model may forget) and ``share`` x the chosen train images' count of
+    their train images, picked by a stable hash of the image's content (the same ones every round).
+    Returns the new snapshot and what was added ({"train": n, "val": n})."""
+    full, _ = labelled(ctx, p, None, approved_only)
+    chosen = {i.id for i in snap.images}
+    others = [i for i in full.images if i.dataset_id not in set(dataset_ids) and i.id not in chosen]
+    n_train = sum(1 for i in snap.images if snap.splits[i.id] == "train")
+    val = [i.id for i in others if full.splits[i.id] == "val"]
+    pool = sorted((i for i in others if full.splits[i.id] == "train"), key=lambda i: (i.sha256, i.id))
+    train = [i.id for i in pool[:int(round(max(0.0, share) * n_train))]]
+    keep = chosen | set(val) | set(train)
+    images = tuple(i for i in full.images if i.id in keep)
+    mask = np.isin(np.asarray(full.boxes["image_id"]), np.fromiter(keep, dtype=np.int64, count=len(keep)))
+    out = ProjectSnapshot(class_names=full.class_names, images=images,
+                          boxes={k: np.asarray(v)[mask] for k, v in full.boxes.items()},
+                          splits={i.id: full.splits[i.id] for i in images},
+                          split_assigned=frozenset(i for i in full.split_assigned if i in keep))
+    return out, {"train": len(train), "val": len(val)}
+
+
 def write_manifest(ctx: AppContext, job_dir: Path, snap: ProjectSnapshot, class_names: Sequence[str],
                    remap: dict[int, int | None] | None = None) -> dict:
     """The worker's input (protocol.Manifest): every image with its stored file, split, unique file name and
@@ -47,6 +70,8 @@ def write_manifest(ctx: AppContext, job_dir: Path, snap: ProjectSnapshot, class_
     and the fingerprint of its val images. Returns how many boxes were left out."""
     names = unique_export_names(snap.images, snap.splits)
     boxes = snap.boxes_by_image()
+    project_id = snap.images[0].project_id if snap.images else None
+    dataset_names = {d.id: d.name for d in ctx.store.list_datasets(project_id)} if project_id is not None else {}
     records, dropped = [], 0
     for img in snap.images:
         rows = []
@@ -61,7 +86,8 @@ def write_manifest(ctx: AppContext, job_dir: Path, snap: ProjectSnapshot, class_
         "class_names": list(class_names),
         "images": [{"id": img.id, "file_name": names[img.id], "width": img.width, "height": img.height,
                     "split": snap.splits[img.id], "source": str(ctx.settings.project_file(img.project_id, img.file)),
-                    "boxes": [b.as_dict() for b in rows]} for img, rows in records],
+                    "boxes": [b.as_dict() for b in rows], "dataset": dataset_names.get(img.dataset_id, "")}
+                   for img, rows in records],
         "val_fingerprint": fingerprint([(img.id, snap.splits[img.id], rows) for img, rows in records
                                         if snap.splits[img.id] == "val"]),
     }

@@ -23,7 +23,7 @@ from ..types import SPLITS, Job, ModelRecord, NotFound, Project, UserError
 from . import snapshot
 from .context import AppContext, dataset_ids, model, project, require
 from .jobs import JobKind, enqueue, get_job
-from .models import model_file, store_model_file, suggest_imgsz
+from .models import device_class, model_file, store_model_file, suggest_imgsz
 from .splits import assign_missing_splits, val_warning
 
 # Fresh architectures (no weights needed: ultralytics builds them from its bundled yaml files).
@@ -124,21 +124,26 @@ def start_training(ctx: AppContext, ref, base: str | None = None, datasets: Sequ
                    approved_only: bool = True, imgsz: int | None = None, epochs: int | None = None,
                    batch: str | int = "auto", optimizer: str = "auto", lr0: float | None = None,
                    patience: int | None = None, device: str | None = None, name: str | None = None,
-                   onnx_check: bool = True, workers: int | None = None, user: str | None = None) -> Job:
+                   onnx_check: bool = True, workers: int | None = None, user: str | None = None,
+                   replay: float = 0.0) -> Job:
     """Queue a fine-tuning job on the project's (approved) images and their stored splits.
 
     ``base``: a registered model (name or id), an architecture yaml such as ``yolov8n.yaml`` (trained
     from scratch), or empty for the newest registered model (else yolov8n.yaml). ``imgsz``, ``epochs`` and
-    ``patience`` left empty come from the data (sizing.py: the boxes' sizes; about 3000 image passes).
+    ``patience`` left empty come from the data (sizing.py: the boxes' sizes; image passes by device).
+    ``replay`` (0-1): with ``datasets``, also the other datasets' val images and that share of their train
+    images, against forgetting (the job scores the model on each dataset's val images).
     """
     return queue_training(ctx, ref, base, datasets, approved_only, imgsz, epochs, batch, optimizer, lr0, patience,
-                          device, name, onnx_check, workers, user)
+                          device, name, onnx_check, workers, user, replay=replay)
 
 
 def queue_training(ctx: AppContext, ref, base=None, datasets=None, approved_only=True, imgsz=None, epochs=None,
                    batch="auto", optimizer="auto", lr0=None, patience=None, device=None, name=None, onnx_check=True,
-                   workers=None, user=None, round_of: int | None = None) -> Job:
-    """start_training, plus ``round_of``: a keep-learning round begun at that many approvals (services/loop.py)."""
+                   workers=None, user=None, round_of: int | None = None, replay: float = 0.0) -> Job:
+    """start_training, plus ``round_of``: a keep-learning round begun at that many approvals (services/loop.py).
+    ``replay`` (0-1, with ``datasets``): mix in the other datasets' approved val images and that share of
+    their train images (snapshot.with_replay), so a round on new data does not forget the old."""
     require(ctx, user, "admin", "starting a training")
     p = project(ctx, ref)
     parent, base_name = _base(ctx, p, base)
@@ -156,6 +161,15 @@ def queue_training(ctx: AppContext, ref, base=None, datasets=None, approved_only
     ds_ids = dataset_ids(ctx, p, datasets)
     assign_missing_splits(ctx, p)  # a training freezes its splits: they are stored
     snap, _ = snapshot.labelled(ctx, p, ds_ids, approved_only)
+    try:
+        replay = float(replay or 0.0)
+    except (TypeError, ValueError):
+        raise UserError(f"replay must be a share between 0 and 1, got {replay!r}") from None
+    if not 0.0 <= replay <= 1.0:
+        raise UserError(f"replay must be a share between 0 and 1, got {replay}")
+    replayed = None
+    if replay and ds_ids:
+        snap, replayed = snapshot.with_replay(ctx, p, snap, ds_ids, replay, approved_only)
     images = snap.images
     what = "approved images" if approved_only else "approved or labelled images"
     where = f" in dataset(s) {', '.join(datasets)}" if datasets else ""
@@ -173,7 +187,7 @@ def queue_training(ctx: AppContext, ref, base=None, datasets=None, approved_only
                 f"val {per_split['val']}, test {per_split['test']}): change the split ratios or move "
                 f"images to {split} in the split manager.")
     if auto_epochs or auto_patience:  # from the data: enough optimizer steps for this many images
-        e, pat = epochs_for(per_split["train"])
+        e, pat = epochs_for(per_split["train"], device_class(ctx, device))
         args["epochs"] = e if auto_epochs else args["epochs"]
         args["patience"] = min(pat, args["epochs"]) if auto_patience else args["patience"]
     # The worker links the images (same disk) and writes labels, two checkpoints per run and plots.
@@ -187,7 +201,7 @@ def queue_training(ctx: AppContext, ref, base=None, datasets=None, approved_only
         **args, "base": base_name, "base_kind": "model" if parent else "architecture",
         "datasets": list(datasets or []), "approved_only": bool(approved_only), "name": name,
         "onnx_check": bool(onnx_check), "snapshot": fp, "imgsz_reason": imgsz_reason, "val_warning": val_note,
-        "round": round_of,
+        "round": round_of, "replay": replay, "replayed": replayed,
     }
     job_id = ctx.store.create_job(p.id, "train", params, args["epochs"], model_id=parent.id if parent else None,
                                   user=user)
@@ -214,6 +228,9 @@ def queue_training(ctx: AppContext, ref, base=None, datasets=None, approved_only
         f"base {base_name} ({'the newest registered model' if base in (None, '') and parent else 'as chosen'}); "
         f"{args['epochs']} epoch(s){' (from the data)' if auto_epochs else ''} at imgsz "
         f"{imgsz_reason if imgsz_reason != 'as chosen' else args['imgsz']}"
+        + (f"; replay: {replayed['train']} train and {replayed['val']} val image(s) of the other datasets"
+           if replayed is not None else "")
+        + ("; replay: nothing to add (the training uses every dataset)" if replay and not ds_ids else "")
         + (f"\nwarning: {val_note}" if val_note else "")))
     return ctx.store.get_job(job_id)
 
@@ -329,7 +346,7 @@ def _register(ctx: AppContext, job: Job, result: dict) -> ModelRecord:
     metrics = {**(result.get("metrics") or {}), "per_class": result.get("per_class", []),
                "speed": result.get("speed"), "onnx": result.get("onnx"), "epochs_done": result.get("epochs_done"),
                "best_epoch": result.get("best_epoch"), "cancelled": bool(result.get("cancelled")),
-               "train_seconds": result.get("train_seconds")}
+               "train_seconds": result.get("train_seconds"), "per_dataset": result.get("per_dataset") or []}
     mid = ctx.store.add_model(p.id, name, rel, info.sha256, info.size_bytes, info.class_names, "trained",
                               task=info.task, parent_id=job.model_id, job_id=job.id, params=params,
                               metrics=metrics, user=job.created_by)
@@ -372,6 +389,8 @@ def compare_models(ctx: AppContext, ref) -> dict:
             "on_current_val": bool(ev) and snap.get("box_hash") == current["box_hash"],
             "evaluated_at": ev["created_at"].isoformat(timespec="seconds") if ev else None,
             "onnx": (m.metrics.get("onnx") or {}).get("detail") if m.source == "trained" else None,
+            "per_dataset": per_dataset(m), "worse_on": [d["dataset"] for d in per_dataset(m) if d["change"] is not None
+                                                          and d["change"] < -FORGET_TOLERANCE],
         })
     # A trained model against its parent, when both were scored on the same val images (at the same size:
     # the training job scores the parent at the child's size): "better", "worse" or None (not comparable).
@@ -385,6 +404,22 @@ def compare_models(ctx: AppContext, ref) -> dict:
             r["vs_parent"] = "better" if r["mAP50-95"] >= parent["mAP50-95"] else "worse"
     return {"project": p.name, "classes": p.class_names, "current_val": current, "models": rows,
             "architectures": list(ARCHITECTURES)}
+
+
+FORGET_TOLERANCE = 0.01  # mAP50-95 a dataset may lose against the base before it counts as forgotten
+
+
+def per_dataset(m: ModelRecord) -> list[dict]:
+    """A trained model's score on each dataset's val images beside its base's (same images, same size), and
+    the change: where a fine-tune forgot what its base knew."""
+    out = []
+    for r in (m.metrics or {}).get("per_dataset") or []:
+        now = (r.get("model") or {}).get("mAP50-95")
+        before = (r.get("parent") or {}).get("mAP50-95")
+        out.append({"dataset": r.get("dataset"), "val_images": r.get("val_images"), "mAP50-95": now,
+                    "base_mAP50-95": before,
+                    "change": round(now - before, 5) if now is not None and before is not None else None})
+    return out
 
 
 def latest_job(ctx: AppContext, ref, kinds: Sequence[str] = ("train",)) -> Job | None:

@@ -439,14 +439,15 @@ class Api:
                        approved_only: bool = True, imgsz: int | None = None, epochs: int | None = None,
                        batch: str | int = "auto", optimizer: str = "auto", lr0: float | None = None,
                        patience: int | None = None, device: str | None = None, name: str | None = None,
-                       onnx_check: bool = True, request: gr.Request = None) -> dict:
+                       onnx_check: bool = True, replay: float = 0.0, request: gr.Request = None) -> dict:
         """Queue fine-tuning on the approved images. ``base``: a registered model, an architecture such as
-        yolov8n.yaml, or empty for the newest model."""
+        yolov8n.yaml, or empty for the newest model. ``replay`` (0-1, with ``datasets``): also the other
+        datasets' val images and that share of their train images, against forgetting."""
         return to_json(self.services.training.start_training(
             project, base=base or None, datasets=[d for d in datasets or [] if d], approved_only=bool(approved_only),
             imgsz=imgsz or None, epochs=epochs, batch=batch, optimizer=optimizer or "auto", lr0=lr0 or None,
             patience=patience, device=device or None, name=(name or "").strip() or None,
-            onnx_check=bool(onnx_check), user=username(request)))
+            onnx_check=bool(onnx_check), replay=float(replay or 0.0), user=username(request)))
 
     @endpoint("training")
     def start_evaluation(self, project: str, model: str, device: str | None = None, imgsz: int | None = None,

@@ -81,6 +81,17 @@ def imgsz_hint(api, project: str | None, model: str | None, device: str | None) 
     return f"<small>0 = from the data: {html.escape(advice['reason'], quote=False)}</small>"
 
 
+def conf_hint(api, project: str | None, model: str | None) -> str:
+    """The line under the confidence slider: what 0 means with this model (api.suggest_conf)."""
+    if not project or not model:
+        return ""
+    try:
+        advice = api.suggest_conf(project=project, model=model)
+    except Exception:  # noqa: BLE001 - a name being typed: no hint
+        return ""
+    return f"<br><small>confidence 0 = the model's own: {html.escape(advice['reason'], quote=False)}</small>"
+
+
 def with_keywords(fn: Callable, *names: str) -> Callable:
     """An event handler passing the event's inputs to ``fn`` as the keyword arguments ``names`` (and the
     request, when ``fn`` takes one): the order of a tab's widgets never decides which parameter gets which

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .common import UIContext, imgsz_hint, table, user_errors, with_keywords
+from .common import UIContext, conf_hint, imgsz_hint, table, user_errors, with_keywords
 
 MODEL_HEADERS = ["name", "source", "classes", "imgsz", "size MB", "sha256", "added"]
 MAP_HEADERS = ["model index", "model class", "project class"]
@@ -95,7 +95,7 @@ def build_autoannotate_tab(ctx: UIContext):
                              info="Images a person saved or approved are never touched; machine boxes of "
                                   "the others are replaced.")
             with gr.Row():
-                conf = gr.Slider(0.0, 1.0, value=0.25, step=0.01, label="Confidence threshold")
+                conf = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Confidence threshold (0 = the model's own)")
                 iou = gr.Slider(0.05, 1.0, value=0.7, step=0.05, label="IoU threshold (NMS)")
             with gr.Row():
                 imgsz = gr.Number(label="Image size (0 = from the data)", value=0, precision=0, minimum=0)
@@ -151,7 +151,8 @@ def build_autoannotate_tab(ctx: UIContext):
     model.input(user_errors(mapping_rows), [project, model], mapping, **private)
     show_mapping(show_models(project.change(list_models, project, models_json, **private)))
     for trigger in (project.change, model.change, device.change):
-        trigger(lambda p, m, d: imgsz_hint(api, p, m, d), [project, model, device], imgsz_note, **private,
+        trigger(lambda p, m, d: imgsz_hint(api, p, m, d) + conf_hint(api, p, m), [project, model, device], imgsz_note,
+                **private,
                 show_progress="hidden")
     project.change(user_errors(lambda p: gr.Dropdown(choices=[d.name for d in services.images.datasets(p)] if p else [],
                                                       value=[])), project, datasets, **private)

@@ -101,10 +101,31 @@ def render_live(view: dict):
             plots.get("pr_curve"), gr.Number(value=job["id"]))
 
 
+def per_dataset_cell(m: dict) -> str:
+    """"street 0.810 (0.740) ▲; demo 0.520 (0.800) ▼ forgot": each dataset's val score beside the base's."""
+    parts = []
+    for d in m.get("per_dataset") or []:
+        mark = ""
+        if d.get("change") is not None:
+            mark = " ▼ forgot" if d["dataset"] in (m.get("worse_on") or []) else (" ▲" if d["change"] > 0 else "")
+        base = f" ({_fmt(d.get('base_mAP50-95'))})" if d.get("base_mAP50-95") is not None else ""
+        parts.append(f"{d['dataset'] or '(none)'} {_fmt(d.get('mAP50-95'))}{base}{mark}")
+    return "; ".join(parts)
+
+
+def forgetting_note(cmp: dict) -> str:
+    """Under the models table: which model forgot which dataset, and what to do about it."""
+    lines = [f"- **{m['name']}** scores lower than its base on {', '.join(repr(d) for d in m['worse_on'])}: "
+             "train the next round with *Replay other datasets* (or on all datasets)."
+             for m in cmp.get("models") or [] if m.get("worse_on")]
+    return "\n".join(lines)
+
+
 def render_compare(cmp: dict, current: str | None):
     classes = cmp.get("classes") or []
     headers = ["model", "source", "parent", "mAP50-95", "mAP50", "precision", "recall",
-               *[f"{c} mAP50-95" for c in classes], "inference ms", "evaluated on", "imgsz", "job"]
+               *[f"{c} mAP50-95" for c in classes], "per dataset (base)", "inference ms", "evaluated on", "imgsz",
+               "job"]
     rows = []
     for m in cmp.get("models") or []:
         on = (f"{m['val_images']} val img ({m['val_box_hash']})" + (" = current" if m["on_current_val"] else " (older)")
@@ -113,12 +134,13 @@ def render_compare(cmp: dict, current: str | None):
         mark = {"better": " ▲ beats its parent", "worse": " ▼ worse than its parent"}.get(m.get("vs_parent"), "")
         rows.append([m["name"] + mark, m["source"], m["parent"] or "", _fmt(m["mAP50-95"]), _fmt(m["mAP50"]),
                      _fmt(m["precision"]), _fmt(m["recall"]), *[_fmt(m["per_class"].get(c)) for c in classes],
-                     _fmt(speed), on, m.get("evaluated_imgsz") or m["imgsz"] or "", m["job_id"] or ""])
+                     per_dataset_cell(m), _fmt(speed), on, m.get("evaluated_imgsz") or m["imgsz"] or "",
+                     m["job_id"] or ""])
     names = [m["name"] for m in cmp.get("models") or []]
     value = current if current in names else (names[-1] if names else None)
     archs = list(cmp.get("architectures") or [])
     return table(rows, headers), gr.Dropdown(choices=names, value=value), gr.Dropdown(
-        choices=names + archs, value=value or (archs[0] if archs else None))
+        choices=names + archs, value=value or (archs[0] if archs else None)), forgetting_note(cmp)
 
 
 # --- wiring ------------------------------------------------------------------------------------------
@@ -172,7 +194,11 @@ def build_train_tab(ctx: UIContext):
             base = gr.Dropdown(label="Base model (registered, or a fresh architecture)", choices=list(ARCHITECTURES),
                                value=ARCHITECTURES[0], allow_custom_value=True)
             datasets = gr.Dropdown(label="Datasets (empty = all)", choices=[], multiselect=True, allow_custom_value=True)
-            approved_only = gr.Checkbox(value=True, label="Approved images only")
+            with gr.Row():
+                approved_only = gr.Checkbox(value=True, label="Approved images only")
+                replay = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Replay other datasets (share)",
+                                   info="With chosen datasets: also the others' val images and this share of their "
+                                        "train images, so the model does not forget them.")
             with gr.Row():
                 imgsz = gr.Number(label="Image size (0 = from the data)", value=0, precision=0, minimum=0)
                 epochs = gr.Number(label="Epochs (0 = from the data)", value=0, precision=0, minimum=0)
@@ -206,6 +232,7 @@ def build_train_tab(ctx: UIContext):
         pr_curve = gr.Image(label="Precision-recall curve", interactive=False, height=300, scale=1)
     gr.Markdown("### Models, side by side")
     compare_table = gr.Dataframe(interactive=False, wrap=True)
+    forget_md = gr.Markdown(elem_id="aa-forgetting")
     with gr.Row():
         model = gr.Dropdown(label="Model", choices=[], allow_custom_value=True)
         eval_btn = gr.Button("Evaluate on the approved val split", elem_classes=["aa-needs-admin"], scale=0, min_width=220)
@@ -247,12 +274,12 @@ def build_train_tab(ctx: UIContext):
     private = dict(api_visibility="private")
 
     def train(project_name, datasets_, approved_only_, base_, imgsz_, epochs_, batch_, optimizer_, lr0_, patience_,
-              device_, name_, onnx_check_, request: gr.Request = None):
+              device_, name_, onnx_check_, replay_, request: gr.Request = None):
         return api.start_training(
             project=project_name, base=base_ or None, datasets=datasets_, approved_only=approved_only_,
             imgsz=int(imgsz_ or 0) or None, epochs=int(epochs_ or 0), batch=batch_, optimizer=optimizer_ or "auto",
             lr0=lr0_ or None, patience=None if patience_ in (None, "") else int(patience_), device=device_ or None,
-            name=name_, onnx_check=onnx_check_, request=request)
+            name=name_, onnx_check=onnx_check_, replay=replay_ or 0.0, request=request)
 
     def compare(project_name):
         if not project_name:
@@ -287,7 +314,7 @@ def build_train_tab(ctx: UIContext):
         return job
 
     started = start_btn.click(train, [project, datasets, approved_only, base, imgsz, epochs, batch, optimizer, lr0,
-                                      patience, device, model_name, onnx_check], job_json, **private)
+                                      patience, device, model_name, onnx_check, replay], job_json, **private)
     evaluated = eval_btn.click(with_keywords(api.start_evaluation, "project", "model"), [project, model], job_json,
                                **private)
     job_id.submit(with_keywords(api.training_view, "job_id"), job_id, status_json, **private)
@@ -345,7 +372,8 @@ def build_train_tab(ctx: UIContext):
             trigger(live_edits, [project, ctx.active_tab], edits_table, **private, show_progress="hidden")
             trigger(learning, [project, ctx.active_tab], [learn_every, learn_md, rounds_table], **private,
                     show_progress="hidden")
-    compared.success(render_compare, [cmp_json, model], [compare_table, model, base], api_visibility="private")
+    compared.success(render_compare, [cmp_json, model], [compare_table, model, base, forget_md],
+                     api_visibility="private")
     project.change(user_errors(lambda p: (gr.Dropdown(choices=[d.name for d in services.images.datasets(p)] if p else [], value=[]),
                               gr.Dropdown(choices=[""] + ([d.name for d in services.images.datasets(p)] if p else []),
                                           value=""))),
@@ -370,7 +398,7 @@ def build_train_tab(ctx: UIContext):
     rendered = gr.State(None)
 
     def maybe_compare(project_name, shown, done_id, current):
-        unchanged = (gr.skip(), gr.skip(), gr.skip(), done_id)
+        unchanged = (gr.skip(), gr.skip(), gr.skip(), gr.skip(), done_id)
         if not project_name or not shown or int(shown) == done_id:
             return unchanged
         job = services.jobs.get_job(int(shown))
@@ -378,7 +406,7 @@ def build_train_tab(ctx: UIContext):
             return unchanged
         return (*render_compare(services.training.compare_models(project_name), current), job.id)
 
-    timer.tick(maybe_compare, [project, job_id, rendered, model], [compare_table, model, base, rendered],
+    timer.tick(maybe_compare, [project, job_id, rendered, model], [compare_table, model, base, forget_md, rendered],
                api_visibility="private", show_progress="hidden")
     if ctx.active_tab is not None:  # the live curves tick only while this tab is on screen (redrawing plots
         # under other tabs costs the page's main thread, e.g. the Annotate editor's frames)

@@ -157,3 +157,24 @@ def test_the_worker_loads_only_a_registered_model_file_that_still_has_its_hash(t
     stray.write_bytes(content)
     with pytest.raises(RuntimeError, match="not a registered model file"):
         verify_model_file(stray)
+
+
+def test_best_conf_is_where_the_val_f1_peaks_within_bounds():
+    """The threshold a trained model is run at by default: the peak of its (class-mean, smoothed) F1 curve
+    on the val images, kept within 0.1-0.9; no curve, no advice (None), never an error."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from jobs.train import best_conf
+
+    px = np.linspace(0, 1, 1000)
+
+    def metrics(peak_at):
+        f1 = np.exp(-((px - peak_at) ** 2) / 0.005)
+        return SimpleNamespace(box=SimpleNamespace(f1_curve=np.stack([f1, f1 * 0.9]), px=px))
+
+    assert abs(best_conf(metrics(0.42)) - 0.42) <= 0.01
+    assert best_conf(metrics(0.97)) == 0.9 and best_conf(metrics(0.01)) == 0.1
+    assert best_conf(SimpleNamespace(box=SimpleNamespace(f1_curve=np.zeros((0, 1000)), px=px))) is None
+    assert best_conf(SimpleNamespace()) is None

@@ -38,3 +38,39 @@ def test_jobs_without_an_image_size_run_at_the_size_the_data_needs(services, tmp
     assert "at imgsz 480" in services.jobs.get_job(job.id).log
     chosen = services.annotation.start_annotation(p, "demo", imgsz=320, scope="untouched")
     assert chosen.params["imgsz"] == 320 and chosen.params["imgsz_reason"] == "as chosen"
+
+
+def test_auto_annotation_without_a_threshold_uses_the_models_own_best(services, tmp_path):
+    """A model this app trained carries the threshold of best F1 on its val images (jobs/train.py best_conf):
+    auto-annotation given none (0) runs at it and says why; a model without one runs at 0.25; a chosen one
+    is kept; a threshold outside (0, 1] is refused naming it."""
+    import pytest
+    from huey import MemoryHuey
+
+    from annotator.types import UserError
+    from jobs import tasks
+
+    huey = MemoryHuey("conf-test")
+    tasks.register(huey)
+    services.ctx._queue = huey
+    p = services.projects.create_project("Conf", list(scenes.CLASSES))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(2):
+        (folder / f"s{i}.jpg").write_bytes(imagegen.jpeg_bytes(320, 240, seed=i))
+    services.images.add_images(p, [folder], dataset="d")
+    demo = services.models.add_model(p, scenes.DEMO_MODEL_PATH, "demo")
+    services.ctx.store.add_model(p.id, "tuned", demo.file, demo.sha256, demo.size_bytes, demo.class_names, "trained",
+                                 parent_id=demo.id, params=demo.params, metrics={"mAP50-95": 0.8, "best_conf": 0.42})
+
+    plain = services.annotation.start_annotation(p, "demo")
+    assert plain.params["conf"] == 0.25 and "no validation of its own" in plain.params["conf_reason"]
+    tuned = services.annotation.start_annotation(p, "tuned", conf=0)
+    assert tuned.params["conf"] == 0.42 and "best F1" in tuned.params["conf_reason"]
+    assert "confidence 0.42: where tuned's boxes" in services.jobs.get_job(tuned.id).log
+    assert services.models.suggest_conf(p, "tuned") == {"conf": 0.42, "reason": tuned.params["conf_reason"]}
+    chosen = services.annotation.start_annotation(p, "tuned", conf=0.3)
+    assert chosen.params["conf"] == 0.3 and chosen.params["conf_reason"] == "as chosen"
+    for bad in (1.5, -0.2, "high"):
+        with pytest.raises(UserError, match="confidence threshold"):
+            services.annotation.start_annotation(p, "tuned", conf=bad)

@@ -267,3 +267,49 @@ def test_nominal_batch_gives_small_sets_enough_optimizer_steps():
     assert nominal_batch(16, 60) == 16  # a fixed batch: one optimizer step per batch
     assert nominal_batch(-1, 60) == 15  # automatic batch: a step at least every quarter of the set
     assert nominal_batch(-1, 10_000) == 64 and nominal_batch(-1, 2) == 1
+
+
+def test_replay_mixes_in_other_datasets_and_each_dataset_is_scored_against_the_base(world, tmp_path):
+    """Forgetting made visible: a round on the 'new' dataset with replay 0.5 takes all of 'old''s val images
+    and half as many of its train images as 'new' has; the job scores the new model and its base on each
+    dataset's val images, the models table shows both, and a dataset where the model scores lower than
+    its base is named in worse_on. Without replay only the chosen dataset goes in; replay out of 0-1 is
+    refused naming the value."""
+    services, _ = world
+    p, old = _scenes(services, tmp_path, 16, first_seed=61_000)
+    folder = tmp_path / "new"
+    truth = scenes.write_scenes(folder, range(62_000, 62_016), 256, 192, name="new_{i:03d}.jpg")
+    services.images.add_images(p, [folder], dataset="new")
+    new = [i for i in services.images.list_images(p, dataset="new", page_size=100).images]
+    services.ctx.store.insert_boxes([(im.id, b) for im in new for b in truth[im.rel_path]])
+    services.ctx.store.set_review_status([i.id for i in new], "approved", "ann")
+    services.splits.configure_splits(p, 75, 25, 0)
+    splits = {i.id: i.split for i in services.images.list_images(p, status="approved", page_size=100).images}
+    old_val = sum(1 for i in old if splits[i.id] == "val")
+    new_train = sum(1 for i in new if splits[i.id] == "train")
+
+    with pytest.raises(UserError, match="replay must be a share between 0 and 1, got 1.5"):
+        services.training.start_training(p, datasets=["new"], replay=1.5, epochs=1, imgsz=IMGSZ)
+    plain = services.training.start_training(p, base="demo-shapes", datasets=["new"], epochs=1, imgsz=IMGSZ,
+                                             batch=8, onnx_check=False)
+    assert plain.params["snapshot"]["images"] == 16 and plain.params["replayed"] is None
+    services.jobs.cancel_job(plain.id)
+    _wait(services, plain.id, lambda j: not j.active)
+
+    job = services.training.start_training(p, base="demo-shapes", datasets=["new"], replay=0.5, epochs=1,
+                                           imgsz=IMGSZ, batch=8, onnx_check=False)
+    assert job.params["replayed"] == {"train": round(0.5 * new_train), "val": old_val}
+    assert job.params["snapshot"]["images"] == 16 + round(0.5 * new_train) + old_val
+    assert f"replay: {round(0.5 * new_train)} train and {old_val} val image(s)" in job.log
+    job = _wait(services, job.id, lambda j: not j.active)
+    assert job.status == "succeeded", (job.error, job.log[-2000:])
+    m = services.models.get_model(p, job.result["model_id"])
+    rows = {r["dataset"]: r for r in m.metrics["per_dataset"]}
+    assert set(rows) == {"scenes", "new"} and rows["scenes"]["val_images"] == old_val
+    assert all(0 <= r["model"]["mAP50-95"] <= 1 and 0 <= r["parent"]["mAP50-95"] <= 1 for r in rows.values())
+    assert "dataset 'scenes'" in job.log and "(base " in job.log
+    row = {r["name"]: r for r in services.training.compare_models(p)["models"]}[m.name]
+    got = {d["dataset"]: d for d in row["per_dataset"]}
+    for ds in ("scenes", "new"):
+        assert got[ds]["change"] == round(rows[ds]["model"]["mAP50-95"] - rows[ds]["parent"]["mAP50-95"], 5)
+    assert row["worse_on"] == [d for d in ("new", "scenes") if got[d]["change"] < -0.01]

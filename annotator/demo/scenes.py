@@ -73,12 +73,15 @@ class Shift:
     """How a "customer's" scenes differ from the ones the demo model learnt (bench/loop.py): squares turned
     by up to ``square_turn`` degrees (the model only saw axis-aligned ones), shapes whose colour is only
     ``min_contrast`` (Euclidean RGB) from the background under them instead of 110, a Gaussian blur of
-    ``blur`` pixels over the whole scene, and object sizes ``sizes`` (min, max extent in pixels). The
-    default changes nothing: ``scene(seed)`` and ``scene(seed, shift=Shift())`` are the same bytes."""
+    ``blur`` pixels over the whole scene, object sizes ``sizes`` (min, max extent in pixels), and up to
+    ``distractors`` unlabelled objects per scene (rings and five-pointed stars: things that are none of the
+    classes, which a model must learn to leave alone). The default changes nothing: ``scene(seed)`` and
+    ``scene(seed, shift=Shift())`` are the same bytes."""
     square_turn: float = 0.0
     min_contrast: float = 110.0
     blur: float = 0.0
     sizes: tuple[int, int] = (MIN_SIZE, MAX_SIZE)
+    distractors: int = 0
 
 
 def _shape_mask(rng: np.random.Generator, cls: int, size: int, turn: float = 0.0) -> Image.Image:
@@ -110,6 +113,25 @@ def _shape_mask(rng: np.random.Generator, cls: int, size: int, turn: float = 0.0
     return mask.crop(mask.getbbox())
 
 
+def _distractor_mask(rng: np.random.Generator, size: int) -> Image.Image:
+    """An unlabelled object: a ring (a circle's outline, a third of its radius thick) or a five-pointed star."""
+    mask = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(mask)
+    if rng.random() < 0.5:
+        draw.ellipse((0, 0, size - 1, size - 1), fill=255)
+        t = max(2, size // 6)
+        draw.ellipse((t, t, size - 1 - t, size - 1 - t), fill=0)
+    else:
+        rot = rng.uniform(0, 2 * np.pi)
+        a = rot + np.arange(10) * np.pi / 5
+        r = np.where(np.arange(10) % 2 == 0, 1.0, 0.45)
+        pts = np.stack([np.cos(a) * r, np.sin(a) * r], axis=1)
+        pts = (pts + 1) / 2 * (size - 1)
+        draw.polygon([tuple(q) for q in pts.tolist()], fill=255)
+    box = mask.getbbox()
+    return mask.crop(box) if box else mask
+
+
 def _pick_colour(rng: np.random.Generator, under: np.ndarray, min_contrast: float = 110.0) -> np.ndarray:
     """A random colour far (Euclidean >= ``min_contrast``) from the mean background colour ``under`` the
     shape; with a shift's lower contrast, also at most twice that far (a faint shape, not just any)."""
@@ -138,17 +160,21 @@ def scene(seed: int, width: int = 640, height: int = 480, shift: Shift | None = 
     arr = _background_array(bg_rng, width, height)
     occupied = Image.new("L", (width, height), 0)  # shapes grown by GAP pixels
     boxes: list[Box] = []
+    placed: list[Box] = []  # the distractors' extents (never returned)
     max_size = min(max_size, width - 2, height - 2)
-    for _ in range(int(rng.integers(1, MAX_SHAPES + 1))):
-        cls = int(rng.integers(0, len(CLASSES)))
+    n_shapes = int(rng.integers(1, MAX_SHAPES + 1))
+    n_extra = int(rng.integers(0, shift.distractors + 1)) if shift.distractors else 0
+    for k in range(n_shapes + n_extra):
+        extra = k >= n_shapes  # a distractor: drawn like a shape, no box
+        cls = int(rng.integers(0, len(CLASSES))) if not extra else -1
         for _attempt in range(40):
             size = int(round(np.exp(rng.uniform(np.log(min_size), np.log(max_size)))))
-            mask = _shape_mask(rng, cls, size, shift.square_turn)
+            mask = _distractor_mask(rng, size) if extra else _shape_mask(rng, cls, size, shift.square_turn)
             mw, mh = mask.size
             x = int(rng.integers(1, width - mw))
             y = int(rng.integers(1, height - mh))
             box = (x, y, x + mw, y + mh)
-            if any(overlap_of_smaller_xyxy(box, b.xyxy) > MAX_BOX_OVERLAP for b in boxes):
+            if any(overlap_of_smaller_xyxy(box, b.xyxy) > MAX_BOX_OVERLAP for b in boxes + placed):
                 continue
             m = np.asarray(mask) > 127
             if (np.asarray(occupied.crop(box)) > 0)[m].any():
@@ -167,7 +193,10 @@ def scene(seed: int, width: int = 640, height: int = 480, shift: Shift | None = 
         grown.paste(mask, (GAP, GAP))
         grown = grown.filter(ImageFilter.MaxFilter(2 * GAP + 1))
         occupied.paste(255, (x - GAP, y - GAP), grown)
-        boxes.append(Box(float(box[0]), float(box[1]), float(box[2]), float(box[3]), class_idx=cls))
+        if extra:
+            placed.append(Box(float(box[0]), float(box[1]), float(box[2]), float(box[3]), class_idx=0))
+        else:
+            boxes.append(Box(float(box[0]), float(box[1]), float(box[2]), float(box[3]), class_idx=cls))
     image = Image.fromarray(np.round(arr).astype(np.uint8), "RGB")
     if shift.blur:
         image = image.filter(ImageFilter.GaussianBlur(shift.blur))

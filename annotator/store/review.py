@@ -233,7 +233,8 @@ class ReviewMixin:
     # --- the loop: what the machine showed, what the reviewer changed ------------------------------------
     def predictions_for(self, image_ids: Sequence[int]) -> dict[int, tuple[int, int | None, list[tuple]]]:
         """image id -> (job id, model id, [(class, x1, y1, x2, y2), ...]): the latest machine pass of each
-        image as its job wrote it (images no job annotated are left out)."""
+        image as its job wrote it; a pass that found nothing (every object a miss to draw) gives an empty
+        list. Images no job annotated are left out."""
         ids = [int(i) for i in image_ids]
         if not ids:
             return {}
@@ -243,6 +244,14 @@ class ReviewMixin:
         for image_id, job_id, model_id, *box in rows:
             entry = out.setdefault(int(image_id), (int(job_id), None if model_id is None else int(model_id), []))
             entry[2].append((int(box[0]), *map(float, box[1:])))
+        empty = [i for i in ids if i not in out]
+        if empty:  # no predictions row: the latest job that wrote this image found nothing (it deleted the rows)
+            for image_id, job_id, model_id in self._all(
+                    "SELECT ji.image_id, ji.job_id, j.model_id FROM job_images ji JOIN jobs j ON j.id = ji.job_id "
+                    "WHERE ji.status = 'done' AND ji.image_id IN (SELECT unnest(?::BIGINT[])) "
+                    "QUALIFY row_number() OVER (PARTITION BY ji.image_id ORDER BY ji.job_id DESC, ji.attempt DESC) = 1",
+                    [empty]):
+                out[int(image_id)] = (int(job_id), None if model_id is None else int(model_id), [])
         return out
 
     def record_review_edits(self, rows: Sequence[tuple], drop: Sequence[int] = ()) -> None:

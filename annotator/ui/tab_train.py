@@ -144,11 +144,28 @@ def render_compare(cmp: dict, current: str | None):
 
 
 # --- wiring ------------------------------------------------------------------------------------------
+def _model_label(r: dict) -> str:
+    return r["model"] or ("(model removed)" if r["model_id"] is not None else "(unknown model)")
+
+
 def render_edits(st: dict):
-    rows = [[r["model"] or ("(model removed)" if r["model_id"] is not None else "(unknown model)"), r["images"],
-             r["edits_per_image"], f"{100 * r['acceptance']:.0f}%", r["deleted"], r["added"], r["reclassed"],
-             r["adjusted"]] for r in st.get("rounds", [])]
-    return table(rows, EDIT_HEADERS)
+    rows = [[_model_label(r), r["images"], r["edits_per_image"], f"{100 * r['acceptance']:.0f}%", r["deleted"],
+             r["added"], r["reclassed"], r["adjusted"]] for r in st.get("rounds", [])]
+    return table(rows, EDIT_HEADERS), *edits_plots(st)
+
+
+def edits_plots(st: dict) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The two bar charts beside the table, one bar per model in the order they were made: edits per image,
+    and the share of images accepted with no edit. None when nothing was measured (see curves())."""
+    rounds = st.get("rounds") or []
+    if not rounds:
+        return None, None
+    labels = [f"{k + 1}. {_model_label(r)}" for k, r in enumerate(rounds)]
+    edits = pd.DataFrame({"model": pd.Series(labels, dtype="object"),
+                          "edits per image": pd.Series([float(r["edits_per_image"]) for r in rounds], dtype="float64")})
+    accepted = pd.DataFrame({"model": pd.Series(labels, dtype="object"),
+                             "accepted %": pd.Series([100.0 * float(r["acceptance"]) for r in rounds], dtype="float64")})
+    return edits, accepted
 
 
 def render_learning(st: dict):
@@ -246,6 +263,12 @@ def build_train_tab(ctx: UIContext):
                 "ones (deleted + added + reclassed + moved/resized beyond IoU 0.85). Fewer is better: this is what "
                 "a fine-tune round should cut. Accepted: approved with no edit.")
     edits_table = gr.Dataframe(value=table([], EDIT_HEADERS), interactive=False, wrap=True, elem_id="aa-loop")
+    with gr.Row():
+        edits_plot = gr.BarPlot(x="model", y="edits per image", title="Edits per image, per model (fewer is better)",
+                                height=240, sort=None, x_label_angle=-20, elem_id="aa-loop-edits")
+        accepted_plot = gr.BarPlot(x="model", y="accepted %", title="Accepted with no edit, per model",
+                                   height=240, y_lim=[0, 100], sort=None, x_label_angle=-20, elem_id="aa-loop-accepted")
+    edits_outputs = [edits_table, edits_plot, accepted_plot]
     gr.Markdown("### Keep learning\n"
                 "After every N new approvals, fine-tune the current model by itself (defaults from the data), and "
                 "when the new model beats its parent on the same val images, re-annotate the unreviewed images "
@@ -341,13 +364,13 @@ def build_train_tab(ctx: UIContext):
 
     def live_edits(project_name, tab=None):
         if not project_name or tab not in (None, "train"):
-            return gr.skip()
+            return gr.skip(), gr.skip(), gr.skip()
         try:
             return render_edits(services.loop.loop_stats(project_name))
         except UserError:
-            return gr.skip()
+            return gr.skip(), gr.skip(), gr.skip()
 
-    project.change(live_edits, project, edits_table, **private, show_progress="hidden")
+    project.change(live_edits, project, edits_outputs, **private, show_progress="hidden")
 
     def learning(project_name, tab=None):
         if not project_name or tab not in (None, "train"):
@@ -369,7 +392,7 @@ def build_train_tab(ctx: UIContext):
         for trigger in (ctx.revision("train").change, ctx.active_tab.change):
             trigger(live_splits, [project, ctx.active_tab], [splits_table, splits_note], **private,
                     show_progress="hidden")
-            trigger(live_edits, [project, ctx.active_tab], edits_table, **private, show_progress="hidden")
+            trigger(live_edits, [project, ctx.active_tab], edits_outputs, **private, show_progress="hidden")
             trigger(learning, [project, ctx.active_tab], [learn_every, learn_md, rounds_table], **private,
                     show_progress="hidden")
     compared.success(render_compare, [cmp_json, model], [compare_table, model, base, forget_md],

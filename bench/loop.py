@@ -252,7 +252,7 @@ def main(argv=None) -> int:
           f"{machine()}")
     print(table(["round", "model", "promoted", "imgsz", "epochs run", "edits/image", "ratio to E0", "deleted", "added",
                  "reclassed", "adjusted", "accepted"],
-                [[r["round"], r["model"], r.get("promoted", ""), r["imgsz"], r.get("epochs_run", ""), round(r["per_image"], 3),
+                [[r["round"], r["model"], {True: "yes", False: "no"}.get(r.get("promoted"), ""), r["imgsz"], r.get("epochs_run", ""), round(r["per_image"], 3),
                   round(r["per_image"] / max(e0, 1e-9), 3), r["deleted"], r["added"], r["reclassed"], r["adjusted"],
                   r["accepted"]] for r in per_round]))
     print()

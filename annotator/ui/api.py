@@ -269,7 +269,7 @@ class Api:
 
     # --- auto-annotation and jobs -----------------------------------------------------------------------
     @endpoint("annotation")
-    def start_annotation(self, project: str, model: str, datasets: list[str] | None = None, conf: float = 0.0,
+    def start_annotation(self, project: str, model: str, datasets: list[str] | None = None, conf: float | None = None,
                          iou: float = 0.7, imgsz: int | None = None, max_det: int = 300, device: str | None = None,
                          batch: int = 0, scope: str = "unreviewed", overrides: dict | None = None,
                          request: gr.Request = None) -> dict:

@@ -112,7 +112,7 @@ DEFAULT_CONF = 0.25
 
 def conf_for(m, conf=None) -> tuple[float, str]:
     """(confidence threshold, why): the one asked for, else the threshold of best F1 on the model's own val
-    images (a model this app trained or evaluated: jobs/train.py best_conf), else DEFAULT_CONF."""
+    images (a model this app trained: jobs/train.py best_conf), else DEFAULT_CONF."""
     if conf not in (None, "", 0, 0.0):
         try:
             value = float(conf)

@@ -252,7 +252,7 @@ class Api:
     @endpoint("models", **_FAST)
     def suggest_conf(self, project: str, model: str) -> dict:
         """The confidence threshold auto-annotation with ``model`` uses when given 0: the threshold of best
-        F1 on the model's own val images (a model this app trained or evaluated), else 0.25; with the reason."""
+        F1 on the model's own val images (a model this app trained), else 0.25; with the reason."""
         return to_json(self.services.models.suggest_conf(project, model))
 
     @endpoint("models")

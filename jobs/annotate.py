@@ -22,7 +22,7 @@ from annotator.settings import Settings, _env_int
 from annotator.types import Box
 
 from .protocol import JobChannel
-from .runtime import WORKER_ID, is_oom, resolve_device, run_attempt, verify_model_file
+from .runtime import WORKER_ID, FreeCores, is_oom, resolve_device, run_attempt, verify_model_file
 
 CPU_BATCH = 8  # on CPU, batches of 8 beat batch 1 by ~25% (bench/auto_annotate.py)
 # ultralytics sets torch to min(8, cores - 1) threads when it builds a predictor: one thread on a 2-core
@@ -227,15 +227,32 @@ def _forget_inputs(model) -> None:
             setattr(predictor, name, None)
 
 
+_FREE: FreeCores | None = None
+
+
+def cpu_threads() -> int:
+    """The torch threads for the next CPU batch: ANNOTATOR_CPU_THREADS when set; else every core (at most 8)
+    that other processes leave free (runtime.FreeCores): with a training holding one of 2 cores, 2 threads
+    ran slower than 1."""
+    global _FREE
+    if os.environ.get("ANNOTATOR_CPU_THREADS"):
+        return CPU_THREADS
+    if _FREE is None:
+        _FREE = FreeCores(os.cpu_count() or 1)
+    return _FREE.threads(CPU_THREADS)
+
+
 def _use_cpu_threads(device: str) -> None:
-    """Undo ultralytics' per-predictor thread cap on CPU (it is re-applied whenever a predictor is built)."""
+    """Undo ultralytics' per-predictor thread cap on CPU (it is re-applied whenever a predictor is built), and
+    follow the cores other processes leave free."""
     if device != "cpu":
         return
     try:
         import torch
 
-        if torch.get_num_threads() != CPU_THREADS:
-            torch.set_num_threads(CPU_THREADS)
+        want = cpu_threads()
+        if torch.get_num_threads() != want:
+            torch.set_num_threads(want)
     except ImportError:  # a fake model in tests: nothing to tune
         pass
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from typing import Any, Callable, Protocol
 
 from annotator.types import disk_problem
@@ -16,6 +17,21 @@ from .protocol import JobChannel
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 HEARTBEAT_S = 1.0
 
+# OpenMP threads that wait at a barrier spin by default: on a machine where another process holds a core
+# (a training beside auto-annotation), a spinning thread starves the one it waits for. Measured on 2 cores
+# with one busy: YOLO predict on 2 torch threads 4 images/s spinning, 44 passive (1 thread: 43). GNU OpenMP
+# (torch's wheels) reads OMP_WAIT_POLICY, Intel's (MKL builds) KMP_BLOCKTIME; both only when the OpenMP
+# runtime loads, so before torch is imported.
+QUIET_THREADS = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
+
+
+def quiet_threads() -> dict[str, str]:
+    """Make waiting OpenMP threads sleep instead of spin (a value already set by the user is kept). Call
+    before torch is imported; returns the settings in force."""
+    for key, value in QUIET_THREADS.items():
+        os.environ.setdefault(key, value)
+    return {k: os.environ[k] for k in QUIET_THREADS}
+
 
 class RunState(Protocol):
     """A runner's live state: ``stage`` is set to the final status at the end; ``snapshot()`` is what the
@@ -24,6 +40,45 @@ class RunState(Protocol):
     stage: str
 
     def snapshot(self) -> dict: ...
+
+
+class FreeCores:
+    """How many cores other processes leave this one, measured (Linux): the machine's busy time from
+    /proc/stat minus this process's own CPU time, over at least ``window`` seconds. A worker running torch
+    on every core while another process holds one runs slower than on one thread (issue 14): it asks this
+    before each batch and uses that many threads (never more than ``maximum``, at least 1). Elsewhere (no
+    /proc/stat) the answer is always ``maximum``."""
+
+    def __init__(self, cores: int, window: float = 0.5):
+        self.cores = max(1, int(cores))
+        self.window = window
+        self._last = self._sample()
+        self._threads: int | None = None
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float] | None:
+        """(monotonic seconds, machine busy CPU seconds, this process's CPU seconds), or None."""
+        try:
+            with open("/proc/stat") as f:
+                vals = [int(v) for v in f.readline().split()[1:9]]
+            tick = os.sysconf("SC_CLK_TCK")
+            busy = (sum(vals) - vals[3] - (vals[4] if len(vals) > 4 else 0)) / tick  # all but idle and iowait
+            own = os.times()
+            return time.monotonic(), busy, own.user + own.system
+        except (OSError, ValueError, IndexError, AttributeError):
+            return None
+
+    def threads(self, maximum: int) -> int:
+        maximum = max(1, int(maximum))
+        now, last = self._sample(), self._last
+        if now is None or last is None:
+            return maximum
+        if now[0] - last[0] < self.window:
+            return min(maximum, self._threads or maximum)
+        others = max(0.0, (now[1] - last[1]) - (now[2] - last[2])) / (now[0] - last[0])  # cores in use elsewhere
+        self._last = now
+        self._threads = max(1, min(maximum, int(self.cores - others + 0.5)))
+        return self._threads
 
 
 def verify_model_file(path: str | os.PathLike) -> str:

@@ -18,7 +18,7 @@ from annotator.settings import Settings
 
 from .protocol import announce
 from .queue import make_huey
-from .runtime import WORKER_ID, system_info
+from .runtime import WORKER_ID, quiet_threads, system_info
 
 ANNOUNCE_S = 3.0
 PARENT_ENV = "ANNOTATOR_PARENT_PID"  # set by the app for its own worker: exit when that process is gone
@@ -27,12 +27,13 @@ log = logging.getLogger("annotator.worker")
 
 
 def run_worker(settings: Settings, workers: int = 1) -> None:
+    threads = quiet_threads()  # before torch loads (system_info imports it)
     settings.prepare()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     huey = make_huey(settings)
     info = system_info(settings.device)
-    logging.info("worker %s: torch %s, CUDA %s, device %s", WORKER_ID, info.get("torch"),
-                 info.get("cuda_available"), info.get("device"))
+    logging.info("worker %s: torch %s, CUDA %s, device %s, %s", WORKER_ID, info.get("torch"),
+                 info.get("cuda_available"), info.get("device"), " ".join(f"{k}={v}" for k, v in threads.items()))
 
     def beat():
         while True:

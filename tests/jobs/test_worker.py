@@ -57,3 +57,49 @@ def test_the_local_worker_exits_when_its_app_is_killed(tmp_path):
     finally:
         if not _gone(worker):
             os.kill(worker, signal.SIGKILL)
+
+
+def test_worker_threads_wait_passively_unless_the_user_chose(monkeypatch):
+    """OpenMP threads that spin starve a busy machine (issue 14: 4 vs 44 images/s on 2 cores with one taken);
+    the worker asks for passive waiting before torch loads, and a value the user set wins."""
+    from jobs.runtime import quiet_threads
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setenv("KMP_BLOCKTIME", "200")
+    assert quiet_threads() == {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "200"}
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
+def test_nothing_before_the_worker_starts_imports_torch():
+    """The policy only counts if it is set before the OpenMP runtime loads: the worker's entry point (the CLI,
+    the settings, jobs.worker) must not import torch on its own."""
+    code = ("import sys, annotator.cli, annotator.settings, jobs.worker, jobs.queue; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=str(Path(__file__).resolve().parents[2]))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_threads_follow_the_cores_other_processes_leave_free(monkeypatch):
+    """FreeCores: the machine's busy CPU time minus this process's own, per second, is what others use; the
+    rest (rounded, at least 1, at most the maximum) is how many threads the next batch gets. Within the
+    window the last answer stands; without /proc/stat the maximum."""
+    from jobs.runtime import FreeCores
+
+    samples = iter([(0.0, 100.0, 10.0),     # at start
+                    (1.0, 101.1, 11.0),     # 1.1 s busy, 1.0 of it ours: others use 0.1 cores -> 4 free
+                    (1.2, 101.5, 11.2),     # inside the window: the last answer (capped by the maximum)
+                    (2.2, 104.4, 12.2),     # since 1.0: 3.3 busy, 1.2 ours: others 1.75 cores -> 2 free
+                    (3.2, 108.6, 12.4),     # 4.2 busy, 0.2 ours: others hold all 4 -> still 1 thread
+                    None])                  # no /proc/stat: the maximum
+    monkeypatch.setattr(FreeCores, "_sample", staticmethod(lambda: next(samples)))
+    fc = FreeCores(4, window=0.5)
+    assert [fc.threads(8), fc.threads(3), fc.threads(8), fc.threads(8), fc.threads(8)] == [4, 3, 2, 1, 8]
+
+
+def test_without_proc_stat_every_core_is_used(monkeypatch):
+    from jobs.runtime import FreeCores
+
+    monkeypatch.setattr(FreeCores, "_sample", staticmethod(lambda: None))
+    assert FreeCores(2).threads(8) == 8 and FreeCores(2).threads(0) == 1

@@ -91,19 +91,17 @@ def _shape_mask(rng: np.random.Generator, cls: int, size: int, turn: float = 0.0
         ImageDraw.Draw(mask).ellipse((0, 0, size - 1, size - 1), fill=255)
         return mask
     if cls == 1 and turn:  # a square turned by up to ``turn`` degrees, its box's longest side ``size``
-        a = np.radians(rng.uniform(-turn, turn)) + np.array([0.25, 0.75, 1.25, 1.75]) * np.pi
-        pts = np.stack([np.cos(a), np.sin(a)], axis=1)
-        pts -= pts.min(axis=0)
-        pts *= (size - 1) / max(float(pts.max()), 1e-6)
-        w, h = (int(np.ceil(v)) + 1 for v in pts.max(axis=0))
-        mask = Image.new("L", (max(w, 1), max(h, 1)), 0)
-        ImageDraw.Draw(mask).polygon([tuple(p) for p in pts.tolist()], fill=255)
-        return mask.crop(mask.getbbox())
+        return _polygon_mask(np.radians(rng.uniform(-turn, turn)) + np.array([0.25, 0.75, 1.25, 1.75]) * np.pi, size)
     if cls == 1:  # square (axis-aligned)
         return Image.new("L", (size, size), 255)
     # triangle: roughly equilateral, random rotation, vertices jittered by up to 12 degrees
     rot = rng.uniform(0, 2 * np.pi)
-    angles = rot + np.array([0.0, 2 * np.pi / 3, 4 * np.pi / 3]) + rng.uniform(-0.2, 0.2, size=3)
+    return _polygon_mask(rot + np.array([0.0, 2 * np.pi / 3, 4 * np.pi / 3]) + rng.uniform(-0.2, 0.2, size=3), size)
+
+
+def _polygon_mask(angles: np.ndarray, size: int) -> Image.Image:
+    """The polygon whose vertices sit on the unit circle at ``angles``, scaled so that its box's longest side
+    is ``size``, as a tight 'L' mask."""
     pts = np.stack([np.cos(angles), np.sin(angles)], axis=1)
     pts -= pts.min(axis=0)
     pts *= (size - 1) / max(float(pts.max()), 1e-6)

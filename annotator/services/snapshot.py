@@ -47,8 +47,8 @@ def with_replay(ctx: AppContext, p: Project, snap: ProjectSnapshot, dataset_ids:
     their train images, picked by a stable hash of the image's content (the same ones every round).
     Returns the new snapshot and what was added ({"train": n, "val": n})."""
     full, _ = labelled(ctx, p, None, approved_only)
-    chosen = {i.id for i in snap.images}
-    others = [i for i in full.images if i.dataset_id not in set(dataset_ids) and i.id not in chosen]
+    chosen, picked = {i.id for i in snap.images}, set(dataset_ids)
+    others = [i for i in full.images if i.dataset_id not in picked and i.id not in chosen]
     n_train = sum(1 for i in snap.images if snap.splits[i.id] == "train")
     val = [i.id for i in others if full.splits[i.id] == "val"]
     pool = sorted((i for i in others if full.splits[i.id] == "train"), key=lambda i: (i.sha256, i.id))

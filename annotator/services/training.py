@@ -378,6 +378,7 @@ def compare_models(ctx: AppContext, ref) -> dict:
         snap = ev["snapshot"] if ev else {}
         per_class = {r["class"]: r.get("mAP50-95") for r in met.get("per_class", [])}
         speed = (m.metrics.get("speed") or {}) if m.source == "trained" else (met.get("speed") or {})
+        scores = per_dataset(m)
         rows.append({
             "id": m.id, "name": m.name, "source": m.source,
             "parent": by_id[m.parent_id].name if m.parent_id in by_id else None, "job_id": m.job_id,
@@ -389,8 +390,8 @@ def compare_models(ctx: AppContext, ref) -> dict:
             "on_current_val": bool(ev) and snap.get("box_hash") == current["box_hash"],
             "evaluated_at": ev["created_at"].isoformat(timespec="seconds") if ev else None,
             "onnx": (m.metrics.get("onnx") or {}).get("detail") if m.source == "trained" else None,
-            "per_dataset": per_dataset(m), "worse_on": [d["dataset"] for d in per_dataset(m) if d["change"] is not None
-                                                          and d["change"] < -FORGET_TOLERANCE],
+            "per_dataset": scores, "worse_on": [d["dataset"] for d in scores
+                                                if d["change"] is not None and d["change"] < -FORGET_TOLERANCE],
         })
     # A trained model against its parent, when both were scored on the same val images (at the same size:
     # the training job scores the parent at the child's size): "better", "worse" or None (not comparable).

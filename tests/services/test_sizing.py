@@ -9,21 +9,27 @@ from annotator.types import Box
 from .. import imagegen
 
 
-def test_jobs_without_an_image_size_run_at_the_size_the_data_needs(services, tmp_path):
+def _project_with_demo_model(services, tmp_path, name: str, n: int, size: tuple[int, int]):
+    """A project of ``n`` generated images of ``size`` with the demo model registered as "demo", its jobs
+    going to an in-memory queue nobody consumes (only what a job is started with matters here)."""
     from huey import MemoryHuey
 
     from jobs import tasks
 
-    huey = MemoryHuey("sizing-test")
+    huey = MemoryHuey(f"{name}-test")
     tasks.register(huey)
     services.ctx._queue = huey
-    p = services.projects.create_project("Small", list(scenes.CLASSES))
+    p = services.projects.create_project(name, list(scenes.CLASSES))
     folder = tmp_path / "imgs"
     folder.mkdir()
-    for i in range(4):
-        (folder / f"s{i}.jpg").write_bytes(imagegen.jpeg_bytes(800, 600, seed=i))
+    for i in range(n):
+        (folder / f"s{i}.jpg").write_bytes(imagegen.jpeg_bytes(*size, seed=i))
     services.images.add_images(p, [folder], dataset="d")
-    m = services.models.add_model(p, scenes.DEMO_MODEL_PATH, "demo")
+    return p, services.models.add_model(p, scenes.DEMO_MODEL_PATH, "demo")
+
+
+def test_jobs_without_an_image_size_run_at_the_size_the_data_needs(services, tmp_path):
+    p, m = _project_with_demo_model(services, tmp_path, "Small", 4, (800, 600))
     base = int(m.params["imgsz"])
     first = services.models.suggest_imgsz(p, "demo", "cpu")
     assert first["imgsz"] == base and "base model's own size" in first["reason"] and first["base_imgsz"] == base
@@ -45,21 +51,9 @@ def test_auto_annotation_without_a_threshold_uses_the_models_own_best(services, 
     auto-annotation given none (0) runs at it and says why; a model without one runs at 0.25; a chosen one
     is kept; a threshold outside (0, 1] is refused naming it."""
     import pytest
-    from huey import MemoryHuey
-
     from annotator.types import UserError
-    from jobs import tasks
 
-    huey = MemoryHuey("conf-test")
-    tasks.register(huey)
-    services.ctx._queue = huey
-    p = services.projects.create_project("Conf", list(scenes.CLASSES))
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    for i in range(2):
-        (folder / f"s{i}.jpg").write_bytes(imagegen.jpeg_bytes(320, 240, seed=i))
-    services.images.add_images(p, [folder], dataset="d")
-    demo = services.models.add_model(p, scenes.DEMO_MODEL_PATH, "demo")
+    p, demo = _project_with_demo_model(services, tmp_path, "Conf", 2, (320, 240))
     services.ctx.store.add_model(p.id, "tuned", demo.file, demo.sha256, demo.size_bytes, demo.class_names, "trained",
                                  parent_id=demo.id, params=demo.params, metrics={"mAP50-95": 0.8, "best_conf": 0.42})
 

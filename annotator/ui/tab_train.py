@@ -211,11 +211,10 @@ def build_train_tab(ctx: UIContext):
             base = gr.Dropdown(label="Base model (registered, or a fresh architecture)", choices=list(ARCHITECTURES),
                                value=ARCHITECTURES[0], allow_custom_value=True)
             datasets = gr.Dropdown(label="Datasets (empty = all)", choices=[], multiselect=True, allow_custom_value=True)
-            with gr.Row():
-                approved_only = gr.Checkbox(value=True, label="Approved images only")
-                replay = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Replay other datasets (share)",
-                                   info="With chosen datasets: also the others' val images and this share of their "
-                                        "train images, so the model does not forget them.")
+            approved_only = gr.Checkbox(value=True, label="Approved images only")
+            replay = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Replay other datasets (share)",
+                               info="With chosen datasets: also the others' val images and this share of their "
+                                    "train images, so the model does not forget them.")
             with gr.Row():
                 imgsz = gr.Number(label="Image size (0 = from the data)", value=0, precision=0, minimum=0)
                 epochs = gr.Number(label="Epochs (0 = from the data)", value=0, precision=0, minimum=0)

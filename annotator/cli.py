@@ -237,9 +237,16 @@ def cmd_ingest(args, settings: Settings) -> int:
 
 
 def cmd_worker(args, settings: Settings) -> int:
-    from jobs.worker import run_worker
+    from jobs.worker import parse_devices, run_device_workers, run_worker
 
-    run_worker(settings, workers=args.workers)
+    if args.devices:
+        try:
+            devices = parse_devices(args.devices)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        run_device_workers(settings, devices, workers=args.workers)
+    else:
+        run_worker(settings, workers=args.workers)
     return 0
 
 
@@ -720,6 +727,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run a job worker alone (e.g. on a GPU host; see README)")
     worker.add_argument("--workers", type=int, default=1, help="concurrent jobs in this worker (default 1)")
+    worker.add_argument("--devices", default=None,
+                        help="one worker process per device: 'all' (every GPU of this host), GPU numbers such as "
+                             "0,1,2, or 'cpu' entries (cpu,cpu: two CPU processes); each takes shards of the "
+                             "same auto-annotation job")
     worker.set_defaults(func=cmd_worker)
 
     doctor = sub.add_parser("doctor", parents=[common], help="torch, CUDA, GPU and the device jobs will use")

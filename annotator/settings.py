@@ -97,6 +97,8 @@ class Settings:
     local_worker: bool = True  # `python app.py` starts a worker child process
     demo: bool = True  # create the Demo project on an empty data folder
     stale_after_s: float = 15.0  # a running job whose worker is silent this long is interrupted
+    shard_images: int = 256  # an auto-annotation job's images per task (any number of workers share a job)
+    shard_retries: int = 2  # a dead worker's shard is given to another worker this many times, then interrupted
     editor_max_side: int = 2560  # the editor shows larger images as a JPEG this size (0 = always the original)
     trust_all_checkpoints: bool = False  # register .pt files whose pickle imports anything (runs their code)
     # Memory: decoded pixels in memory at once, per process (an image larger than the budget decodes alone).
@@ -143,6 +145,8 @@ class Settings:
             local_worker=_env_bool(env, "ANNOTATOR_LOCAL_WORKER", True),
             demo=_env_bool(env, "ANNOTATOR_DEMO", True),
             stale_after_s=float(_env_int(env, "ANNOTATOR_STALE_AFTER_S", 15, 2)),
+            shard_images=_env_int(env, "ANNOTATOR_SHARD_IMAGES", cls.shard_images, 1),
+            shard_retries=_env_int(env, "ANNOTATOR_SHARD_RETRIES", cls.shard_retries, 0),
             editor_max_side=_env_int(env, "ANNOTATOR_EDITOR_MAX_SIDE", cls.editor_max_side, 0),
             trust_all_checkpoints=_env_bool(env, "ANNOTATOR_TRUST_ALL_CHECKPOINTS", False),
             decode_budget_mb=_env_int(env, "ANNOTATOR_DECODE_BUDGET_MB", cls.decode_budget_mb, 1),

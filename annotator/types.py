@@ -397,6 +397,36 @@ class Job:
 
 
 @dataclass(frozen=True)
+class JobShard:
+    """One shard of an auto-annotation job's attempt: the images one task was given, which try of it runs
+    now (a dead worker's shard goes to another worker), who runs it and how far it got."""
+
+    job_id: int
+    attempt: int
+    shard: int
+    images: tuple[int, ...]
+    status: str
+    retry: int = 0
+    done: int = 0
+    done_before: int = 0
+    task_id: str | None = None
+    worker: str | None = None
+    device: str | None = None
+    ips: float | None = None
+    chunks_in: int = 0
+    chunks_lost: int = 0
+    logs_in: int = 0
+    heartbeat_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_JOB_STATES
+
+
+@dataclass(frozen=True)
 class ProjectSnapshot:
     """One consistent view of a project's labelled data, like supervision's DetectionDataset: the class
     table, the images (in id order), their boxes and the split each image is in. Export writes one, the

@@ -22,7 +22,7 @@ from annotator.settings import Settings, _env_int
 from annotator.types import Box
 
 from .protocol import JobChannel
-from .runtime import WORKER_ID, FreeCores, is_oom, resolve_device, run_attempt, verify_model_file
+from .runtime import WORKER_ID, FreeCores, is_oom, run_attempt, verify_model_file, worker_device
 
 CPU_BATCH = 8  # on CPU, batches of 8 beat batch 1 by ~25% (bench/auto_annotate.py)
 # ultralytics sets torch to min(8, cores - 1) threads when it builds a predictor: one thread on a 2-core
@@ -73,7 +73,7 @@ def run_annotation(channel: JobChannel, payload: dict, model_loader: Callable[[s
     """Run one auto-annotation attempt; report everything through ``channel``. Returns the final status."""
     images: list[tuple[int, str]] = [tuple(x) for x in payload["images"]]
     mapping: dict[int, int | None] = {int(k): v for k, v in payload["mapping"].items()}
-    state = _State(total=len(images), device=resolve_device(payload.get("device")))
+    state = _State(total=len(images), device=worker_device(payload.get("device")))
     return run_attempt(channel, state,
                        lambda: (_annotate(channel, payload, images, mapping, state, model_loader), None, None))
 
@@ -82,7 +82,11 @@ def _annotate(channel, payload, images, mapping, state: _State, model_loader) ->
     import cv2
 
     device = state.device
-    channel.log(f"worker {WORKER_ID}: {len(images)} image(s), device {device}, "
+    if channel.cancel_requested():  # cancelled while it waited in the queue: no model load
+        channel.log("cancelled before it started")
+        return "cancelled"
+    again = f" (try {int(payload['retry']) + 1})" if payload.get("retry") else ""
+    channel.log(f"worker {WORKER_ID}{again}: {len(images)} image(s), device {device}, "
                 f"model {payload.get('model_name') or os.path.basename(payload['model_path'])}")
     model = model_loader(payload["model_path"])
     bs = int(payload.get("batch") or 0) or (CPU_BATCH if device == "cpu" else 16)

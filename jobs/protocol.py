@@ -6,7 +6,10 @@ How a worker and the app talk about one job, through the queue's own key-value s
 
 Works the same on SqliteHuey and RedisHuey, so a worker on another host needs the queue and the data
 folder, never the database. Keys are per job AND per attempt, so a resumed job never mixes its results
-with a dead attempt's leftovers.
+with a dead attempt's leftovers. An auto-annotation job is split into shards (ANNOTATOR_SHARD_IMAGES, 256
+images each), one task per shard, so any number of workers share it: each shard (and each try of it, when a
+dead worker's shard is given to another) reports on keys of its own, ``aa:job:<id>:<attempt>:s<shard>.<try>:``;
+the cancel key is the job's (per attempt), so one request reaches every shard.
 
     worker writes                           app reads
     progress   (overwritten, also the heartbeat)   peek
@@ -28,9 +31,11 @@ EVALUATE = "evaluate"
 MANIFEST = "manifest.json"  # in the job folder of a training or evaluation job
 
 
-class AnnotatePayload(TypedDict):
+class AnnotatePayload(TypedDict, total=False):
     job_id: int
     attempt: int
+    shard: int  # which shard of the job (absent: the whole job on one channel, as before shards)
+    retry: int  # the shard's try: 0, then 1, 2 ... each time a dead worker's shard is given to another
     model_path: str
     model_name: str
     images: list  # [image id, stored file path]
@@ -89,11 +94,20 @@ class Manifest(TypedDict):
 
 
 class JobChannel:
-    def __init__(self, huey, job_id: int, attempt: int):
+    """One job attempt's keys; with ``shard`` (and its ``retry``, the try) one shard's own keys, the cancel
+    key staying the job's."""
+
+    def __init__(self, huey, job_id: int, attempt: int, shard: int | None = None, retry: int = 0):
         self.huey = huey
-        self.prefix = f"aa:job:{int(job_id)}:{int(attempt)}:"
+        self.job_prefix = f"aa:job:{int(job_id)}:{int(attempt)}:"
+        self.prefix = self.job_prefix + ("" if shard is None else f"s{int(shard)}.{int(retry)}:")
+        self._tag = "" if shard is None else f"[shard {int(shard)}] "  # each log line says whose it is
         self._chunk = 0
         self._log = 0
+
+    @classmethod
+    def for_payload(cls, huey, payload: dict) -> "JobChannel":
+        return cls(huey, payload["job_id"], payload["attempt"], payload.get("shard"), int(payload.get("retry") or 0))
 
     def _k(self, name: str) -> str:
         return self.prefix + name
@@ -107,7 +121,7 @@ class JobChannel:
         self._chunk += 1
 
     def log(self, line: str) -> None:
-        self.huey.put(self._k(f"log:{self._log}"), f"{time.strftime('%H:%M:%S')} {line}")
+        self.huey.put(self._k(f"log:{self._log}"), f"{time.strftime('%H:%M:%S')} {self._tag}{line}")
         self._log += 1
 
     def finish(self, status: str, error: str | None = None, result: dict | None = None, **state: Any) -> None:
@@ -118,11 +132,11 @@ class JobChannel:
                                         "ts": time.time()})
 
     def cancel_requested(self) -> bool:
-        return bool(self.huey.get(self._k("cancel"), peek=True))
+        return bool(self.huey.get(self.job_prefix + "cancel", peek=True))
 
     # --- app side -------------------------------------------------------------------------------------
     def request_cancel(self) -> None:
-        self.huey.put(self._k("cancel"), True)
+        self.huey.put(self.job_prefix + "cancel", True)
 
     def read_progress(self) -> dict | None:
         return self.huey.get(self._k("progress"), peek=True)
@@ -137,8 +151,10 @@ class JobChannel:
         return self.huey.get(self._k("done"), peek=True)
 
     def clear(self) -> None:
-        for name in ("progress", "done", "cancel"):
+        """Drop this channel's markers (the job's cancel key too): a finished job leaves nothing behind."""
+        for name in ("progress", "done"):
             self.huey.delete(self._k(name))
+        self.huey.delete(self.job_prefix + "cancel")
 
 
 # --- workers announce themselves ---------------------------------------------------------------------------

@@ -119,6 +119,18 @@ def resolve_device(device: str | int | None) -> str:
     return "cpu"
 
 
+WORKER_DEVICE_ENV = "ANNOTATOR_WORKER_DEVICE"  # set per process by `annotator worker --devices`
+WORKER_GPU_ENV = "ANNOTATOR_WORKER_GPU"  # ... with the host's index of the one GPU that process sees
+
+
+def worker_device(device: str | int | None) -> str:
+    """The device a job runs on in this worker: what the job asked for, except that "auto" means this
+    worker's own GPU when it was started for one (``annotator worker --devices 0,1``: one process per GPU)."""
+    d = str(device if device is not None else "auto").strip().lower() or "auto"
+    pinned = os.environ.get(WORKER_DEVICE_ENV, "").strip()
+    return resolve_device(pinned if d == "auto" and pinned else d)
+
+
 def system_info(device: str = "auto") -> dict:
     """What a person checks by hand when inference is slow: torch, CUDA, GPU, the device jobs use."""
     info: dict[str, Any] = {"worker": WORKER_ID}
@@ -144,7 +156,12 @@ def system_info(device: str = "auto") -> dict:
         info["ultralytics"] = ultralytics.__version__
     except Exception as e:  # noqa: BLE001
         info["ultralytics"] = f"not importable: {e}"
-    info["device"] = resolve_device(device)
+    info["device"] = worker_device(device)
+    host_gpu = os.environ.get(WORKER_GPU_ENV, "").strip()
+    if host_gpu.isdigit():  # a process of `annotator worker --devices`: it sees one GPU, the host's number N
+        info["device_label"] = f"GPU {host_gpu}"
+        for g in info["gpus"]:
+            g["index"] = int(host_gpu)
     info["cpu_count"] = os.cpu_count()
     return info
 

@@ -11,7 +11,7 @@ def register(huey) -> None:
     def annotate(payload: dict) -> str:
         from .annotate import run_annotation
 
-        return run_annotation(JobChannel(huey, payload["job_id"], payload["attempt"]), payload)
+        return run_annotation(JobChannel.for_payload(huey, payload), payload)
 
     @huey.task(name=TRAIN)
     def train(payload: dict) -> str:

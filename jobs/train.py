@@ -29,7 +29,7 @@ from typing import Any, Callable
 import yaml
 
 from .protocol import MANIFEST, JobChannel
-from .runtime import WORKER_ID, free_gpu, is_oom, resolve_device, run_attempt, verify_model_file
+from .runtime import WORKER_ID, free_gpu, is_oom, run_attempt, verify_model_file, worker_device
 
 MIN_BATCH = 2  # the OOM fallback halves down to this
 CPU_AUTO_BATCH = 16  # ultralytics' AutoBatch needs CUDA; on CPU 'auto' means its default batch
@@ -224,7 +224,7 @@ def onnx_check(weights: Path, imgsz: int, out_dir: Path) -> dict:
 # --- training --------------------------------------------------------------------------------------------
 def run_training(channel: JobChannel, payload: dict, train_fn: Callable = ultralytics_train) -> str:
     """One training attempt, reported through ``channel``. Returns the final status."""
-    state = _State(epochs=int(payload["train"]["epochs"]), device=resolve_device(payload["train"].get("device")))
+    state = _State(epochs=int(payload["train"]["epochs"]), device=worker_device(payload["train"].get("device")))
 
     def body():
         status, result = _train(channel, payload, state, train_fn)
@@ -454,7 +454,7 @@ def _validate(weights: Path, data_yaml: Path, names: list[str], args: dict, job_
 # --- evaluation --------------------------------------------------------------------------------------------
 def run_evaluation(channel: JobChannel, payload: dict) -> str:
     """Validate a model on the manifest's (val) images; per-class metrics and plots go back to the app."""
-    state = _State(epochs=1, device=resolve_device(payload.get("device")))
+    state = _State(epochs=1, device=worker_device(payload.get("device")))
 
     def body():
         job_dir = Path(payload["job_dir"])

@@ -52,6 +52,98 @@ def run_worker(settings: Settings, workers: int = 1) -> None:
     consumer.run()
 
 
+def parse_devices(spec: str, gpu_count: int | None = None) -> list[str]:
+    """``--devices``: "all" (every GPU of this host), "0,1,2", or "cpu" entries (one CPU worker process each):
+    the device of each worker process to start, in order. A GPU this host does not have is refused by name."""
+    items = [d.strip().lower() for d in str(spec or "").split(",") if d.strip()]
+    if not items:
+        raise ValueError("--devices needs 'all', GPU numbers such as 0,1,2, or cpu")
+    if gpu_count is None and any(d != "cpu" for d in items):
+        gpu_count = _gpu_count()
+    if items == ["all"]:
+        if not gpu_count:
+            raise ValueError("--devices all: this host has no CUDA GPU (torch sees none); run `annotator worker` "
+                             "without --devices for a CPU worker, or check `annotator doctor`")
+        return [str(i) for i in range(gpu_count)]
+    out = []
+    for d in items:
+        if d == "cpu":
+            out.append("cpu")
+        elif d.isdigit():
+            if int(d) >= gpu_count:
+                raise ValueError(f"--devices {spec}: GPU {d} is not on this host (it has {gpu_count} GPU(s))")
+            out.append(str(int(d)))
+        else:
+            raise ValueError(f"--devices {spec}: {d!r} is neither a GPU number nor 'cpu' (or use 'all')")
+    return out
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # noqa: BLE001 - no torch: no GPU
+        return 0
+
+
+def device_env(device: str) -> dict[str, str]:
+    """The environment of the worker process for ``device``. A GPU process sees only its GPU
+    (CUDA_VISIBLE_DEVICES, set before torch loads: ultralytics' own per-call setting comes too late once CUDA
+    is initialised, and every process would use GPU 0) and uses it for jobs that ask for "auto"."""
+    from .runtime import WORKER_DEVICE_ENV, WORKER_GPU_ENV
+
+    if device == "cpu":
+        return {WORKER_DEVICE_ENV: "cpu", "CUDA_VISIBLE_DEVICES": ""}
+    return {WORKER_DEVICE_ENV: "0", WORKER_GPU_ENV: device, "CUDA_VISIBLE_DEVICES": device}
+
+
+def run_device_workers(settings: Settings, devices: list[str], workers: int = 1, max_restarts: int = 20) -> None:
+    """`annotator worker --devices ...`: one worker process per device, each restarted when it dies (at most
+    ``max_restarts`` times in all), all stopped together on Ctrl+C / SIGTERM."""
+    import signal
+
+    env = {**os.environ, "ANNOTATOR_DATA_DIR": str(settings.data_dir)}
+    if settings.queue_url:
+        env["ANNOTATOR_QUEUE_URL"] = settings.queue_url
+    cmd = [sys.executable, "-m", "annotator", "worker", "--workers", str(int(workers))]
+    root = str(Path(__file__).resolve().parents[1])
+    procs: dict[int, subprocess.Popen] = {}
+
+    def start(n: int) -> None:
+        procs[n] = subprocess.Popen(cmd, env={**env, **device_env(devices[n])}, cwd=root)
+        log.info("worker process %s on %s: pid %s", n, "CPU" if devices[n] == "cpu" else f"GPU {devices[n]}",
+                 procs[n].pid)
+
+    stopping = threading.Event()
+
+    def stop(*_):
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s workers %(levelname)s %(message)s")
+    for n in range(len(devices)):
+        start(n)
+    restarts = 0
+    try:
+        while not stopping.wait(1.0):
+            for n, proc in list(procs.items()):
+                if proc.poll() is not None and restarts < max_restarts:
+                    log.warning("worker process %s (%s) exited with %s; restarting it", n, devices[n], proc.returncode)
+                    restarts += 1
+                    start(n)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 def _parent_alive(pid: int) -> bool:
     if os.getppid() != pid:  # re-parented: the app is gone
         return False

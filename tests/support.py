@@ -34,14 +34,15 @@ def require_tool(name: str, apt_package: str) -> str:
 
 
 @contextlib.contextmanager
-def worker_world(tmp_path, stale_after_s: int):
-    """Services over a fresh data folder, a JobMonitor and a real local worker process (CPU)."""
+def worker_world(tmp_path, stale_after_s: int, **env: str):
+    """Services over a fresh data folder, a JobMonitor and a real local worker process (CPU); ``env``: more
+    settings (ANNOTATOR_SHARD_IMAGES=...)."""
     from annotator.launch import start_jobs
     from annotator.services import Services
     from annotator.settings import Settings
 
     settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data"),
-                                  "ANNOTATOR_STALE_AFTER_S": str(stale_after_s), "ANNOTATOR_DEVICE": "cpu"})
+                                  "ANNOTATOR_STALE_AFTER_S": str(stale_after_s), "ANNOTATOR_DEVICE": "cpu", **env})
     services = Services.open(settings)
     monitor = start_jobs(services, local_worker=True, interval=0.2)
     try:

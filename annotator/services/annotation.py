@@ -11,10 +11,10 @@ from typing import Sequence
 from jobs.protocol import ANNOTATE, AnnotatePayload
 
 from ..store import utcnow
-from ..types import Box, Job, UserError
+from ..types import Box, Job, JobShard, UserError
 from .context import AppContext, dataset_ids, model, project, require
 from .jobs import require_job_owner
-from .jobs import JobKind, enqueue, get_job
+from .jobs import JobKind, get_job
 from .models import class_mapping, conf_for, suggest_imgsz
 
 SCOPES = {"unreviewed": ("unreviewed",), "untouched": ("unreviewed", "rejected")}
@@ -73,20 +73,50 @@ def start_annotation(
     return ctx.store.get_job(job_id)
 
 
-def _enqueue(ctx: AppContext, job_id: int, attempt: int, project_id: int, params: dict, images) -> None:
-    payload: AnnotatePayload = {
-        "job_id": job_id, "attempt": attempt,
+def _payload(ctx: AppContext, job_id: int, attempt: int, project_id: int, params: dict, images,
+             shard: int, retry: int = 0) -> AnnotatePayload:
+    """One shard's task: ``images`` are (id, file in the project folder) pairs."""
+    return {
+        "job_id": job_id, "attempt": attempt, "shard": shard, "retry": retry,
         "model_path": str(ctx.settings.project_file(project_id, params["model_file"])),
         "model_name": params["model"],
-        "images": [(i, str(ctx.settings.project_file(project_id, f))) for i, f, _, _ in images],
+        "images": [(int(i), str(ctx.settings.project_file(project_id, f))) for i, f in images],
         **{k: params[k] for k in ("conf", "iou", "imgsz", "max_det", "device", "batch")},
         "mapping": {int(k): v for k, v in params["mapping"].items()},
     }
-    task = enqueue(ctx, ANNOTATE, payload)
-    size = f" at imgsz {params['imgsz_reason']}" if params.get("imgsz_reason") not in (None, "as chosen") else ""
+
+
+def _enqueue(ctx: AppContext, job_id: int, attempt: int, project_id: int, params: dict, images) -> None:
+    """Split the images into shards (settings.shard_images each), record them, queue one task per shard: any
+    number of workers take them."""
+    size = max(1, int(ctx.settings.shard_images))
+    groups = [[(i, f) for i, f, *_ in images[k:k + size]] for k in range(0, len(images), size)]
+    tasks = [getattr(ctx.queue, ANNOTATE).s(_payload(ctx, job_id, attempt, project_id, params, g, shard=n))
+             for n, g in enumerate(groups)]
+    ctx.store.create_shards(job_id, attempt, [[i for i, _ in g] for g in groups], [t.id for t in tasks])
+    for task in tasks:
+        ctx.queue.enqueue(task)
+    size_note = f" at imgsz {params['imgsz_reason']}" if params.get("imgsz_reason") not in (None, "as chosen") else ""
     conf = (f"; confidence {params['conf_reason']}" if params.get("conf_reason") not in (None, "as chosen")
             else "")
-    ctx.store.update_job(job_id, task_id=task.id, log=f"attempt {attempt}: queued {len(images)} image(s){size}{conf}")
+    shards = f" in {len(groups)} shards of up to {size}" if len(groups) > 1 else ""
+    ctx.store.update_job(job_id, task_id=tasks[0].id,
+                         log=f"attempt {attempt}: queued {len(images)} image(s){shards}{size_note}{conf}")
+
+
+def retry_shard(ctx: AppContext, job: Job, shard: JobShard) -> dict:
+    """Give a shard whose worker died to the next free worker: a new try on the shard's images that no try
+    has finished (their boxes came in already; none is done twice). Returns the shard's new fields."""
+    left = ctx.store.images_left(job.id, shard.images)
+    fresh = dict(retry=shard.retry + 1, done_before=len(shard.images) - len(left), done=len(shard.images) - len(left),
+                 chunks_in=0, chunks_lost=0, logs_in=0, worker=None, device=None, ips=None, heartbeat_at=None,
+                 started_at=None, error=None)
+    if not left:
+        return {**fresh, "status": "succeeded", "finished_at": utcnow()}
+    task = getattr(ctx.queue, ANNOTATE).s(_payload(ctx, job.id, job.attempt, job.project_id, job.params, left,
+                                                   shard=shard.shard, retry=shard.retry + 1))
+    ctx.queue.enqueue(task)
+    return {**fresh, "status": "queued", "task_id": task.id}
 
 
 def resume_job(ctx: AppContext, job_id: int | str, user: str | None = None) -> Job:
@@ -130,4 +160,5 @@ KIND = JobKind(
     kind="annotate", ingest=ingest_chunk, finish=None,
     live_keys=("stage", "ips", "eta_s", "batch", "device", "unmapped"),
     stale_hint="Boxes of the images it finished are kept; Resume does the rest.",
+    retry_shard=retry_shard,
 )

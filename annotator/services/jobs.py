@@ -10,7 +10,7 @@ from typing import Callable
 from jobs.protocol import JobChannel
 
 from ..store import utcnow
-from ..types import Job, UserError
+from ..types import Job, JobShard, UserError
 from .context import AppContext, project, require
 
 
@@ -26,6 +26,9 @@ class JobKind:
     finish: Callable[[AppContext, Job, dict], dict] | None
     live_keys: tuple[str, ...]  # the progress fields shown while it runs
     stale_hint: str  # what a person can do when its worker died
+    # (ctx, job, shard) -> the shard's new fields: its images left, queued again for another worker (a
+    # sharded kind only)
+    retry_shard: Callable[[AppContext, Job, JobShard], dict] | None = None
 
 
 def get_job(ctx: AppContext, job_id: int | str) -> Job:
@@ -65,9 +68,16 @@ def cancel_job(ctx: AppContext, job_id: int | str, user: str | None = None) -> J
     require_job_owner(ctx, job, user, "cancelling")
     if not job.active:
         raise UserError(f"Job {job.id} is already {job.status}; nothing to cancel")
-    JobChannel(ctx.queue, job.id, job.attempt).request_cancel()
+    JobChannel(ctx.queue, job.id, job.attempt).request_cancel()  # every shard of the job reads this one key
+    shards = ctx.store.job_shards(job.id, job.attempt)
+    for s in shards:  # shards still waiting in the queue never start
+        if s.status == "queued":
+            if s.task_id:
+                ctx.queue.revoke_by_id(s.task_id)
+            ctx.store.update_shard(job.id, job.attempt, s.shard, expect_status=("queued",), status="cancelled",
+                                   finished_at=utcnow())
     if job.status == "queued":
-        if job.task_id:
+        if job.task_id and not shards:
             ctx.queue.revoke_by_id(job.task_id)
         ctx.store.update_job(job.id, expect_status=("queued",), status="cancelled", finished_at=utcnow(),
                              log="cancelled before it started")

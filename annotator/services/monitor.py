@@ -6,6 +6,10 @@ Only the app opens DuckDB, so workers report through the queue (jobs/protocol.py
 - moves jobs queued -> running -> succeeded | failed | cancelled, and marks a running job
   ``interrupted`` when its worker has been silent for ``settings.stale_after_s`` (kill -9, crash,
   power loss) — also right after an app restart, which is how orphaned jobs are reconciled,
+- does the same per shard for a sharded job (auto-annotation): each shard's channel is read on its own, a
+  shard whose worker went silent is given to the next free worker (its images left only, at most
+  ``settings.shard_retries`` times, then the job is interrupted), and the job's progress, speed, ETA and
+  the workers taking part are the sum of its shards',
 - keeps the local worker process alive (restarting it if it dies), when it was given one.
 
 What a chunk means, how a finished job is registered, which live fields to show and what to tell a person
@@ -15,6 +19,7 @@ dispatches through ``KINDS``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -22,7 +27,7 @@ from datetime import datetime, timezone
 
 from jobs.protocol import JobChannel
 
-from ..types import ACTIVE_JOB_STATES, Job
+from ..types import ACTIVE_JOB_STATES, Job, JobShard
 from . import annotation, loop, training
 from .context import AppContext
 from .jobs import JobKind
@@ -86,6 +91,11 @@ class JobMonitor:
             self.store.update_job(job.id, expect_status=ACTIVE_JOB_STATES, status="failed", finished_at=_ts(time.time()),
                                   error=f"unknown job kind {job.kind!r}: no handler in this app version")
             return
+        if kind.retry_shard is not None:
+            shards = self.store.job_shards(job.id, job.attempt)
+            if shards:
+                self._sync_shards(job, kind, shards)
+                return
         ch = JobChannel(self.ctx.queue, job.id, job.attempt)
         n, lost = job.chunks_in, job.chunks_lost
         done = ch.read_done()
@@ -154,3 +164,126 @@ class JobMonitor:
             return
         self._last_written[job.id] = seen
         self.store.update_job(job.id, expect_status=ACTIVE_JOB_STATES, **fields)
+
+    # --- a sharded job (auto-annotation): each shard on its own channel -------------------------------------
+    def _sync_shards(self, job: Job, kind: JobKind, shards: list[JobShard]) -> None:
+        now = time.time()
+        lines: list[str] = []
+        result_gain: dict = {}
+        seen = {"unmapped": 0, "batch": None}  # from the shards running now
+        updated: list[JobShard] = []
+        for s in shards:
+            if not s.active:
+                updated.append(s)
+                continue
+            ch = JobChannel(self.ctx.queue, job.id, job.attempt, s.shard, s.retry)
+            n, lost = s.chunks_in, s.chunks_lost
+            done = ch.read_done()
+            while True:
+                chunk = ch.pop_chunk(n)
+                if chunk is None:
+                    if done is not None and n < int(done.get("chunks", 0)):
+                        n, lost = n + 1, lost + 1  # popped, then the app died before committing it
+                        continue
+                    break
+                n += 1
+                kind.ingest(self.ctx, job, chunk, {"shard": s.shard, "chunks_in": n, "chunks_lost": lost})
+            logs = s.logs_in
+            while (line := ch.pop_log(logs)) is not None:
+                lines.append(line)
+                logs += 1
+            progress = ch.read_progress()
+            fields: dict = {"chunks_in": n, "chunks_lost": lost, "logs_in": logs}
+            if progress:
+                fields.update(done=s.done_before + int(progress.get("done", 0)), ips=progress.get("ips"),
+                              worker=progress.get("worker"), device=progress.get("device"),
+                              heartbeat_at=_ts(progress["ts"]))
+                if s.status == "queued":
+                    fields.update(status="running", started_at=_ts(progress["ts"]))
+                seen["unmapped"] += int(progress.get("unmapped") or 0)
+                seen["batch"] = progress.get("batch") or seen["batch"]
+            if done is not None and n >= int(done.get("chunks", 0)) and logs >= int(done.get("logs", 0)):
+                status = done["status"] if done["status"] in ("succeeded", "failed", "cancelled") else "failed"
+                fields.update(status=status, error=done.get("error"), finished_at=_ts(done["ts"]), ips=None)
+                result_gain["unmapped"] = result_gain.get("unmapped", 0) + int((done.get("state") or {}).get("unmapped") or 0)
+                seen["unmapped"] -= int(progress.get("unmapped") or 0) if progress else 0
+                if status == "failed":  # the job fails with its reason: the other shards stop
+                    ch.request_cancel()
+                    lines.append(f"{time.strftime('%H:%M:%S')} [shard {s.shard}] failed: the other shards stop")
+            elif s.status == "running" or progress:
+                last = progress["ts"] if progress else self._first_seen.setdefault((job.id, s.shard), now)
+                silent = now - last
+                if silent > self.ctx.settings.stale_after_s:
+                    who = (progress or {}).get("worker") or s.worker or "its worker"
+                    if s.retry < self.ctx.settings.shard_retries and not ch.cancel_requested():
+                        fields.update(kind.retry_shard(self.ctx, job, s))
+                        lines.append(f"{time.strftime('%H:%M:%S')} [shard {s.shard}] worker {who} stopped responding "
+                                     f"{silent:.0f} s ago: its {len(s.images) - fields['done']} image(s) left go to "
+                                     f"the next free worker (try {fields['retry'] + 1})")
+                    else:
+                        fields.update(status="interrupted", finished_at=_ts(now), ips=None,
+                                      error=f"worker {who} stopped responding {silent:.0f} s ago (killed, crashed or "
+                                            f"restarted), after {s.retry + 1} tr{'ies' if s.retry else 'y'}. "
+                                            + kind.stale_hint)
+            changed = {k: v for k, v in fields.items() if getattr(s, k) != v}
+            if changed:
+                self.store.update_shard(job.id, job.attempt, s.shard, expect_status=ACTIVE_JOB_STATES, **changed)
+            updated.append(dataclasses.replace(s, **fields))
+        self._finish_sharded(job, updated, lines, result_gain, seen, now)
+
+    def _finish_sharded(self, job: Job, shards: list[JobShard], lines: list[str], result_gain: dict, seen: dict,
+                        now: float) -> None:
+        """The job's row from its shards: images done, progress, speed and ETA, the workers taking part
+        (each with its images/s), and its end once every shard has ended."""
+        if lines:
+            self.store.update_job(job.id, log="\n".join(lines))
+        running = [s for s in shards if s.status == "running"]
+        done = job.done_before + sum(s.done for s in shards)
+        total = job.total or sum(len(s.images) for s in shards)
+        ips = round(sum(s.ips or 0.0 for s in running), 2)
+        eta = round((total - done) / ips, 1) if ips and total > done else None
+        workers: dict[str, dict] = {}
+        for s in shards:
+            if s.worker:
+                w = workers.setdefault(s.worker, {"worker": s.worker, "device": s.device, "ips": 0.0, "images": 0,
+                                                  "shards": 0, "running": False})
+                w["images"] += s.done - s.done_before
+                w["shards"] += 1
+                if s.status == "running":
+                    w["ips"] = round(w["ips"] + (s.ips or 0.0), 2)
+                    w["running"] = True
+        # this tick's chunks moved the tallies in the row: merge into those
+        result = dict(self.store.get_job(job.id).result if result_gain else job.result or {})
+        for k, v in result_gain.items():
+            result[k] = result.get(k, 0) + v
+        counts = {st: sum(s.status == st for s in shards) for st in ("queued", "running", "succeeded", "failed",
+                                                                      "cancelled", "interrupted")}
+        live = {"stage": "running" if running else ("queued" if counts["queued"] else job.live.get("stage")),
+                "ips": ips, "eta_s": eta, "batch": seen["batch"] or job.live.get("batch"),
+                "device": ", ".join(sorted({s.device for s in running if s.device})) or job.live.get("device"),
+                "unmapped": int(result.get("unmapped", 0)) + seen["unmapped"],
+                "shards": {"total": len(shards), **counts}, "workers": list(workers.values())}
+        beats = [s.heartbeat_at for s in shards if s.heartbeat_at is not None]
+        fields: dict = {"done": done, "total": total, "progress": (done / total) if total else 0.0,
+                        "worker": ", ".join(sorted({s.worker for s in running if s.worker})) or job.worker,
+                        "heartbeat_at": max(beats) if beats else job.heartbeat_at}
+        if result_gain:
+            fields["result"] = result
+        if job.status == "queued" and (running or any(not s.active for s in shards)):
+            started = [s.started_at for s in shards if s.started_at is not None]
+            fields.update(status="running", started_at=job.started_at or (min(started) if started else _ts(now)))
+        if all(not s.active for s in shards):
+            ended = {s.status for s in shards}
+            first = next((s for st in ("failed", "interrupted") for s in shards if s.status == st), None)
+            status = ("succeeded" if ended == {"succeeded"} else first.status if first is not None else "cancelled")
+            fields.update(status=status, finished_at=_ts(now), error=None if first is None else
+                          (f"shard {first.shard}: {first.error}" if len(shards) > 1 else first.error))
+            if status == "succeeded":
+                fields["progress"] = 1.0
+            live.update(stage=status, eta_s=None, ips=0.0)
+            for s in shards:
+                self._first_seen.pop((job.id, s.shard), None)
+        fields["live"] = live
+        current = {k: getattr(job, k) for k in fields}
+        if current != fields:
+            self.store.update_job(job.id, expect_status=ACTIVE_JOB_STATES, **fields)

@@ -35,6 +35,14 @@ class AnnotationMixin:
         )
         return [(int(a), b, int(c), int(d)) for a, b, c, d in rows]
 
+    def images_left(self, job_id: int, image_ids: Sequence[int]) -> list[tuple[int, str]]:
+        """(id, file) of those of ``image_ids`` the job has not finished (in any attempt), in id order: what a
+        shard's next try is given."""
+        rows = self._all("SELECT i.id, i.file FROM images i WHERE i.id IN (SELECT unnest(?::BIGINT[])) AND i.id NOT IN "
+                         "(SELECT image_id FROM job_images WHERE job_id = ?) ORDER BY i.id",
+                         [[int(i) for i in image_ids], job_id])
+        return [(int(i), f) for i, f in rows]
+
     def job_image_count(self, job_id: int) -> int:
         return int(self._one("SELECT count(*) FROM job_images WHERE job_id = ?", [job_id])[0])
 
@@ -52,8 +60,9 @@ class AnnotationMixin:
 
         Images a person has saved or approved (checked here, at commit time) are left alone and counted as
         protected; human and imported boxes are never touched. Every image is recorded in job_images. With
-        ``cursor`` (chunks_in, chunks_lost: the monitor's place in the job's channel), the job's tallies (its
-        result) and cursor commit with its boxes, or not at all; returns the job's tallies then.
+        ``cursor`` (chunks_in, chunks_lost: the monitor's place in the job's channel, or with ``shard`` in that
+        shard's), the job's tallies (its result) and cursor commit with its boxes, or not at all; returns the
+        job's tallies then.
         """
         counts = {"images": 0, "boxes": 0, "protected": 0, "errors": len(failed)}
         ids = [int(i) for i, _ in items]
@@ -98,7 +107,13 @@ class AnnotationMixin:
                 merged = json.loads(raw or "{}")
                 for k, v in counts.items():
                     merged[k] = merged.get(k, 0) + v
-                cur.execute("UPDATE jobs SET result = ?, chunks_in = ?, chunks_lost = ? WHERE id = ?",
-                            [json.dumps(merged), int(cursor["chunks_in"]), int(cursor.get("chunks_lost", 0)), job_id])
+                if cursor.get("shard") is None:
+                    cur.execute("UPDATE jobs SET result = ?, chunks_in = ?, chunks_lost = ? WHERE id = ?",
+                                [json.dumps(merged), int(cursor["chunks_in"]), int(cursor.get("chunks_lost", 0)), job_id])
+                else:  # a shard's cursor is its own
+                    cur.execute("UPDATE jobs SET result = ? WHERE id = ?", [json.dumps(merged), job_id])
+                    cur.execute("UPDATE job_shards SET chunks_in = ?, chunks_lost = ? WHERE job_id = ? AND attempt = ? "
+                                "AND shard = ?", [int(cursor["chunks_in"]), int(cursor.get("chunks_lost", 0)), job_id,
+                                                  attempt, int(cursor["shard"])])
                 counts = merged
         return counts

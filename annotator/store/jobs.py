@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
-from ..types import Job, NotFound
+from ..types import Job, JobShard, NotFound
 from .rows import JOB_COLUMNS, job_from_row, utcnow
 
 
@@ -95,3 +95,44 @@ class JobsMixin:
         """The finished epochs of a training job, in order (its curves)."""
         return [json.loads(m) for (m,) in self._all(
             "SELECT metrics FROM job_epochs WHERE job_id = ? ORDER BY epoch", [job_id])]
+
+    # --- shards of an auto-annotation job --------------------------------------------------------------------
+    _SHARD_COLUMNS = ("job_id", "attempt", "shard", "images", "status", "retry", "done", "done_before", "task_id",
+                      "worker", "device", "ips", "chunks_in", "chunks_lost", "logs_in", "heartbeat_at", "started_at",
+                      "finished_at", "error")
+    _SHARD_FIELDS = frozenset(_SHARD_COLUMNS[4:])
+
+    def create_shards(self, job_id: int, attempt: int, shards: Sequence[Sequence[int]],
+                      task_ids: Sequence[str]) -> None:
+        """The shards of a job's attempt (image ids each, and the queue task of each), all queued; one
+        statement."""
+        if not shards:
+            return
+        ids = [list(map(int, g)) for g in shards]
+        with self.transaction() as cur:
+            cur.execute("INSERT INTO job_shards (job_id, attempt, shard, images, task_id, status) "
+                        "SELECT ?, ?, s.n - 1, s.ids, s.task, 'queued' FROM (SELECT unnest(?::BIGINT[][]) AS ids, "
+                        "unnest(?::VARCHAR[]) AS task, generate_subscripts(?::BIGINT[][], 1) AS n) s",
+                        [job_id, attempt, ids, [str(t) for t in task_ids], ids])
+
+    def job_shards(self, job_id: int, attempt: int) -> list[JobShard]:
+        rows = self._all(f"SELECT {', '.join(self._SHARD_COLUMNS)} FROM job_shards WHERE job_id = ? AND attempt = ? "
+                         "ORDER BY shard", [job_id, attempt])
+        return [JobShard(**{**dict(zip(self._SHARD_COLUMNS, r)), "images": tuple(int(i) for i in r[3])}) for r in rows]
+
+    def update_shard(self, job_id: int, attempt: int, shard: int, expect_status: Sequence[str] | None = None,
+                     **fields) -> bool:
+        """Update one shard's fields; with ``expect_status`` only if it is in one of those states."""
+        unknown = set(fields) - self._SHARD_FIELDS
+        if unknown:
+            raise ValueError(f"unknown shard fields: {sorted(unknown)}")
+        if not fields:
+            return False
+        sql = (f"UPDATE job_shards SET {', '.join(f'{k} = ?' for k in fields)} "
+               "WHERE job_id = ? AND attempt = ? AND shard = ?")
+        params = [*fields.values(), job_id, attempt, shard]
+        if expect_status:
+            sql += " AND status IN (SELECT unnest(?::VARCHAR[]))"
+            params.append(list(expect_status))
+        with self.transaction() as cur:
+            return bool(cur.execute(sql + " RETURNING shard", params).fetchall())

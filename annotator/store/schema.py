@@ -315,3 +315,33 @@ MIGRATIONS.append((
         "ALTER TABLE images ADD COLUMN phash UBIGINT",  # NULL until computed (from the thumbnail, on first need)
     ],
 ))
+
+MIGRATIONS.append((
+    10,
+    "auto-annotation shards: a job's images split into shards any number of workers take",
+    [
+        # One row per shard of a job's attempt. ``retry``: its current try (a dead worker's shard is given to
+        # another worker); ``done``: its images finished in all tries; the channel cursors are per shard.
+        """CREATE TABLE job_shards (
+            job_id INTEGER NOT NULL,
+            attempt INTEGER NOT NULL,
+            shard INTEGER NOT NULL,
+            images BIGINT[] NOT NULL,
+            status VARCHAR NOT NULL,
+            retry INTEGER NOT NULL DEFAULT 0,
+            done INTEGER NOT NULL DEFAULT 0,
+            done_before INTEGER NOT NULL DEFAULT 0,
+            task_id VARCHAR,
+            worker VARCHAR,
+            device VARCHAR,
+            ips DOUBLE,
+            chunks_in INTEGER NOT NULL DEFAULT 0,
+            chunks_lost INTEGER NOT NULL DEFAULT 0,
+            logs_in INTEGER NOT NULL DEFAULT 0,
+            heartbeat_at TIMESTAMP,
+            started_at TIMESTAMP,
+            finished_at TIMESTAMP,
+            error VARCHAR
+        )""",
+    ],
+))

@@ -57,7 +57,8 @@ def system_markdown(info: dict) -> str:
     def block(title: str, i: dict) -> str:
         gpus = ", ".join(f"GPU {g['index']}: {g['name']} ({g['memory_gb']} GB)" for g in i.get("gpus", [])) or "none"
         return (f"**{title}** · torch {i.get('torch')} · ultralytics {i.get('ultralytics')} · "
-                f"CUDA available: **{i.get('cuda_available')}** · GPUs: {gpus} · jobs use **{i.get('device')}**")
+                f"CUDA available: **{i.get('cuda_available')}** · GPUs: {gpus} · jobs use "
+                f"**{i.get('device_label') or i.get('device')}**")
 
     lines = [block("This app", info.get("app", {}))]
     workers = info.get("workers", [])

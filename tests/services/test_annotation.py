@@ -132,31 +132,56 @@ def test_cancel_a_running_job(jobs_world, tmp_path):
         services.jobs.cancel_job(job.id)
 
 
-def test_kill_9_then_resume_finishes_without_duplicates(jobs_world, tmp_path):
-    services, monitor = jobs_world
-    p, _ = _scenes(services, tmp_path, 100)
-    job = services.annotation.start_annotation(p, "demo-shapes", imgsz=640)
-    _wait(services, job.id, lambda j: j.result.get("images", 0) >= 4)
-    os.kill(monitor.worker.pid, signal.SIGKILL)
-    killed_at = time.time()
-    job = _wait(services, job.id, lambda j: j.status == "interrupted", timeout=30)
-    assert time.time() - killed_at < 15, "a dead worker must be noticed within seconds"
-    assert "stopped responding" in job.error
-    partial = services.ctx.store.job_image_count(job.id)
-    assert 4 <= partial < 100
-
-    _wait(services, job.id, lambda j: monitor.worker.alive(), timeout=10)  # the app restarted its worker
-    resumed = services.annotation.resume_job(job.id)
-    assert resumed.status == "queued" and resumed.attempt == 1 and resumed.total == 100
-    job = _wait(services, job.id, lambda j: not j.active)
-    assert job.status == "succeeded", job.error
-    assert job.done == 100 and job.progress == 1.0
+def _every_image_once(services: Services, p, job) -> None:
     ids = [i.id for i in services.images.list_images(p, page_size=500).images]
-    finished = {image_id for image_id, *_ in services.ctx.store.job_images(job.id)}
-    assert sorted(finished) == sorted(ids)
-    for image_id in ids:  # every image annotated exactly once: no duplicate boxes
+    finished = [image_id for image_id, *_ in services.ctx.store.job_images(job.id)]
+    assert sorted(finished) == sorted(ids)  # each image finished once, by one try of one shard
+    for image_id in ids:  # no duplicate boxes
         boxes = [(b.class_idx, b.xyxy) for b in _model_boxes(services, image_id)]
         assert len(boxes) == len(set(boxes))
+
+
+def test_kill_9_mid_job_gives_its_shard_to_the_next_worker(tmp_path):
+    """A worker killed mid-shard: its shard's images left go back on the queue (here to the restarted local
+    worker), the job finishes by itself, every image annotated once, the other shards untouched."""
+    with worker_world(tmp_path, stale_after_s=4, ANNOTATOR_SHARD_IMAGES="25") as (services, monitor):
+        p, _ = _scenes(services, tmp_path, 100)
+        job = services.annotation.start_annotation(p, "demo-shapes", imgsz=640)
+        assert [len(s.images) for s in services.ctx.store.job_shards(job.id, 0)] == [25, 25, 25, 25]
+        _wait(services, job.id, lambda j: j.result.get("images", 0) >= 4)
+        os.kill(monitor.worker.pid, signal.SIGKILL)
+        job = _wait(services, job.id, lambda j: not j.active)
+        assert job.status == "succeeded", job.error
+        assert job.done == 100 and job.progress == 1.0 and job.result["images"] == 100
+        assert "stopped responding" in job.log and "go to the next free worker (try 2)" in job.log
+        shards = services.ctx.store.job_shards(job.id, 0)
+        assert [s.status for s in shards] == ["succeeded"] * 4 and [s.retry for s in shards][0] == 1
+        assert all(s.done == 25 for s in shards)
+        _every_image_once(services, p, job)
+
+
+def test_kill_9_then_resume_finishes_without_duplicates(tmp_path):
+    """With no retries left, a dead worker's job is interrupted within seconds; Resume does the rest."""
+    with worker_world(tmp_path, stale_after_s=5, ANNOTATOR_SHARD_RETRIES="0") as (services, monitor):
+        p, _ = _scenes(services, tmp_path, 100)
+        job = services.annotation.start_annotation(p, "demo-shapes", imgsz=640)
+        _wait(services, job.id, lambda j: j.result.get("images", 0) >= 4)
+        os.kill(monitor.worker.pid, signal.SIGKILL)
+        killed_at = time.time()
+        job = _wait(services, job.id, lambda j: j.status == "interrupted", timeout=30)
+        assert time.time() - killed_at < 15, "a dead worker must be noticed within seconds"
+        assert "stopped responding" in job.error and "Resume does the rest" in job.error
+        partial = services.ctx.store.job_image_count(job.id)
+        assert 4 <= partial < 100
+
+        _wait(services, job.id, lambda j: monitor.worker.alive(), timeout=10)  # the app restarted its worker
+        resumed = services.annotation.resume_job(job.id)
+        assert resumed.status == "queued" and resumed.attempt == 1 and resumed.total == 100
+        job = _wait(services, job.id, lambda j: not j.active)
+        assert job.status == "succeeded", job.error
+        assert job.done == 100 and job.progress == 1.0
+        assert sum(len(s.images) for s in services.ctx.store.job_shards(job.id, 1)) == 100 - partial  # only the rest
+        _every_image_once(services, p, job)
 
 
 @pytest.mark.parametrize("kind,params,hint", [

@@ -1,0 +1,146 @@
+"""Sharded auto-annotation with several worker processes (`annotator worker --devices cpu,cpu`, as on a host
+with two GPUs): every process takes shards of the same job, a killed one's shard goes to another without
+duplicate boxes, and cancel reaches every shard. Plus the argument plumbing of --devices (no GPU needed)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from annotator.demo import scenes
+from annotator.launch import start_jobs
+from annotator.services import Services
+from annotator.settings import Settings
+from jobs.runtime import WORKER_DEVICE_ENV, WORKER_GPU_ENV, worker_device
+from jobs.worker import device_env, parse_devices
+
+from ..support import ROOT, wait_for_job
+
+MODEL = Path(os.environ.get("ANNOTATOR_TEST_MODEL") or scenes.DEMO_MODEL_PATH)
+
+
+def test_devices_spec_names_one_process_per_device():
+    assert parse_devices("all", gpu_count=3) == ["0", "1", "2"]
+    assert parse_devices("0, 2", gpu_count=3) == ["0", "2"]
+    assert parse_devices("cpu,cpu", gpu_count=0) == ["cpu", "cpu"]
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        parse_devices("all", gpu_count=0)
+    with pytest.raises(ValueError, match="GPU 4 is not on this host"):
+        parse_devices("0,4", gpu_count=2)
+    with pytest.raises(ValueError, match="'gpu1' is neither"):
+        parse_devices("gpu1", gpu_count=2)
+
+
+def test_a_gpu_worker_process_sees_only_its_gpu_and_auto_means_it(monkeypatch):
+    env = device_env("2")
+    assert env["CUDA_VISIBLE_DEVICES"] == "2" and env[WORKER_GPU_ENV] == "2" and env[WORKER_DEVICE_ENV] == "0"
+    assert device_env("cpu")["CUDA_VISIBLE_DEVICES"] == ""
+    monkeypatch.setenv(WORKER_DEVICE_ENV, "0")
+    assert worker_device("auto") == "0" and worker_device(None) == "0"
+    assert worker_device("cpu") == "cpu"  # a job that asks for the CPU gets it
+    monkeypatch.setenv(WORKER_DEVICE_ENV, "cpu")
+    assert worker_device("auto") == "cpu"
+
+
+# --- real worker processes ---------------------------------------------------------------------------------
+@contextlib.contextmanager
+def two_process_world(tmp_path, shard_images: int):
+    """The app's side (services + monitor, no local worker) and `annotator worker --devices cpu,cpu`."""
+    env = {"ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_STALE_AFTER_S": "4", "ANNOTATOR_DEVICE": "cpu",
+           "ANNOTATOR_SHARD_IMAGES": str(shard_images)}
+    services = Services.open(Settings.from_env(env))
+    monitor = start_jobs(services, local_worker=False, interval=0.2)
+    log = open(tmp_path / "workers.log", "ab")  # noqa: SIM115
+    sup = subprocess.Popen([sys.executable, "-m", "annotator", "worker", "--devices", "cpu,cpu"], cwd=ROOT,
+                           env={**os.environ, **env, "ANNOTATOR_CPU_THREADS": "1"}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 90
+        while len(services.jobs.live_workers()) < 2 and time.time() < deadline:
+            time.sleep(0.3)
+        assert len(services.jobs.live_workers()) == 2, (tmp_path / "workers.log").read_text()[-3000:]
+        yield services, sup
+    finally:
+        sup.terminate()
+        try:
+            sup.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            sup.kill()
+        log.close()
+        monitor.stop()
+        services.close()
+
+
+def _project(services: Services, tmp_path: Path, n: int):
+    folder = tmp_path / "src"
+    scenes.write_scenes(folder, range(70_000, 70_000 + n), name="scene_{i:03d}.jpg")
+    p = services.projects.create_project("Shapes", list(scenes.CLASSES))
+    services.images.add_images(p, [folder], dataset="scenes")
+    services.models.add_model(p, MODEL, name="demo-shapes")
+    return p
+
+
+def _boxes(services: Services, p) -> dict[int, list]:
+    """image id -> its machine boxes (class, corners to 0.01 px), sorted."""
+    out = {}
+    for img in services.images.list_images(p, page_size=1000).images:
+        out[img.id] = sorted((b.class_idx, *(round(v, 2) for v in b.xyxy))
+                             for b in services.ctx.store.boxes_for_image(img.id) if b.source == "model")
+    return out
+
+
+def _worker_pids(services: Services) -> list[int]:
+    return [int(w["worker"].rsplit(":", 1)[1]) for w in services.jobs.live_workers()]
+
+
+@pytest.mark.slow
+def test_two_worker_processes_share_a_job_and_survive_a_kill(tmp_path):
+    with two_process_world(tmp_path, shard_images=8) as (services, _):
+        p = _project(services, tmp_path, 64)
+        job = services.annotation.start_annotation(p, "demo-shapes", imgsz=320)
+        assert len(services.ctx.store.job_shards(job.id, 0)) == 8
+        job = wait_for_job(services, job.id, lambda j: not j.active)
+        assert job.status == "succeeded", job.error
+        workers = job.live["workers"]
+        assert len(workers) == 2 and all(w["images"] > 0 for w in workers), workers  # both took shards
+        assert sum(w["images"] for w in workers) == 64 and job.result["images"] == 64
+        reference = _boxes(services, p)
+        assert sum(map(len, reference.values())) > 64
+
+        # Again (re-running replaces machine boxes), killing one worker process in the middle.
+        job = services.annotation.start_annotation(p, "demo-shapes", imgsz=320)
+        wait_for_job(services, job.id, lambda j: 8 <= j.result.get("images", 0) and j.status == "running"
+                     and any(w["running"] for w in j.live.get("workers", [])))
+        running = [w for w in services.jobs.get_job(job.id).live["workers"] if w["running"]]
+        os.kill(int(running[0]["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+        job = wait_for_job(services, job.id, lambda j: not j.active)
+        assert job.status == "succeeded", job.error
+        assert "stopped responding" in job.log and "(try 2)" in job.log
+        finished = [image_id for image_id, *_ in services.ctx.store.job_images(job.id)]
+        assert sorted(finished) == sorted(reference)  # each image finished once
+        assert _boxes(services, p) == reference  # exactly the boxes of the first run: none twice, none lost
+
+
+@pytest.mark.slow
+def test_cancel_reaches_every_shard(tmp_path):
+    with two_process_world(tmp_path, shard_images=24) as (services, _):
+        p = _project(services, tmp_path, 96)
+        job = services.annotation.start_annotation(p, "demo-shapes", imgsz=640)
+        job = wait_for_job(services, job.id, lambda j: j.live.get("shards", {}).get("running", 0) == 2)
+        services.jobs.cancel_job(job.id)
+        job = wait_for_job(services, job.id, lambda j: not j.active, timeout=60)
+        assert job.status == "cancelled"
+        shards = services.ctx.store.job_shards(job.id, 0)
+        assert all(not s.active for s in shards)
+        stopped = [s for s in shards if s.status == "cancelled" and s.worker]  # were running: stopped mid-shard
+        assert len(stopped) >= 2 and job.log.count("cancelled after") >= 2, job.log
+        assert sum(s.status == "cancelled" and not s.worker for s in shards) >= 1  # never started
+        done = services.ctx.store.job_image_count(job.id)
+        time.sleep(3)  # nothing runs on after the cancel
+        assert services.ctx.store.job_image_count(job.id) == done < 48

@@ -22,6 +22,7 @@ from .login import LoginThrottle
 from .settings import Settings
 from .types import UserError
 from .users import Users, read_users_file, upsert_user
+from .worker_files import worker_routes
 
 
 @dataclass
@@ -180,6 +181,7 @@ def start(settings: Settings, *, block: bool = True, quiet: bool = False) -> Run
             theme=gr.themes.Soft(),
             css=CSS,
             footer_links=["api", "settings"],
+            app_kwargs={"routes": worker_routes(settings)},  # files for workers without the data folder
         )
     except BaseException:
         if monitor is not None:

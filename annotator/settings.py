@@ -99,6 +99,9 @@ class Settings:
     stale_after_s: float = 15.0  # a running job whose worker is silent this long is interrupted
     shard_images: int = 256  # an auto-annotation job's images per task (any number of workers share a job)
     shard_retries: int = 2  # a dead worker's shard is given to another worker this many times, then interrupted
+    # The deployment's worker token: workers without the data folder fetch images and models from the app with
+    # it (ANNOTATOR_WORKER_TOKEN, set on the app and those workers); empty: the file endpoint is off.
+    worker_token: str = field(default="", repr=False)
     editor_max_side: int = 2560  # the editor shows larger images as a JPEG this size (0 = always the original)
     trust_all_checkpoints: bool = False  # register .pt files whose pickle imports anything (runs their code)
     # Memory: decoded pixels in memory at once, per process (an image larger than the budget decodes alone).
@@ -147,6 +150,7 @@ class Settings:
             stale_after_s=float(_env_int(env, "ANNOTATOR_STALE_AFTER_S", 15, 2)),
             shard_images=_env_int(env, "ANNOTATOR_SHARD_IMAGES", cls.shard_images, 1),
             shard_retries=_env_int(env, "ANNOTATOR_SHARD_RETRIES", cls.shard_retries, 0),
+            worker_token=(env.get("ANNOTATOR_WORKER_TOKEN") or "").strip(),
             editor_max_side=_env_int(env, "ANNOTATOR_EDITOR_MAX_SIDE", cls.editor_max_side, 0),
             trust_all_checkpoints=_env_bool(env, "ANNOTATOR_TRUST_ALL_CHECKPOINTS", False),
             decode_budget_mb=_env_int(env, "ANNOTATOR_DECODE_BUDGET_MB", cls.decode_budget_mb, 1),

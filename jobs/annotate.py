@@ -21,6 +21,7 @@ from annotator.geometry import clamp_xyxy, has_area
 from annotator.settings import Settings, _env_int
 from annotator.types import Box
 
+from .fetch import FetchError, FileSource
 from .protocol import JobChannel
 from .runtime import WORKER_ID, FreeCores, is_oom, run_attempt, verify_model_file, worker_device
 
@@ -71,7 +72,7 @@ class _State:
 
 def run_annotation(channel: JobChannel, payload: dict, model_loader: Callable[[str], Any] = load_model) -> str:
     """Run one auto-annotation attempt; report everything through ``channel``. Returns the final status."""
-    images: list[tuple[int, str]] = [tuple(x) for x in payload["images"]]
+    images: list[tuple] = [tuple(x) for x in payload["images"]]  # (id, path[, width, height])
     mapping: dict[int, int | None] = {int(k): v for k, v in payload["mapping"].items()}
     state = _State(total=len(images), device=worker_device(payload.get("device")))
     return run_attempt(channel, state,
@@ -88,7 +89,9 @@ def _annotate(channel, payload, images, mapping, state: _State, model_loader) ->
     again = f" (try {int(payload['retry']) + 1})" if payload.get("retry") else ""
     channel.log(f"worker {WORKER_ID}{again}: {len(images)} image(s), device {device}, "
                 f"model {payload.get('model_name') or os.path.basename(payload['model_path'])}")
-    model = model_loader(payload["model_path"])
+    source = FileSource.for_payload(payload)  # the data folder, or the app over HTTP (jobs/fetch.py)
+    fetched_before = source.fetched, source.fetched_bytes
+    model = model_loader(source.local(payload["model_path"]))
     bs = int(payload.get("batch") or 0) or (CPU_BATCH if device == "cpu" else 16)
     state.batch = bs
     opts = dict(conf=float(payload.get("conf", 0.25)), iou=float(payload.get("iou", 0.7)),
@@ -110,7 +113,12 @@ def _annotate(channel, payload, images, mapping, state: _State, model_loader) ->
             last_flush = time.time()
 
     def read(item):
-        image_id, path = item
+        image_id, path = item[0], item[1]
+        try:
+            path = source.local(path)
+        except FetchError as e:
+            channel.log(f"image {image_id}: {e}")
+            return image_id, None
         return image_id, cv2.imread(path, cv2.IMREAD_COLOR)
 
     def run_batch(batch) -> None:  # the batch's arrays (and results holding them) are freed on return
@@ -138,7 +146,7 @@ def _annotate(channel, payload, images, mapping, state: _State, model_loader) ->
         queue: deque = deque()  # (future, decoded bytes)
         it = iter(images)
         nxt = next(it, None)
-        nxt_cost = _decoded_size(nxt[1]) if nxt else 0
+        nxt_cost = _decoded_size(nxt) if nxt else 0
         held = 0  # decoded bytes queued or in the batch being predicted
 
         def fill() -> None:
@@ -147,7 +155,7 @@ def _annotate(channel, payload, images, mapping, state: _State, model_loader) ->
                 queue.append((pool.submit(read, nxt), nxt_cost))
                 held += nxt_cost
                 nxt = next(it, None)
-                nxt_cost = _decoded_size(nxt[1]) if nxt else 0
+                nxt_cost = _decoded_size(nxt) if nxt else 0
 
         fill()
         while queue:
@@ -168,8 +176,11 @@ def _annotate(channel, payload, images, mapping, state: _State, model_loader) ->
             fill()
             flush()
     flush(force=True)
+    fetched = source.fetched - fetched_before[0]
+    over_http = (f"; {fetched} file(s), {(source.fetched_bytes - fetched_before[1]) / 2**20:.1f} MB fetched from the app"
+                 if fetched else "")
     channel.log(f"done: {state.done} image(s), {state.boxes} box(es), {state.unmapped} unmapped prediction(s) "
-                f"skipped, {state.failed} unreadable")
+                f"skipped, {state.failed} unreadable{over_http}")
     return "succeeded"
 
 
@@ -178,13 +189,17 @@ def prefetch_budget() -> int:
     return _env_int(os.environ, "ANNOTATOR_PREFETCH_BUDGET_MB", Settings.prefetch_budget_mb, 1) << 20
 
 
-def _decoded_size(path: str) -> int:
-    """What cv2.imread(path, IMREAD_COLOR) will take (3 bytes a pixel), from the file's header only. A
-    header PIL cannot read counts as the whole budget (the image is read alone: it is most likely
-    unreadable, which the read reports as before)."""
+def _decoded_size(item: tuple) -> int:
+    """What cv2.imread(path, IMREAD_COLOR) will take (3 bytes a pixel): from the size the app sent with the
+    image, else from the file's header. A header PIL cannot read counts as the whole budget (the image is
+    read alone: it is most likely unreadable, which the read reports as before)."""
     import warnings
 
     from PIL import Image
+
+    if len(item) >= 4 and item[2] and item[3]:
+        return pixels.decoded_bytes(int(item[2]), int(item[3]), 3)
+    path = item[1]
 
     try:
         with warnings.catch_warnings():

@@ -38,7 +38,8 @@ class AnnotatePayload(TypedDict, total=False):
     retry: int  # the shard's try: 0, then 1, 2 ... each time a dead worker's shard is given to another
     model_path: str
     model_name: str
-    images: list  # [image id, stored file path]
+    images: list  # [image id, stored file path, width, height]
+    root: str  # the app's data folder: a worker without it fetches the files (jobs/fetch.py)
     conf: float
     iou: float
     imgsz: int
@@ -155,6 +156,11 @@ class JobChannel:
         for name in ("progress", "done"):
             self.huey.delete(self._k(name))
         self.huey.delete(self.job_prefix + "cancel")
+
+
+# --- files over HTTP, for a worker without the data folder (jobs/fetch.py; the app: annotator/worker_files.py)
+FILE_ENDPOINT = "/aa-worker/v1/file/"  # + the file's path relative to the app's data folder
+TOKEN_HEADER = "X-Annotator-Worker-Token"  # its value: ANNOTATOR_WORKER_TOKEN, the same on the app and workers
 
 
 # --- workers announce themselves ---------------------------------------------------------------------------

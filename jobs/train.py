@@ -116,6 +116,10 @@ def nominal_batch(batch: int, train_images: int) -> int:
 
 def read_manifest(job_dir: Path) -> dict:
     """The job's input, written by the app (protocol.Manifest)."""
+    if not (job_dir / MANIFEST).is_file():
+        raise RuntimeError(f"this worker ({WORKER_ID}) does not see the app's data folder ({job_dir / MANIFEST} is "
+                           "not here): training and evaluation run on a worker that has it (the app's own, or one "
+                           "with the data folder mounted at the same path); only auto-annotation fetches its files")
     return json.loads((job_dir / MANIFEST).read_text())
 
 

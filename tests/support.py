@@ -71,3 +71,24 @@ def run_cli(data_dir: Path, *args: str, check: bool = True) -> subprocess.Comple
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
+
+
+@contextlib.contextmanager
+def redis_server(folder: Path):
+    """A throw-away redis-server on a free loopback port (no persistence); yields its URL."""
+    redis = require_tool("redis-server", "redis-server")
+    port = free_port()
+    proc = subprocess.Popen([redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

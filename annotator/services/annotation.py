@@ -75,12 +75,12 @@ def start_annotation(
 
 def _payload(ctx: AppContext, job_id: int, attempt: int, project_id: int, params: dict, images,
              shard: int, retry: int = 0) -> AnnotatePayload:
-    """One shard's task: ``images`` are (id, file in the project folder) pairs."""
+    """One shard's task: ``images`` are (id, file in the project folder, width, height)."""
     return {
         "job_id": job_id, "attempt": attempt, "shard": shard, "retry": retry,
         "model_path": str(ctx.settings.project_file(project_id, params["model_file"])),
-        "model_name": params["model"],
-        "images": [(int(i), str(ctx.settings.project_file(project_id, f))) for i, f in images],
+        "model_name": params["model"], "root": str(ctx.settings.data_dir),
+        "images": [(int(i), str(ctx.settings.project_file(project_id, f)), int(w), int(h)) for i, f, w, h in images],
         **{k: params[k] for k in ("conf", "iou", "imgsz", "max_det", "device", "batch")},
         "mapping": {int(k): v for k, v in params["mapping"].items()},
     }
@@ -90,10 +90,10 @@ def _enqueue(ctx: AppContext, job_id: int, attempt: int, project_id: int, params
     """Split the images into shards (settings.shard_images each), record them, queue one task per shard: any
     number of workers take them."""
     size = max(1, int(ctx.settings.shard_images))
-    groups = [[(i, f) for i, f, *_ in images[k:k + size]] for k in range(0, len(images), size)]
+    groups = [images[k:k + size] for k in range(0, len(images), size)]
     tasks = [getattr(ctx.queue, ANNOTATE).s(_payload(ctx, job_id, attempt, project_id, params, g, shard=n))
              for n, g in enumerate(groups)]
-    ctx.store.create_shards(job_id, attempt, [[i for i, _ in g] for g in groups], [t.id for t in tasks])
+    ctx.store.create_shards(job_id, attempt, [[i for i, *_ in g] for g in groups], [t.id for t in tasks])
     for task in tasks:
         ctx.queue.enqueue(task)
     size_note = f" at imgsz {params['imgsz_reason']}" if params.get("imgsz_reason") not in (None, "as chosen") else ""

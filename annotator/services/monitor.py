@@ -170,7 +170,7 @@ class JobMonitor:
         now = time.time()
         lines: list[str] = []
         result_gain: dict = {}
-        seen = {"unmapped": 0, "batch": None}  # from the shards running now
+        seen = {"unmapped": 0, "batch": None, "retired": []}  # from the shards running now; tries given up
         updated: list[JobShard] = []
         for s in shards:
             if not s.active:
@@ -216,7 +216,11 @@ class JobMonitor:
                 if silent > self.ctx.settings.stale_after_s:
                     who = (progress or {}).get("worker") or s.worker or "its worker"
                     if s.retry < self.ctx.settings.shard_retries and not ch.cancel_requested():
-                        fields.update(kind.retry_shard(self.ctx, job, s))
+                        again = kind.retry_shard(self.ctx, job, s)
+                        if who != "its worker":  # the images it committed still count as its work
+                            seen["retired"].append((who, fields.get("device") or s.device,
+                                                    again["done_before"] - s.done_before))
+                        fields.update(again)
                         lines.append(f"{time.strftime('%H:%M:%S')} [shard {s.shard}] worker {who} stopped responding "
                                      f"{silent:.0f} s ago: its {len(s.images) - fields['done']} image(s) left go to "
                                      f"the next free worker (try {fields['retry'] + 1})")
@@ -242,7 +246,12 @@ class JobMonitor:
         total = job.total or sum(len(s.images) for s in shards)
         ips = round(sum(s.ips or 0.0 for s in running), 2)
         eta = round((total - done) / ips, 1) if ips and total > done else None
-        workers: dict[str, dict] = {}
+        past = {w: dict(v) for w, v in (job.live.get("past") or {}).items()}  # images of tries given up, by worker
+        for worker, device, images in seen["retired"]:
+            entry = past.setdefault(worker, {"device": device, "images": 0})
+            entry["images"] += images
+        workers: dict[str, dict] = {w: {"worker": w, "device": v["device"], "ips": 0.0, "images": v["images"],
+                                        "shards": 0, "running": False} for w, v in past.items()}
         for s in shards:
             if s.worker:
                 w = workers.setdefault(s.worker, {"worker": s.worker, "device": s.device, "ips": 0.0, "images": 0,
@@ -262,7 +271,7 @@ class JobMonitor:
                 "ips": ips, "eta_s": eta, "batch": seen["batch"] or job.live.get("batch"),
                 "device": ", ".join(sorted({s.device for s in running if s.device})) or job.live.get("device"),
                 "unmapped": int(result.get("unmapped", 0)) + seen["unmapped"],
-                "shards": {"total": len(shards), **counts}, "workers": list(workers.values())}
+                "shards": {"total": len(shards), **counts}, "workers": list(workers.values()), "past": past}
         beats = [s.heartbeat_at for s in shards if s.heartbeat_at is not None]
         fields: dict = {"done": done, "total": total, "progress": (done / total) if total else 0.0,
                         "worker": ", ".join(sorted({s.worker for s in running if s.worker})) or job.worker,

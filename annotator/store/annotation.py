@@ -35,13 +35,13 @@ class AnnotationMixin:
         )
         return [(int(a), b, int(c), int(d)) for a, b, c, d in rows]
 
-    def images_left(self, job_id: int, image_ids: Sequence[int]) -> list[tuple[int, str]]:
-        """(id, file) of those of ``image_ids`` the job has not finished (in any attempt), in id order: what a
-        shard's next try is given."""
-        rows = self._all("SELECT i.id, i.file FROM images i WHERE i.id IN (SELECT unnest(?::BIGINT[])) AND i.id NOT IN "
-                         "(SELECT image_id FROM job_images WHERE job_id = ?) ORDER BY i.id",
-                         [[int(i) for i in image_ids], job_id])
-        return [(int(i), f) for i, f in rows]
+    def images_left(self, job_id: int, image_ids: Sequence[int]) -> list[tuple[int, str, int, int]]:
+        """(id, file, width, height) of those of ``image_ids`` the job has not finished (in any attempt), in id
+        order: what a shard's next try is given."""
+        rows = self._all("SELECT i.id, i.file, i.width, i.height FROM images i WHERE i.id IN "
+                         "(SELECT unnest(?::BIGINT[])) AND i.id NOT IN (SELECT image_id FROM job_images WHERE job_id = ?) "
+                         "ORDER BY i.id", [[int(i) for i in image_ids], job_id])
+        return [(int(i), f, int(w), int(h)) for i, f, w, h in rows]
 
     def job_image_count(self, job_id: int) -> int:
         return int(self._one("SELECT count(*) FROM job_images WHERE job_id = ?", [job_id])[0])

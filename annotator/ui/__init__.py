@@ -28,6 +28,7 @@ CSS = """
 #aa-header h1 { margin: 0; }
 .aa-jobs { width: 100%; font-size: 0.9em; }
 .aa-jobs td, .aa-jobs th { padding: 4px 8px; text-align: left; vertical-align: top; }
+.aa-job-workers { margin: 2px 0 0 1em; padding: 0; font-size: 0.85em; }
 #aa-legend { font-size: 12px; }
 #aa-legend table { font-size: 12px; }
 #aa-legend td, #aa-legend th { padding: 1px 4px; }

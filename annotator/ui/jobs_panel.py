@@ -40,15 +40,36 @@ def jobs_html(jobs: list[dict], names: dict[int, str]) -> str:
         if c.get("protected"):
             saved += f", {c['protected']} left alone (a person got there first)"
         err = f"<div style='color:#dc2626'>{html.escape(j['error'])}</div>" if j.get("error") else ""
+        shards = _shards_html(j.get("live") or {}, j["status"])
         rows.append(
             f"<tr><td>#{j['id']}</td><td>{html.escape(names.get(j['project_id'], '?'))}</td><td>{j['kind']}</td>"
             f"<td><span style='color:{colour};font-weight:600'>{j['status']}</span></td>"
             f"<td style='min-width:180px'><progress value='{pct}' max='100' style='width:120px'></progress> "
-            f"{pct}%<br><small>{j['done']}/{j['total'] or '?'} {ips} {eta}</small></td>"
+            f"{pct}%<br><small>{j['done']}/{j['total'] or '?'} {ips} {eta}</small>{shards}</td>"
             f"<td><small>{html.escape(saved)}</small>{err}</td></tr>"
         )
     head = "<tr><th>job</th><th>project</th><th>kind</th><th>status</th><th>progress</th><th>result</th></tr>"
     return f"<table class='aa-jobs'>{head}{''.join(rows)}</table>"
+
+
+def _shards_html(live: dict, status: str) -> str:
+    """A sharded job: its shards (done / running / waiting) and each worker taking part, with its device,
+    its images/s while it runs a shard and the images it finished."""
+    sh = live.get("shards") or {}
+    if not sh or (sh.get("total", 0) <= 1 and len(live.get("workers") or []) <= 1):
+        return ""
+    parts = [f"{sh.get('succeeded', 0)}/{sh['total']} shards done"]
+    if sh.get("running"):
+        parts.append(f"{sh['running']} running")
+    if sh.get("queued") and status in ("queued", "running"):
+        parts.append(f"{sh['queued']} waiting")
+    rows = []
+    for w in live.get("workers") or []:
+        speed = f"{w['ips']:.1f} img/s" if w.get("running") and w.get("ips") else "idle" if status == "running" else ""
+        rows.append(f"<li>{html.escape(str(w['worker']))} ({html.escape(str(w.get('device') or '?'))}): "
+                    f"{w.get('images', 0)} images {speed}</li>")
+    workers = f"<ul class='aa-job-workers'>{''.join(rows)}</ul>" if rows else ""
+    return f"<div class='aa-job-shards'><small>{' · '.join(parts)}</small>{workers}</div>"
 
 
 def build_jobs_panel(ctx: UIContext):

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import time
 
 import pytest
@@ -14,7 +12,7 @@ from annotator.launch import start_jobs
 from annotator.services import Services
 from annotator.settings import Settings
 
-from ..support import free_port, require_tool
+from ..support import redis_server, require_tool
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -23,21 +21,8 @@ REDIS = require_tool("redis-server", "redis-server")
 
 @pytest.fixture
 def redis_url(tmp_path):
-    port = free_port()
-    proc = subprocess.Popen([REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with redis_server(tmp_path) as url:
+        yield url
 
 
 def test_auto_annotation_through_redis(redis_url, tmp_path):

@@ -89,7 +89,7 @@ def _project(services: Services, tmp_path: Path, n: int):
 def _boxes(services: Services, p) -> dict[int, list]:
     """image id -> its machine boxes (class, corners to 0.01 px), sorted."""
     out = {}
-    for img in services.images.list_images(p, page_size=1000).images:
+    for img in services.ctx.store.list_images(p.id, offset=0, limit=10_000):
         out[img.id] = sorted((b.class_idx, *(round(v, 2) for v in b.xyxy))
                              for b in services.ctx.store.boxes_for_image(img.id) if b.source == "model")
     return out

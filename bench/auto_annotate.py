@@ -180,7 +180,10 @@ def run_job(services, project, model, n: int, opts: dict, batch: int, timeout: f
     job = services.annotation.start_annotation(project, model, conf=opts["conf"], iou=opts["iou"], imgsz=opts["imgsz"],
                                     max_det=opts["max_det"], device=opts["device"], batch=batch,
                                     scope="unreviewed")
-    ch = JobChannel(services.ctx.queue, job.id, job.attempt)
+    # the job's shards, each on its own channel (a job from before shards: the job's channel)
+    channels = [JobChannel(services.ctx.queue, job.id, job.attempt, sh.shard, sh.retry)
+                for sh in services.ctx.store.job_shards(job.id, job.attempt)] or \
+        [JobChannel(services.ctx.queue, job.id, job.attempt)]
     first_running = None  # the first progress report whose stage is 'running' (heartbeats: 1 s resolution)
     worker_done = False
     last_db = time.perf_counter()
@@ -188,10 +191,10 @@ def run_job(services, project, model, n: int, opts: dict, batch: int, timeout: f
     # CPU a call, taken from the cores the worker needs) only once the worker has said it is done.
     while time.perf_counter() - t < timeout:
         if first_running is None:
-            p = ch.read_progress()
+            p = channels[0].read_progress()
             if p and p.get("stage") == "running":
                 first_running = p["ts"]
-        worker_done = worker_done or ch.read_done() is not None
+        worker_done = worker_done or all(ch.read_done() is not None for ch in channels)
         if worker_done or time.perf_counter() - last_db >= 1.0:  # also notices a job the monitor ended
             last_db = time.perf_counter()
             job = services.jobs.get_job(job.id)

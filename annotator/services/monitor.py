@@ -188,6 +188,7 @@ class JobMonitor:
                     break
                 n += 1
                 kind.ingest(self.ctx, job, chunk, {"shard": s.shard, "chunks_in": n, "chunks_lost": lost})
+                s = dataclasses.replace(s, chunks_in=n, chunks_lost=lost)  # committed with the chunk
             logs = s.logs_in
             while (line := ch.pop_log(logs)) is not None:
                 lines.append(line)
@@ -239,8 +240,6 @@ class JobMonitor:
                         now: float) -> None:
         """The job's row from its shards: images done, progress, speed and ETA, the workers taking part
         (each with its images/s), and its end once every shard has ended."""
-        if lines:
-            self.store.update_job(job.id, log="\n".join(lines))
         running = [s for s in shards if s.status == "running"]
         done = job.done_before + sum(s.done for s in shards)
         total = job.total or sum(len(s.images) for s in shards)
@@ -285,14 +284,21 @@ class JobMonitor:
             ended = {s.status for s in shards}
             first = next((s for st in ("failed", "interrupted") for s in shards if s.status == st), None)
             status = ("succeeded" if ended == {"succeeded"} else first.status if first is not None else "cancelled")
-            fields.update(status=status, finished_at=_ts(now), error=None if first is None else
+            ends = [x.finished_at for x in shards if x.finished_at is not None]  # the workers' done markers
+            fields.update(status=status, finished_at=max(ends) if ends else _ts(now), error=None if first is None else
                           (f"shard {first.shard}: {first.error}" if len(shards) > 1 else first.error))
             if status == "succeeded":
                 fields["progress"] = 1.0
-            live.update(stage=status, eta_s=None, ips=0.0)
+            begun = [x.started_at for x in shards if x.started_at is not None]
+            span = (max(ends) - min(begun)).total_seconds() if ends and begun else 0.0
+            # what stays shown: the job's own speed, all workers together, from its first image to its last
+            live.update(stage=status, eta_s=None, ips=round((done - job.done_before) / span, 2) if span > 0 else 0.0)
             for s in shards:
                 self._first_seen.pop((job.id, s.shard), None)
         fields["live"] = live
         current = {k: getattr(job, k) for k in fields}
-        if current != fields:
+        if lines:  # the log lines go with the row's update: one transaction (only the lines, when it ended meanwhile)
+            if not self.store.update_job(job.id, log="\n".join(lines), expect_status=ACTIVE_JOB_STATES, **fields):
+                self.store.update_job(job.id, log="\n".join(lines))
+        elif current != fields:
             self.store.update_job(job.id, expect_status=ACTIVE_JOB_STATES, **fields)

@@ -1,6 +1,6 @@
 """Auto-annotation throughput: our whole job (Run -> boxes in DuckDB) against ultralytics' own predict.
 
-    python bench/auto_annotate.py [--n 200] [--model PATH] [--device cpu] [--reps 2]
+    python bench/auto_annotate.py [--n 200] [--model PATH] [--device cpu] [--reps 2] [--workers 2]
 
 Writes N deterministic demo scenes (annotator.demo.scenes.scene_jpeg, 640x480) into one folder, then, in the same
 run and at the same settings (the model's training imgsz unless --imgsz, conf 0.25, iou 0.7, max_det 300):
@@ -17,7 +17,8 @@ and prints images/s of both and the ratio ours/raw (images/s; the issue's target
 beside auto-annotation does): targets ours/raw >= 1.0 there too, and contended ours >= 0.4 x quiet ours.
 It also checks that the boxes the timed job stored in DuckDB (read right after it, before the next job
 replaces them) match the raw predict's, image by image: count, class and corners within 1 px. Prints no
-verdict, asserts nothing. The last line is `RESULT {json}`.
+verdict, asserts nothing. With --workers N, the job again on N worker processes (the job split into shards they
+share) against one worker. The last line is `RESULT {json}`.
 """
 
 from __future__ import annotations
@@ -168,6 +169,37 @@ def wait_for_workers(services, timeout: float) -> float:
         time.sleep(0.05)
     raise SystemExit(f"no worker announced itself within {timeout:.0f} s; see worker.log in the data folder "
                      "(run with --keep)")
+
+
+def run_many_workers(services, project, model, args, opts: dict, data_dir: Path, worker_pid: int) -> dict:
+    """The job again with args.workers worker processes: the app's local one and args.workers - 1 more
+    (`python -m annotator worker`, same data folder and queue); best of args.reps."""
+    env = {**os.environ, "ANNOTATOR_DATA_DIR": str(data_dir), "ANNOTATOR_DEVICE": args.device}
+    extra = [subprocess.Popen([sys.executable, "-m", "annotator", "worker"], env=env,
+                              cwd=str(Path(__file__).resolve().parents[1]),
+                              stdout=open(data_dir / f"worker-extra-{k}.log", "ab"), stderr=subprocess.STDOUT)
+             for k in range(args.workers - 1)]
+    try:
+        t = time.perf_counter()
+        while len(services.jobs.live_workers()) < args.workers and time.perf_counter() - t < 120:
+            time.sleep(0.1)
+        print(f"{args.workers} workers announced after {time.perf_counter() - t:.1f} s; timing the job on them, "
+              f"best of {args.reps} ...", flush=True)
+        runs, shards = [], 0
+        for rep in range(args.reps + 1):  # the first run loads the model in the new workers: not counted
+            r = run_job(services, project, model, args.n, opts, args.batch, args.timeout, worker_pid)
+            r["db"] = db_boxes(services, project, r["job_id"]) if r["status"] == "succeeded" else {}
+            shards = len(services.ctx.store.job_shards(r["job_id"], 0))
+            print(f"  {'warm-up' if rep == 0 else f'rep {rep - 1}'}: job {r['job_id']} {r['status']} in "
+                  f"{r['seconds']:.2f} s ({shards} shards)", flush=True)
+            if rep:
+                runs.append(r)
+        return {"runs": runs, "shards": shards}
+    finally:
+        for proc in extra:
+            proc.terminate()
+        for proc in extra:
+            proc.wait(timeout=30)
 
 
 def run_job(services, project, model, n: int, opts: dict, batch: int, timeout: float, worker_pid: int | None) -> dict:
@@ -323,6 +355,9 @@ def main(argv=None) -> int:
                     help="skip the contended run (raw and ours again while another process burns one core)")
     ap.add_argument("--first-seed", type=int, default=FIRST_SEED, help="scenes use seeds first-seed .. +n-1")
     ap.add_argument("--gen-workers", type=int, default=os.cpu_count() or 1, help="processes generating scenes")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="also time the job with this many worker processes (the local one + N-1 `annotator worker`"
+                         " on the same data folder: the job is split into shards they share), against one")
     ap.add_argument("--timeout", type=float, default=900.0, help="give up on one job after this many seconds")
     ap.add_argument("--tmp", default=None, help="parent folder of the temp work folder (default: system temp)")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder (images, data folder, worker.log)")
@@ -400,6 +435,8 @@ def main(argv=None) -> int:
             if args.contended and good:
                 contended = run_contended(services, project, model, model_path, folder, opts, best_b, args,
                                           monitor.worker.pid)
+            many = run_many_workers(services, project, model, args, opts, data_dir, monitor.worker.pid) \
+                if args.workers > 1 and good else None
         finally:
             if monitor is not None:
                 monitor.stop()
@@ -495,9 +532,32 @@ def main(argv=None) -> int:
                          "target_contended_over_quiet": TARGET_CONTENDED_OF_QUIET,
                          "images_differing": c_cmp.get("images_differing")}
 
+    many_out = None
+    if many is not None:
+        m_best = min((r for r in many["runs"] if r["status"] == "succeeded"), key=lambda r: r["seconds"], default=None)
+        m_cmp = compare(raw_best["per_image"], m_best["db"]) if m_best else {}
+        print()
+        print(f"{args.workers} workers (the local one + {args.workers - 1} `annotator worker` process(es), same data "
+              f"folder): the job in {many['shards']} shards")
+        print(table(["contender", "best s", "images/s", "all runs s", "vs one worker"],
+                    [["ours: one worker", ours_s, ours_ips, " ".join(f"{r['seconds']:.2f}" for r in runs), 1.0],
+                     [f"ours: {args.workers} workers", m_best["seconds"] if m_best else float("nan"),
+                      n / m_best["seconds"] if m_best else float("nan"),
+                      " ".join(f"{r['seconds']:.2f}" for r in many["runs"]),
+                      ours_s / m_best["seconds"] if m_best else float("nan")]]))
+        if m_cmp:
+            print(f"{args.workers}-worker boxes: DuckDB for job {m_best['job_id']} {m_cmp['db_boxes']}; images whose "
+                  f"boxes differ from raw: {m_cmp['images_differing']} of {m_cmp['images_compared']}")
+        many_out = {"workers": args.workers, "shards": many["shards"],
+                    "best_s": None if not m_best else round(m_best["seconds"], 4),
+                    "runs_s": [round(r["seconds"], 4) for r in many["runs"]],
+                    "speedup_over_one_worker": None if not m_best else round(ours_s / m_best["seconds"], 3),
+                    "images_differing": m_cmp.get("images_differing")}
+
     emit_result({
         "bench": "auto_annotate",
         "contended": contended_out,
+        "many_workers": many_out,
         "n": n,
         "model": model_path.name,
         "imgsz": imgsz,

@@ -86,10 +86,26 @@ def _payload(ctx: AppContext, job_id: int, attempt: int, project_id: int, params
     }
 
 
+MIN_SHARD = 32  # images: below this a shard's start (task pickup, pipeline fill) weighs on its time
+
+
+def shard_size(images: int, most: int, workers: int) -> int:
+    """Images per shard: at most ``most`` (settings.shard_images), equal shards, and with several live
+    workers at least two shards each (a fast GPU worker takes more of them than a slow one), but never below
+    MIN_SHARD images. With one worker a job under ``most`` images is one shard."""
+    most, images = max(1, int(most)), max(1, int(images))
+    count = -(-images // most)
+    if workers > 1:
+        count = max(count, min(2 * workers, -(-images // min(MIN_SHARD, most))))
+    return -(-images // count)
+
+
 def _enqueue(ctx: AppContext, job_id: int, attempt: int, project_id: int, params: dict, images) -> None:
-    """Split the images into shards (settings.shard_images each), record them, queue one task per shard: any
-    number of workers take them."""
-    size = max(1, int(ctx.settings.shard_images))
+    """Split the images into shards (shard_sizes), record them, queue one task per shard: any number of
+    workers take them."""
+    from .jobs import live_workers
+
+    size = shard_size(len(images), ctx.settings.shard_images, len(live_workers(ctx)))
     groups = [images[k:k + size] for k in range(0, len(images), size)]
     tasks = [getattr(ctx.queue, ANNOTATE).s(_payload(ctx, job_id, attempt, project_id, params, g, shard=n))
              for n, g in enumerate(groups)]

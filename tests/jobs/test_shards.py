@@ -26,6 +26,17 @@ from ..support import ROOT, wait_for_job
 MODEL = Path(os.environ.get("ANNOTATOR_TEST_MODEL") or scenes.DEMO_MODEL_PATH)
 
 
+def test_shards_are_equal_and_spread_over_the_live_workers():
+    from annotator.services.annotation import MIN_SHARD, shard_size
+
+    assert shard_size(200, 256, 1) == 200  # one worker: one shard under the limit
+    assert shard_size(300, 256, 1) == 150  # equal halves, not 256 + 44
+    assert shard_size(200, 256, 2) == 50  # two workers: two shards each
+    assert shard_size(100_000, 256, 4) == 256
+    assert shard_size(10, 256, 3) == 10  # never split below MIN_SHARD images
+    assert shard_size(2 * MIN_SHARD, 256, 8) == MIN_SHARD
+
+
 def test_devices_spec_names_one_process_per_device():
     assert parse_devices("all", gpu_count=3) == ["0", "1", "2"]
     assert parse_devices("0, 2", gpu_count=3) == ["0", "2"]

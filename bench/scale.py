@@ -137,7 +137,7 @@ def main(argv=None) -> int:
             env = {**os.environ, "ANNOTATOR_DATA_DIR": str(data_dir), "ANNOTATOR_DEVICE": "cpu"}
             for k in range(args.workers):
                 procs.append(subprocess.Popen(
-                    [sys.executable, os.environ.get("AA_FAKE_WORKER_SCRIPT", __file__), "--worker", "--boxes", str(args.boxes)], env=env,
+                    [sys.executable, __file__, "--worker", "--boxes", str(args.boxes)], env=env,
                     stdout=open(work / f"worker-{k}.log", "ab"), stderr=subprocess.STDOUT))
             monitor = start_jobs(services, local_worker=False, interval=args.monitor_interval)
             t = time.perf_counter()

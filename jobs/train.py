@@ -124,6 +124,16 @@ def read_manifest(job_dir: Path) -> dict:
 
 
 # --- ultralytics (lazy) ------------------------------------------------------------------------------------
+def multi_gpu(device: str) -> bool:
+    """ "0,1": ultralytics trains with DDP, one process per GPU (BaseTrainer runs torch.distributed itself)."""
+    return "," in str(device)
+
+
+def first_device(device: str) -> str:
+    """The device a single-device step (validation, the speed benchmark) uses: the first of "0,1"."""
+    return str(device).split(",")[0].strip()
+
+
 def ultralytics_train(base: dict, args: dict, callbacks: dict[str, Callable]) -> Any:
     """One ultralytics training run; returns the trainer. The seam the OOM test replaces."""
     from ultralytics import YOLO
@@ -365,6 +375,13 @@ def _train(channel: JobChannel, payload: dict, state: _State, train_fn: Callable
         overall, per_class = _det_metrics(vm, names)
         result.update(metrics=overall, per_class=per_class,
                       val_speed={k: round(float(v), 2) for k, v in (vm.speed or {}).items()})
+    elif multi_gpu(device):
+        # ultralytics trained in its own DDP processes: this process's trainer holds no validation. Validate
+        # best.pt here, on the first of the GPUs, so the model's metrics are there as after any training.
+        state.stage = "validating"
+        channel.log(f"multi-GPU run ({device}): validating best.pt on GPU {first_device(device)}")
+        overall, per_class, speed, _ = _validate(best, data_yaml, names, args, job_dir, "run-val", plots=False)
+        result.update(metrics=overall, per_class=per_class, val_speed=speed)
     result["plots"] = _plots(save_dir, job_dir)
     manifest = read_manifest(job_dir)
     val = [r for r in manifest["images"] if r["split"] == "val"]
@@ -374,7 +391,7 @@ def _train(channel: JobChannel, payload: dict, state: _State, train_fn: Callable
                 f"timing inference")
     val_images = [job_dir / "dataset" / "images" / "val" / r["file_name"] for r in val]
     t1 = time.perf_counter()
-    result["speed"] = benchmark_speed(best, val_images, int(args["imgsz"]), device)
+    result["speed"] = benchmark_speed(best, val_images, int(args["imgsz"]), first_device(device))
     timings["speed_s"] = round(time.perf_counter() - t1, 2)
     channel.log(f"speed on {device}: {result['speed'].get('preprocess')} / {result['speed'].get('inference')} / "
                 f"{result['speed'].get('postprocess')} ms per image (pre / inference / post)")
@@ -448,8 +465,8 @@ def _validate(weights: Path, data_yaml: Path, names: list[str], args: dict, job_
 
     batch = args["batch"] if args["batch"] and args["batch"] > 0 else CPU_AUTO_BATCH
     metrics = YOLO(str(weights), task="detect").val(
-        data=str(data_yaml), imgsz=int(args["imgsz"]), batch=batch, device=args["device"], plots=plots,
-        project=str(job_dir), name=name, exist_ok=True, verbose=False, workers=0)
+        data=str(data_yaml), imgsz=int(args["imgsz"]), batch=batch, device=first_device(args["device"]),
+        plots=plots, project=str(job_dir), name=name, exist_ok=True, verbose=False, workers=0)
     overall, per_class = _det_metrics(metrics, names)
     speed = {k: round(float(v), 2) for k, v in (metrics.speed or {}).items()}
     return overall, per_class, speed, _plots(Path(metrics.save_dir), job_dir)

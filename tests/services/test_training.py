@@ -181,6 +181,48 @@ def test_cuda_out_of_memory_halves_the_batch_and_retries(services, tmp_path):
     assert "out of memory even at batch 2" in JobChannel(huey, job2.id, 0).read_done()["error"]
 
 
+def test_multi_gpu_training_arguments_reach_ultralytics(services, tmp_path, monkeypatch):
+    """device "0,1" (ultralytics' own DDP on a host with two GPUs) travels unchanged from start_training to
+    ultralytics' train(); ultralytics then trains in its own processes, so the worker's trainer holds no
+    validation: best.pt is validated and timed on the first GPU. Run on CPU: the GPUs are stood in for."""
+    from huey import MemoryHuey
+
+    import jobs.train as train_mod
+    from jobs import tasks
+    from jobs.protocol import JobChannel
+    from jobs.train import run_training, ultralytics_train
+
+    huey = MemoryHuey("ddp-test")
+    tasks.register(huey)
+    services.ctx._queue = huey
+    p, _ = _scenes(services, tmp_path, 12)
+    services.splits.configure_splits(p, 75, 25, 0)
+    job = services.training.start_training(p, base="yolov8n.yaml", epochs=1, imgsz=IMGSZ, batch=8, device="0,1",
+                                           onnx_check=False)
+    payload = huey.dequeue().args[0]
+    assert payload["train"]["device"] == "0,1"
+    asked = {}
+
+    def ddp_parent(base, args, callbacks):  # what model.train(device="0,1") leaves in the calling process
+        asked["device"] = args["device"]
+        trainer = ultralytics_train(base, {**args, "device": "cpu"}, callbacks)
+        trainer.validator = None
+        return trainer
+
+    assert train_mod.first_device("0,1") == "0" and train_mod.multi_gpu("0,1") and not train_mod.multi_gpu("0")
+    firsts = []
+    monkeypatch.setattr(train_mod, "first_device", lambda d: firsts.append(d) or "cpu")  # "GPU 0" of "0,1"
+    channel = JobChannel(huey, job.id, 0)
+    assert run_training(channel, payload, train_fn=ddp_parent) == "succeeded"
+    assert asked["device"] == "0,1" and firsts and set(firsts) == {"0,1"}
+    done = channel.read_done()
+    assert done["result"]["metrics"]["mAP50-95"] is not None and done["result"]["speed"]["images"] > 0
+    logs = []
+    while (line := channel.pop_log(len(logs))) is not None:
+        logs.append(line)
+    assert "multi-GPU run (0,1): validating best.pt on GPU" in "\n".join(logs)
+
+
 def test_refusals_name_the_problem(services, tmp_path):
     p, images = _scenes(services, tmp_path, 6, approve=0)
     with pytest.raises(UserError, match="has no approved images"):

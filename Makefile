@@ -22,6 +22,7 @@ bench: $(VENV)/.installed-dev  # playwright drives Chromium in editor_browser.py
 	$(PY) bench/ingest.py
 	$(PY) bench/store.py
 	$(PY) bench/auto_annotate.py
+	$(PY) bench/scale.py
 	$(PY) bench/editor.py
 	$(PY) bench/editor_browser.py
 	$(PY) bench/export.py

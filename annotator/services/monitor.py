@@ -241,7 +241,9 @@ class JobMonitor:
         """The job's row from its shards: images done, progress, speed and ETA, the workers taking part
         (each with its images/s), and its end once every shard has ended."""
         running = [s for s in shards if s.status == "running"]
-        done = job.done_before + sum(s.done for s in shards)
+        # the heartbeats' counts, or what is committed already when a chunk came after the last heartbeat
+        committed = sum(int((job.result or {}).get(k, 0)) for k in ("images", "protected", "errors"))
+        done = max(job.done_before + sum(s.done for s in shards), committed)
         total = job.total or sum(len(s.images) for s in shards)
         ips = round(sum(s.ips or 0.0 for s in running), 2)
         eta = round((total - done) / ips, 1) if ips and total > done else None

@@ -28,3 +28,18 @@ def test_a_one_shard_job_on_one_worker_shows_no_worker_list():
                                                                "images": 3, "running": True}]}
     assert "aa-job-workers" not in jobs_html([_job(live=live)], {1: "Cars"})
     assert "aa-job-workers" not in jobs_html([_job(live={})], {1: "Cars"})  # a training job, or one from before shards
+
+
+def test_the_system_panel_names_each_worker_and_its_gpu(monkeypatch):
+    from annotator.ui.tab_autoannotate import system_markdown
+    from jobs.runtime import WORKER_DEVICE_ENV, WORKER_GPU_ENV, system_info
+
+    monkeypatch.setenv(WORKER_DEVICE_ENV, "0")
+    monkeypatch.setenv(WORKER_GPU_ENV, "3")
+    here = system_info("auto")  # a process of `annotator worker --devices 3` (no GPU here: only the label shows)
+    assert here["device_label"] == "GPU 3"
+    page = system_markdown({"app": {"device": "cpu"}, "workers": [
+        {**here, "worker": "gpu-host:11"},
+        {"worker": "cpu-host:5", "device": "cpu", "gpus": []}]})
+    assert "Worker gpu-host:11" in page and "jobs use **GPU 3**" in page
+    assert "Worker cpu-host:5" in page and "jobs use **cpu**" in page

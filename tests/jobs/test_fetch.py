@@ -130,3 +130,30 @@ def test_without_a_token_the_endpoint_is_off(app_data, tmp_path):
         src.root = "/x"
         with pytest.raises(FetchError, match="HTTP 404 worker file access is off"):
             src.local(str(images[0]).replace(str(settings.data_dir), "/x"))
+
+
+@pytest.mark.slow
+def test_the_launched_app_serves_workers_by_token_and_never_by_login(tmp_path):
+    """In the real app with login on: the worker token opens the endpoint, a signed-in user's session does not."""
+    import httpx
+
+    from annotator.demo import scenes
+    from annotator.launch import start
+
+    settings = Settings.from_env({"ANNOTATOR_DATA_DIR": str(tmp_path / "data"), "ANNOTATOR_DEMO": "0",
+                                  "ANNOTATOR_LOCAL_WORKER": "0", "ANNOTATOR_AUTH": "ann:right-pass",
+                                  "ANNOTATOR_WORKER_TOKEN": TOKEN}).with_overrides(port=free_port())
+    app = start(settings, block=False, quiet=True)
+    try:
+        p = app.services.projects.create_project("P", list(scenes.CLASSES), user="ann")
+        m = app.services.models.add_model(p, scenes.DEMO_MODEL_PATH, name="demo", user="ann")
+        path = settings.project_file(p.id, m.file)
+        url = "/aa-worker/v1/file/" + str(path.relative_to(settings.data_dir))
+        with httpx.Client(base_url=app.url, timeout=30) as c:
+            r = c.get(url, headers={"X-Annotator-Worker-Token": TOKEN})
+            assert r.status_code == 200 and r.content == path.read_bytes()
+            assert c.get(url).status_code == 401
+            assert c.post("/login", data={"username": "ann", "password": "right-pass"}).status_code == 200
+            assert c.get(url).status_code == 401  # a user's session is not a worker token
+    finally:
+        app.close()

@@ -320,7 +320,9 @@ def run_contended(services, project, model, model_path: Path, folder: Path, opts
             r = run_job(services, project, model, args.n, opts, args.batch, args.timeout, worker_pid)
             r["db"] = db_boxes(services, project, r["job_id"]) if r["status"] == "succeeded" else {}
             runs.append(r)
-            print(f"  rep {rep}: job {r['job_id']} {r['status']} in {r['seconds']:.2f} s", flush=True)
+            print(f"  rep {rep}: job {r['job_id']} {r['status']} in {r['seconds']:.2f} s (pickup {_f(r['pickup_s'])}, "
+                  f"worker {_f(r['worker_s'])}, tail {_f(r['ingest_tail_s'])} s; CPU s worker "
+                  f"{_f(r['cpu_worker_s'])}, app {r['cpu_app_s']:.2f})", flush=True)
     finally:
         burner.kill()
         burner.wait()

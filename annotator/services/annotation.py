@@ -122,17 +122,19 @@ def _enqueue(ctx: AppContext, job_id: int, attempt: int, project_id: int, params
 
 def retry_shard(ctx: AppContext, job: Job, shard: JobShard) -> dict:
     """Give a shard whose worker died to the next free worker: a new try on the shard's images that no try
-    has finished (their boxes came in already; none is done twice). Returns the shard's new fields."""
-    left = ctx.store.images_left(job.id, shard.images)
-    fresh = dict(retry=shard.retry + 1, done_before=len(shard.images) - len(left), done=len(shard.images) - len(left),
+    has finished (their boxes came in already; none is done twice). Returns the shard's new fields, and
+    ``left``: how many images the new try has."""
+    images = shard.images or ctx.store.shard_images(job.id, job.attempt, shard.shard)
+    left = ctx.store.images_left(job.id, images)
+    fresh = dict(retry=shard.retry + 1, done_before=len(images) - len(left), done=len(images) - len(left),
                  chunks_in=0, chunks_lost=0, logs_in=0, worker=None, device=None, ips=None, heartbeat_at=None,
                  started_at=None, error=None)
     if not left:
-        return {**fresh, "status": "succeeded", "finished_at": utcnow()}
+        return {**fresh, "status": "succeeded", "finished_at": utcnow(), "left": 0}
     task = getattr(ctx.queue, ANNOTATE).s(_payload(ctx, job.id, job.attempt, job.project_id, job.params, left,
                                                    shard=shard.shard, retry=shard.retry + 1))
     ctx.queue.enqueue(task)
-    return {**fresh, "status": "queued", "task_id": task.id}
+    return {**fresh, "status": "queued", "task_id": task.id, "left": len(left)}
 
 
 def resume_job(ctx: AppContext, job_id: int | str, user: str | None = None) -> Job:

@@ -26,8 +26,8 @@ class JobKind:
     finish: Callable[[AppContext, Job, dict], dict] | None
     live_keys: tuple[str, ...]  # the progress fields shown while it runs
     stale_hint: str  # what a person can do when its worker died
-    # (ctx, job, shard) -> the shard's new fields: its images left, queued again for another worker (a
-    # sharded kind only)
+    # (ctx, job, shard) -> the shard's new fields (and "left": its images not finished, queued again for
+    # another worker); a sharded kind only
     retry_shard: Callable[[AppContext, Job, JobShard], dict] | None = None
 
 

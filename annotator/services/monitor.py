@@ -82,7 +82,7 @@ class JobMonitor:
     # --- one pass ----------------------------------------------------------------------------------------
     def tick(self) -> None:
         with self._lock:
-            for job in self.store.list_jobs(statuses=ACTIVE_JOB_STATES, limit=1000):
+            for job in self.store.list_jobs(statuses=ACTIVE_JOB_STATES, limit=1000, with_log=False):
                 self._sync(job)
 
     def _sync(self, job: Job) -> None:
@@ -92,7 +92,7 @@ class JobMonitor:
                                   error=f"unknown job kind {job.kind!r}: no handler in this app version")
             return
         if kind.retry_shard is not None:
-            shards = self.store.job_shards(job.id, job.attempt)
+            shards = self.store.job_shards(job.id, job.attempt, with_images=False)
             if shards:
                 self._sync_shards(job, kind, shards)
                 return
@@ -218,12 +218,13 @@ class JobMonitor:
                     who = (progress or {}).get("worker") or s.worker or "its worker"
                     if s.retry < self.ctx.settings.shard_retries and not ch.cancel_requested():
                         again = kind.retry_shard(self.ctx, job, s)
+                        left = again.pop("left")
                         if who != "its worker":  # the images it committed still count as its work
                             seen["retired"].append((who, fields.get("device") or s.device,
                                                     again["done_before"] - s.done_before))
                         fields.update(again)
                         lines.append(f"{time.strftime('%H:%M:%S')} [shard {s.shard}] worker {who} stopped responding "
-                                     f"{silent:.0f} s ago: its {len(s.images) - fields['done']} image(s) left go to "
+                                     f"{silent:.0f} s ago: its {left} image(s) left go to "
                                      f"the next free worker (try {fields['retry'] + 1})")
                     else:
                         fields.update(status="interrupted", finished_at=_ts(now), ips=None,

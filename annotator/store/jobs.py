@@ -31,7 +31,9 @@ class JobsMixin:
         return job_from_row(row)
 
     def list_jobs(self, project_id: int | None = None, statuses: Sequence[str] | None = None,
-                  limit: int = 50) -> list[Job]:
+                  limit: int = 50, with_log: bool = True) -> list[Job]:
+        """Newest first. ``with_log=False``: every field but the log (up to 200 KB a job), for callers that
+        look at states only (the job monitor, several times a second)."""
         where, params = ["true"], []
         if project_id is not None:
             where.append("project_id = ?")
@@ -39,8 +41,9 @@ class JobsMixin:
         if statuses:
             where.append("status IN (SELECT unnest(?::VARCHAR[]))")
             params.append(list(statuses))
+        columns = JOB_COLUMNS if with_log else JOB_COLUMNS.replace(" log,", " '' AS log,")
         rows = self._all(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?", params + [limit]
+            f"SELECT {columns} FROM jobs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?", params + [limit]
         )
         return [job_from_row(r) for r in rows]
 
@@ -115,10 +118,18 @@ class JobsMixin:
                         "unnest(?::VARCHAR[]) AS task, generate_subscripts(?::BIGINT[][], 1) AS n) s",
                         [job_id, attempt, ids, [str(t) for t in task_ids], ids])
 
-    def job_shards(self, job_id: int, attempt: int) -> list[JobShard]:
-        rows = self._all(f"SELECT {', '.join(self._SHARD_COLUMNS)} FROM job_shards WHERE job_id = ? AND attempt = ? "
+    def job_shards(self, job_id: int, attempt: int, with_images: bool = True) -> list[JobShard]:
+        """The shards of a job's attempt, in order. ``with_images=False``: ``images`` empty (a 100k-image job's
+        ids are not read on every monitor tick; shard_images reads one shard's)."""
+        columns = [c if c != "images" or with_images else "[]::BIGINT[] AS images" for c in self._SHARD_COLUMNS]
+        rows = self._all(f"SELECT {', '.join(columns)} FROM job_shards WHERE job_id = ? AND attempt = ? "
                          "ORDER BY shard", [job_id, attempt])
         return [JobShard(**{**dict(zip(self._SHARD_COLUMNS, r)), "images": tuple(int(i) for i in r[3])}) for r in rows]
+
+    def shard_images(self, job_id: int, attempt: int, shard: int) -> tuple[int, ...]:
+        row = self._one("SELECT images FROM job_shards WHERE job_id = ? AND attempt = ? AND shard = ?",
+                        [job_id, attempt, shard])
+        return () if row is None else tuple(int(i) for i in row[0])
 
     def update_shard(self, job_id: int, attempt: int, shard: int, expect_status: Sequence[str] | None = None,
                      **fields) -> bool:

@@ -218,6 +218,7 @@ def run_job(services, project, model, n: int, opts: dict, batch: int, timeout: f
         [JobChannel(services.ctx.queue, job.id, job.attempt)]
     first_running = None  # the first progress report whose stage is 'running' (heartbeats: 1 s resolution)
     worker_done = False
+    reported, finished_channels = set(), set()
     last_db = time.perf_counter()
     # Poll cheaply (a peek at the queue's key-value store, ~0.01 ms) while the worker runs, and DuckDB (~1.3 ms
     # CPU a call, taken from the cores the worker needs) only once the worker has said it is done.
@@ -226,7 +227,14 @@ def run_job(services, project, model, n: int, opts: dict, batch: int, timeout: f
             p = channels[0].read_progress()
             if p and p.get("stage") == "running":
                 first_running = p["ts"]
-        worker_done = worker_done or all(ch.read_done() is not None for ch in channels)
+        # a channel's markers are cleared once the job has ended: a progress key seen and gone is done too
+        for k, ch in enumerate(channels):
+            if k not in finished_channels and (ch.read_done() is not None or
+                                               (k in reported and ch.read_progress() is None)):
+                finished_channels.add(k)
+            elif k not in reported and ch.read_progress() is not None:
+                reported.add(k)
+        worker_done = worker_done or len(finished_channels) == len(channels)
         if worker_done or time.perf_counter() - last_db >= 1.0:  # also notices a job the monitor ended
             last_db = time.perf_counter()
             job = services.jobs.get_job(job.id)

@@ -151,11 +151,13 @@ class JobChannel:
     def read_done(self) -> dict | None:
         return self.huey.get(self._k("done"), peek=True)
 
-    def clear(self) -> None:
-        """Drop this channel's markers (the job's cancel key too): a finished job leaves nothing behind."""
+    def clear(self, cancel: bool = False) -> None:
+        """Drop this channel's markers (progress, done; chunks and log lines are popped as they are read), and
+        with ``cancel`` the job's cancel key: an ended job leaves nothing behind in the queue's storage."""
         for name in ("progress", "done"):
             self.huey.delete(self._k(name))
-        self.huey.delete(self.job_prefix + "cancel")
+        if cancel:
+            self.huey.delete(self.job_prefix + "cancel")
 
 
 # --- files over HTTP, for a worker without the data folder (jobs/fetch.py; the app: annotator/worker_files.py)

@@ -298,6 +298,9 @@ class JobMonitor:
             live.update(stage=status, eta_s=None, ips=round((done - job.done_before) / span, 2) if span > 0 else 0.0)
             for s in shards:
                 self._first_seen.pop((job.id, s.shard), None)
+            ended_job = True
+        else:
+            ended_job = False
         fields["live"] = live
         current = {k: getattr(job, k) for k in fields}
         if lines:  # the log lines go with the row's update: one transaction (only the lines, when it ended meanwhile)
@@ -305,3 +308,8 @@ class JobMonitor:
                 self.store.update_job(job.id, log="\n".join(lines))
         elif current != fields:
             self.store.update_job(job.id, expect_status=ACTIVE_JOB_STATES, **fields)
+        if ended_job:  # its markers go: every try of every shard, and the job's cancel key
+            for s in shards:
+                for retry in range(s.retry + 1):
+                    JobChannel(self.ctx.queue, job.id, job.attempt, s.shard, retry).clear()
+            JobChannel(self.ctx.queue, job.id, job.attempt).clear(cancel=True)

@@ -106,8 +106,9 @@ def _boxes(services: Services, p) -> dict[int, list]:
     return out
 
 
-def _worker_pids(services: Services) -> list[int]:
-    return [int(w["worker"].rsplit(":", 1)[1]) for w in services.jobs.live_workers()]
+def _left_in_queue(services: Services, job_id: int) -> list[str]:
+    """The job's keys still in the queue's storage."""
+    return sorted(k for k in services.ctx.queue.storage.result_items() if k.startswith(f"aa:job:{job_id}:"))
 
 
 @pytest.mark.slow
@@ -136,6 +137,7 @@ def test_two_worker_processes_share_a_job_and_survive_a_kill(tmp_path):
         finished = [image_id for image_id, *_ in services.ctx.store.job_images(job.id)]
         assert sorted(finished) == sorted(reference)  # each image finished once
         assert _boxes(services, p) == reference  # exactly the boxes of the first run: none twice, none lost
+        assert _left_in_queue(services, job.id) == []  # every try's markers went with the job
 
 
 @pytest.mark.slow
@@ -155,3 +157,4 @@ def test_cancel_reaches_every_shard(tmp_path):
         done = services.ctx.store.job_image_count(job.id)
         time.sleep(3)  # nothing runs on after the cancel
         assert services.ctx.store.job_image_count(job.id) == done < 48
+        assert _left_in_queue(services, job.id) == []

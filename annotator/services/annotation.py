@@ -27,13 +27,14 @@ def start_annotation(
 ) -> Job:
     """Queue an auto-annotation job. Images a person saved or approved are never touched; re-running
     replaces only the machine boxes of the others. ``conf`` None (or 0): the model's own best threshold
-    (conf_for), ``imgsz`` None: from the project's data (suggest_imgsz)."""
+    (conf_for: from its newest evaluation here, else its training), ``imgsz`` None: from the project's data
+    (suggest_imgsz)."""
     require(ctx, user, "annotator", "running auto-annotation")
     p = project(ctx, ref)
     m = model(ctx, p, model_ref)
     if scope not in SCOPES:
         raise UserError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
-    conf, conf_reason = conf_for(m, conf)
+    conf, conf_reason = conf_for(m, conf, ctx.store.latest_evaluations(p.id).get(m.id))
     if not (0.0 < float(iou) <= 1.0):
         raise UserError(f"IoU threshold must be in (0, 1], got {iou}")
     imgsz_reason = "as chosen"

@@ -110,9 +110,11 @@ def device_class(ctx: AppContext, device: str | None) -> str:
 DEFAULT_CONF = 0.25
 
 
-def conf_for(m, conf=None) -> tuple[float, str]:
-    """(confidence threshold, why): the one asked for, else the threshold of best F1 on the model's own val
-    images (a model this app trained: jobs/train.py best_conf), else DEFAULT_CONF."""
+def conf_for(m, conf=None, evaluation: dict | None = None) -> tuple[float, str]:
+    """(confidence threshold, why): the one asked for, else the threshold of best F1 of the model's newest
+    evaluation on this project's val images (``evaluation``: store.latest_evaluations' entry; how an uploaded
+    model gets one), else of its own training's val images (a model this app trained: jobs/train.py
+    best_conf), else DEFAULT_CONF."""
     if conf not in (None, "", 0, 0.0):
         try:
             value = float(conf)
@@ -121,6 +123,11 @@ def conf_for(m, conf=None) -> tuple[float, str]:
         if not (0.0 < value <= 1.0):
             raise UserError(f"confidence threshold must be between 0 and 1, got {conf}")
         return value, "as chosen"
+    evaluated = ((evaluation or {}).get("metrics") or {}).get("best_conf")
+    if evaluated:
+        job = (evaluation or {}).get("job_id")
+        return float(evaluated), (f"{float(evaluated):.2f}: where {m.name}'s boxes on this project's val images had "
+                                  f"the best F1 (its evaluation{f' job #{job}' if job else ''})")
     best = (m.metrics or {}).get("best_conf")
     if best:
         return float(best), (f"{float(best):.2f}: where {m.name}'s boxes on its val images had the best F1 "
@@ -130,7 +137,9 @@ def conf_for(m, conf=None) -> tuple[float, str]:
 
 def suggest_conf(ctx: AppContext, ref, model_ref: str) -> dict:
     """The confidence threshold auto-annotation with this model uses when none is given, and why."""
-    conf, reason = conf_for(model(ctx, project(ctx, ref), model_ref))
+    p = project(ctx, ref)
+    m = model(ctx, p, model_ref)
+    conf, reason = conf_for(m, None, ctx.store.latest_evaluations(p.id).get(m.id))
     return {"conf": conf, "reason": reason}
 
 

@@ -65,6 +65,14 @@ def test_auto_annotation_without_a_threshold_uses_the_models_own_best(services, 
     assert services.models.suggest_conf(p, "tuned") == {"conf": 0.42, "reason": tuned.params["conf_reason"]}
     chosen = services.annotation.start_annotation(p, "tuned", conf=0.3)
     assert chosen.params["conf"] == 0.3 and chosen.params["conf_reason"] == "as chosen"
+    # An uploaded model gets its threshold from an evaluation on this project's val images; the newest counts,
+    # and it also overrides a trained model's own (it is on the project's current val images).
+    for model_id, best in ((demo.id, 0.33), (demo.id, 0.37), (services.models.get_model(p, "tuned").id, 0.5)):
+        services.ctx.store.add_evaluation(p.id, model_id, 9, {"mAP50-95": 0.7, "best_conf": best}, {}, "ann")
+    evaluated = services.annotation.start_annotation(p, "demo", scope="untouched")
+    assert evaluated.params["conf"] == 0.37 and "this project's val images" in evaluated.params["conf_reason"]
+    assert "evaluation job #9" in evaluated.params["conf_reason"]
+    assert services.models.suggest_conf(p, "tuned")["conf"] == 0.5
     for bad in (1.5, -0.2, "high"):
         with pytest.raises(UserError, match="confidence threshold"):
             services.annotation.start_annotation(p, "tuned", conf=bad)

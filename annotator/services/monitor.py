@@ -41,6 +41,29 @@ def _ts(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc).replace(tzinfo=None)
 
 
+def _drain(ch: JobChannel, done: dict | None, chunks_in: int, chunks_lost: int, logs_in: int, commit):
+    """Commit a channel's waiting result chunks in order, ``commit(chunk, cursor)`` each with the cursor that
+    follows it (chunks_in, chunks_lost: one transaction); a chunk the done marker counts but the queue no longer
+    holds (popped, then the app died before committing it) is counted lost. Then pop the waiting log lines.
+    Returns (chunks_in, chunks_lost, logs_in, log lines, the cursor of the last committed chunk or None)."""
+    n, lost, committed = chunks_in, chunks_lost, None
+    while True:
+        chunk = ch.pop_chunk(n)
+        if chunk is None:
+            if done is not None and n < int(done.get("chunks", 0)):
+                n, lost = n + 1, lost + 1
+                continue
+            break
+        n += 1
+        commit(chunk, {"chunks_in": n, "chunks_lost": lost})
+        committed = (n, lost)
+    logs, lines = logs_in, []
+    while (line := ch.pop_log(logs)) is not None:
+        lines.append(line)
+        logs += 1
+    return n, lost, logs, lines, committed
+
+
 class JobMonitor:
     def __init__(self, ctx: AppContext, interval: float = 0.5, worker=None):
         """``worker``: a jobs.worker.LocalWorker to keep alive (started here), or None."""
@@ -97,23 +120,9 @@ class JobMonitor:
                 self._sync_shards(job, kind, shards)
                 return
         ch = JobChannel(self.ctx.queue, job.id, job.attempt)
-        n, lost = job.chunks_in, job.chunks_lost
         done = ch.read_done()
-        while True:
-            chunk = ch.pop_chunk(n)
-            if chunk is None:
-                if done is not None and n < int(done.get("chunks", 0)):
-                    n, lost = n + 1, lost + 1  # popped, then the app died before committing it
-                    continue
-                break
-            n += 1
-            kind.ingest(self.ctx, job, chunk, {"chunks_in": n, "chunks_lost": lost})  # commits the cursor too
-        logs = job.logs_in
-        lines = []
-        while (line := ch.pop_log(logs)) is not None:
-            lines.append(line)
-            logs += 1
-
+        n, lost, logs, lines, _ = _drain(ch, done, job.chunks_in, job.chunks_lost, job.logs_in,
+                                         lambda chunk, cursor: kind.ingest(self.ctx, job, chunk, cursor))
         progress = ch.read_progress()
         now = time.time()
         fields: dict = {"chunks_in": n, "chunks_lost": lost, "logs_in": logs}
@@ -177,22 +186,13 @@ class JobMonitor:
                 updated.append(s)
                 continue
             ch = JobChannel(self.ctx.queue, job.id, job.attempt, s.shard, s.retry)
-            n, lost = s.chunks_in, s.chunks_lost
             done = ch.read_done()
-            while True:
-                chunk = ch.pop_chunk(n)
-                if chunk is None:
-                    if done is not None and n < int(done.get("chunks", 0)):
-                        n, lost = n + 1, lost + 1  # popped, then the app died before committing it
-                        continue
-                    break
-                n += 1
-                kind.ingest(self.ctx, job, chunk, {"shard": s.shard, "chunks_in": n, "chunks_lost": lost})
-                s = dataclasses.replace(s, chunks_in=n, chunks_lost=lost)  # committed with the chunk
-            logs = s.logs_in
-            while (line := ch.pop_log(logs)) is not None:
-                lines.append(line)
-                logs += 1
+            n, lost, logs, new_lines, committed = _drain(
+                ch, done, s.chunks_in, s.chunks_lost, s.logs_in,
+                lambda chunk, cursor, shard=s.shard: kind.ingest(self.ctx, job, chunk, {"shard": shard, **cursor}))
+            lines += new_lines
+            if committed is not None:  # the cursor went with the chunk: not written twice
+                s = dataclasses.replace(s, chunks_in=committed[0], chunks_lost=committed[1])
             progress = ch.read_progress()
             fields: dict = {"chunks_in": n, "chunks_lost": lost, "logs_in": logs}
             if progress:

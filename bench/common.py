@@ -138,3 +138,22 @@ def machine() -> dict:
 def emit_result(payload: dict) -> None:
     """The one machine-readable line every benchmark ends with."""
     print("RESULT " + json.dumps(payload, sort_keys=True, default=str), flush=True)
+
+
+def add_image_rows(store, project_id: int, real: Sequence, count: int, tag: str, chunk: int = 20_000) -> list[int]:
+    """``count`` more image ROWS in the project, pointing round robin at the stored files of ``real`` (image
+    records already added), each with its own rel_path and sha256: a large project without generating its
+    images (bench/editor.py, export.py, scale.py). Returns their ids."""
+    import hashlib
+
+    rows = [{"rel_path": f"batch{k // 1000:03d}/IMG_{k:06d}.jpg",
+             "sha256": hashlib.sha256(f"{tag}/{k}".encode()).hexdigest(),
+             "file": src.file, "thumb": src.thumb, "width": src.width, "height": src.height,
+             "format": src.format, "size_bytes": src.size_bytes}
+            for k, src in ((k, real[k % len(real)]) for k in range(count))]
+    ids: list[int] = []
+    for at in range(0, len(rows), chunk):
+        part = rows[at:at + chunk]
+        ids += store.add_images(project_id, "bulk", part, {"source": f"{tag}-rows", "added": len(part),
+                                                           "duplicates": 0, "skipped": 0}, "bench")
+    return ids

@@ -22,15 +22,14 @@ queue under 100 ms. Asserts nothing; the last line is `RESULT {json}`.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import random
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (app_settings, emit_result, machine, set_data_dir, table, temp_workdir, time_calls,  # noqa: E402
-                    use_repo_package)
+from common import (add_image_rows, app_settings, emit_result, machine, set_data_dir, table,  # noqa: E402
+                    temp_workdir, time_calls, use_repo_package)
 
 HTTP_MS, SERVICE_MS, QUEUE_MS = 150.0, 20.0, 100.0
 CLASSES = ["person", "car", "bicycle", "dog", "cat", "truck", "bus", "bird", "traffic light", "stop sign"]
@@ -69,17 +68,7 @@ def main(argv=None) -> int:
                 (scenes / f"scene_{k:03d}.jpg").write_bytes(scene_jpeg(7_000_000 + k)[0])
             svc.images.add_images(project, [scenes], dataset="scenes", user="bench")
             real = store.list_images(project.id, offset=0, limit=args.real + 10)
-            rows = [{"rel_path": f"batch{k // 1000:03d}/IMG_{k:06d}.jpg",
-                     "sha256": hashlib.sha256(f"editor-bench/{k}".encode()).hexdigest(),
-                     "file": real[k % len(real)].file, "thumb": real[k % len(real)].thumb,
-                     "width": real[k % len(real)].width, "height": real[k % len(real)].height,
-                     "format": "JPEG", "size_bytes": real[k % len(real)].size_bytes}
-                    for k in range(args.images - len(real))]
-            ids = [r.id for r in real]
-            for start_at in range(0, len(rows), 20_000):
-                chunk = rows[start_at:start_at + 20_000]
-                ids += store.add_images(project.id, "bulk", chunk, {"source": "bench", "added": len(chunk),
-                                                                    "duplicates": 0, "skipped": 0}, "bench")
+            ids = [r.id for r in real] + add_image_rows(store, project.id, real, args.images - len(real), "editor-bench")
             for start_at in range(0, args.boxes, 100_000):
                 pairs = []
                 for _ in range(min(100_000, args.boxes - start_at)):

@@ -20,7 +20,6 @@ labels-only export takes under 2 s. Asserts nothing; the last line is `RESULT {j
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import random
 import shutil
@@ -31,7 +30,8 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import best_of, emit_result, machine, set_data_dir, table, temp_workdir, use_repo_package  # noqa: E402
+from common import (add_image_rows, best_of, emit_result, machine, set_data_dir, table,  # noqa: E402
+                    temp_workdir, use_repo_package)
 
 FLOOR_RATIO = 1.5  # export with images <= 1.5x zip -0 of the images alone
 LABELS_ONLY_S = 2.0
@@ -148,19 +148,8 @@ def main(argv=None) -> int:
             real_s = time.perf_counter() - t
 
             t = time.perf_counter()
-            rows = []
-            for k in range(args.images - len(real)):
-                src = real[k % len(real)]
-                rows.append({
-                    "rel_path": f"batch{k // 1000:03d}/IMG_{k:06d}.jpg",
-                    "sha256": hashlib.sha256(f"export-bench/{k}".encode()).hexdigest(),
-                    "file": src.file, "thumb": src.thumb, "width": src.width, "height": src.height,
-                    "format": src.format, "size_bytes": src.size_bytes,
-                })
-            upload = {"source": "bench-rows.zip", "added": len(rows), "duplicates": 0, "skipped": 0}
-            ids = [r.id for r in real]
-            if rows:
-                ids += store.add_images(project.id, "bulk", rows, upload, "bench")
+            ids = [r.id for r in real] + add_image_rows(store, project.id, real, args.images - len(real), "export-bench",
+                                                        chunk=max(1, args.images))
             rows_s = time.perf_counter() - t
 
             t = time.perf_counter()

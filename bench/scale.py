@@ -18,7 +18,6 @@ images/s of results committed. Asserts nothing; the last line is `RESULT {json}`
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import subprocess
 import sys
@@ -26,7 +25,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit_result, machine, set_data_dir, table, temp_workdir, use_repo_package  # noqa: E402
+from common import (add_image_rows, emit_result, machine, set_data_dir, table, temp_workdir,  # noqa: E402
+                    use_repo_package)
 
 TARGET_IPS = 2000.0
 CLASSES = ["circle", "square", "triangle"]  # the demo model's, so the class mapping is the identity
@@ -120,16 +120,7 @@ def main(argv=None) -> int:
                 (folder / f"scene_{k:03d}.jpg").write_bytes(scenes.scene_jpeg(8_000_000 + k)[0])
             services.images.add_images(project, [folder], dataset="scenes", user="bench")
             real = store.list_images(project.id, offset=0, limit=args.real + 10)
-            rows = [{"rel_path": f"batch{k // 1000:03d}/IMG_{k:06d}.jpg",
-                     "sha256": hashlib.sha256(f"scale-bench/{k}".encode()).hexdigest(),
-                     "file": real[k % len(real)].file, "thumb": real[k % len(real)].thumb,
-                     "width": real[k % len(real)].width, "height": real[k % len(real)].height,
-                     "format": "JPEG", "size_bytes": real[k % len(real)].size_bytes}
-                    for k in range(args.images - len(real))]
-            for at in range(0, len(rows), 20_000):
-                part = rows[at:at + 20_000]
-                store.add_images(project.id, "bulk", part, {"source": "bench", "added": len(part), "duplicates": 0,
-                                                            "skipped": 0}, "bench")
+            add_image_rows(store, project.id, real, args.images - len(real), "scale-bench")
             services.models.add_model(project, scenes.DEMO_MODEL_PATH, name="fake")
             build_s = time.perf_counter() - t
             print(f"built {args.images:,} image rows in {build_s:.0f} s", flush=True)

@@ -92,3 +92,37 @@ def redis_server(folder: Path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def worker_process(log: Path, env: dict, *args: str):
+    """`python -m annotator worker ARGS` from the checkout, on the CPU with one torch thread, ``env`` over this
+    process's environment, its output in ``log``; stopped (SIGTERM, then SIGKILL) at the end."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "annotator", "worker", *args], cwd=ROOT, stdout=out,
+                                stderr=subprocess.STDOUT,
+                                env={**os.environ, "ANNOTATOR_CPU_THREADS": "1", "ANNOTATOR_DEVICE": "cpu", **env})
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+def wait_for_workers(services, pids: set[int] | None = None, count: int | None = None, log: Path | None = None,
+                     timeout: float = 90.0) -> None:
+    """Until the workers with these pids (or ``count`` workers) announced themselves; else fail with the log."""
+    def live() -> list[int]:
+        return [int(w["worker"].rsplit(":", 1)[1]) for w in services.jobs.live_workers()]
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if (pids is None or pids <= set(live())) and (count is None or len(live()) >= count):
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"workers {pids or count} did not announce themselves: "
+                         + (log.read_text(errors="replace")[-3000:] if log and log.exists() else ""))

@@ -5,12 +5,8 @@ with SIGKILL in the middle; the job still ends with exactly the boxes a single w
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +14,7 @@ import pytest
 from annotator.demo import scenes
 from annotator.settings import Settings
 
-from ..support import ROOT, free_port, redis_server, require_tool, wait_for_job
+from ..support import free_port, redis_server, require_tool, wait_for_job, wait_for_workers, worker_process
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -26,33 +22,6 @@ require_tool("redis-server", "redis-server")
 TOKEN = "worker-token-for-the-test"
 IMAGES, SHARD, IMGSZ = 600, 50, 320
 CACHE_MB = 2
-
-
-@contextlib.contextmanager
-def worker(tmp_path: Path, name: str, env: dict):
-    log = open(tmp_path / f"{name}.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "annotator", "worker"], cwd=ROOT, stdout=log,
-                            stderr=subprocess.STDOUT,
-                            env={**os.environ, "ANNOTATOR_CPU_THREADS": "1", "ANNOTATOR_DEVICE": "cpu", **env})
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        log.close()
-
-
-def _wait_workers(services, pids: set[int], timeout=90):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pids <= {int(w["worker"].rsplit(":", 1)[1]) for w in services.jobs.live_workers()}:
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"workers {pids} did not announce themselves")
 
 
 def _boxes(services, p) -> dict[int, list]:
@@ -99,25 +68,28 @@ def test_two_workers_one_over_http_survive_a_kill(tmp_path):
                       "ANNOTATOR_WORKER_FILES": "fetch"}  # on this host it could read the app's paths: it must not
 
             # The reference: one worker, on the shared folder.
-            with worker(tmp_path, "single", shared) as single:
-                _wait_workers(services, {single.pid})
+            with worker_process(tmp_path / "single.log", shared) as single:
+                wait_for_workers(services, {single.pid}, log=tmp_path / "single.log")
                 job = services.annotation.start_annotation(p, "demo-shapes", imgsz=IMGSZ)
                 job = wait_for_job(services, job.id, lambda j: not j.active, timeout=300)
                 assert job.status == "succeeded", job.error
             reference = _boxes(services, p)
             assert len(reference) == IMAGES and sum(map(len, reference.values())) > IMAGES
 
-            with worker(tmp_path, "local", shared) as local, worker(tmp_path, "remote", remote) as far:
-                _wait_workers(services, {local.pid, far.pid})
+            with worker_process(tmp_path / "local.log", shared) as local, \
+                    worker_process(tmp_path / "remote.log", remote) as far:
+                wait_for_workers(services, {local.pid, far.pid}, log=tmp_path / "remote.log")
                 job = services.annotation.start_annotation(p, "demo-shapes", imgsz=IMGSZ)
                 assert len(services.ctx.store.job_shards(job.id, 0)) == IMAGES // SHARD
                 # Both are busy (the one with the folder past its first shard, the remote one has fetched
-                # images): kill the one with the folder, in the middle of a shard.
+                # images): kill the one with the folder in the middle of a shard, most of it still to do.
+                mine, theirs = f"{_host()}:{local.pid}", f"{_host()}:{far.pid}"
+
                 def busy(j) -> bool:
-                    w = {x["worker"]: x for x in j.live.get("workers", [])}
-                    mine, theirs = w.get(f"{_host()}:{local.pid}"), w.get(f"{_host()}:{far.pid}")
-                    return bool(mine and theirs and mine["running"] and mine["images"] > SHARD + 8
-                                and theirs["images"] > 0)
+                    done = {x["worker"]: x["images"] for x in j.live.get("workers", [])}
+                    return done.get(mine, 0) >= SHARD and done.get(theirs, 0) > 0 and any(
+                        s.status == "running" and s.worker == mine and s.done <= SHARD // 3
+                        for s in services.ctx.store.job_shards(j.id, 0, with_images=False))
 
                 wait_for_job(services, job.id, busy, timeout=120)
                 os.kill(local.pid, signal.SIGKILL)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from annotator.settings import Settings
 from jobs.runtime import WORKER_DEVICE_ENV, WORKER_GPU_ENV, worker_device
 from jobs.worker import device_env, parse_devices
 
-from ..support import ROOT, wait_for_job
+from ..support import wait_for_job, wait_for_workers, worker_process
 
 MODEL = Path(os.environ.get("ANNOTATOR_TEST_MODEL") or scenes.DEMO_MODEL_PATH)
 
@@ -68,22 +66,11 @@ def two_process_world(tmp_path, shard_images: int):
            "ANNOTATOR_SHARD_IMAGES": str(shard_images)}
     services = Services.open(Settings.from_env(env))
     monitor = start_jobs(services, local_worker=False, interval=0.2)
-    log = open(tmp_path / "workers.log", "ab")  # noqa: SIM115
-    sup = subprocess.Popen([sys.executable, "-m", "annotator", "worker", "--devices", "cpu,cpu"], cwd=ROOT,
-                           env={**os.environ, **env, "ANNOTATOR_CPU_THREADS": "1"}, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.time() + 90
-        while len(services.jobs.live_workers()) < 2 and time.time() < deadline:
-            time.sleep(0.3)
-        assert len(services.jobs.live_workers()) == 2, (tmp_path / "workers.log").read_text()[-3000:]
-        yield services, sup
+        with worker_process(tmp_path / "workers.log", env, "--devices", "cpu,cpu") as sup:
+            wait_for_workers(services, count=2, log=tmp_path / "workers.log")
+            yield services, sup
     finally:
-        sup.terminate()
-        try:
-            sup.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            sup.kill()
-        log.close()
         monitor.stop()
         services.close()
 
@@ -113,10 +100,10 @@ def _left_in_queue(services: Services, job_id: int) -> list[str]:
 
 @pytest.mark.slow
 def test_two_worker_processes_share_a_job_and_survive_a_kill(tmp_path):
-    with two_process_world(tmp_path, shard_images=8) as (services, _):
+    with two_process_world(tmp_path, shard_images=16) as (services, _):
         p = _project(services, tmp_path, 64)
-        job = services.annotation.start_annotation(p, "demo-shapes", imgsz=320)
-        assert len(services.ctx.store.job_shards(job.id, 0)) == 8
+        job = services.annotation.start_annotation(p, "demo-shapes", imgsz=640)
+        assert len(services.ctx.store.job_shards(job.id, 0)) == 4
         job = wait_for_job(services, job.id, lambda j: not j.active)
         assert job.status == "succeeded", job.error
         workers = job.live["workers"]
@@ -125,12 +112,18 @@ def test_two_worker_processes_share_a_job_and_survive_a_kill(tmp_path):
         reference = _boxes(services, p)
         assert sum(map(len, reference.values())) > 64
 
-        # Again (re-running replaces machine boxes), killing one worker process in the middle.
-        job = services.annotation.start_annotation(p, "demo-shapes", imgsz=320)
-        wait_for_job(services, job.id, lambda j: 8 <= j.result.get("images", 0) and j.status == "running"
-                     and any(w["running"] for w in j.live.get("workers", [])))
-        running = [w for w in services.jobs.get_job(job.id).live["workers"] if w["running"]]
-        os.kill(int(running[0]["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+        # Again (re-running replaces machine boxes), killing a worker process in the middle of a shard: one
+        # with at least half of its 16 images still to do (~0.1 s an image at 640 on one thread).
+        job = services.annotation.start_annotation(p, "demo-shapes", imgsz=640)
+
+        def mid_shard(j) -> bool:
+            return any(s.status == "running" and s.worker and s.done <= 8
+                       for s in services.ctx.store.job_shards(j.id, 0, with_images=False))
+
+        wait_for_job(services, job.id, mid_shard)
+        victim = next(s.worker for s in services.ctx.store.job_shards(job.id, 0, with_images=False)
+                      if s.status == "running" and s.worker and s.done <= 8)
+        os.kill(int(victim.rsplit(":", 1)[1]), signal.SIGKILL)
         job = wait_for_job(services, job.id, lambda j: not j.active)
         assert job.status == "succeeded", job.error
         assert "stopped responding" in job.log and "(try 2)" in job.log

@@ -72,9 +72,11 @@ class FileSource:
 
     @classmethod
     def for_payload(cls, payload: dict, env=None) -> "FileSource":
+        from annotator.settings import Settings, _env_int
+
         env = os.environ if env is None else env
-        data_dir = Path(env["ANNOTATOR_DATA_DIR"]).expanduser() if env.get("ANNOTATOR_DATA_DIR") else None
-        mb = int(env.get(CACHE_ENV) or DEFAULT_CACHE_MB)
+        data_dir = Settings.from_env(env, load_users=False).data_dir  # this worker's own (./data when unset)
+        mb = _env_int(env, CACHE_ENV, DEFAULT_CACHE_MB, 1)
         mode = (env.get(MODE_ENV) or "auto").strip().lower()
         if mode not in ("auto", "fetch"):
             raise ValueError(f"{MODE_ENV}={mode!r}: use auto (the data folder when it is here) or fetch")
@@ -93,7 +95,10 @@ class FileSource:
             if mine.exists():
                 return str(mine)
         if not self.app_url or self.cache_dir is None:
-            return path  # nothing else to try: the read fails and says which file
+            if self.data_dir is not None and self.data_dir.resolve() == Path(self.root).resolve():
+                return path  # the app's own folder: the file is missing, the read says which one
+            raise FetchError(f"{rel} is not on this worker (neither {path} nor under {self.data_dir}), and "
+                             f"{APP_URL_ENV} is not set to fetch it from the app")
         return str(self._fetch(rel))
 
     # --- the cache --------------------------------------------------------------------------------------
@@ -140,7 +145,8 @@ class FileSource:
             except (OSError, urllib.error.URLError) as e:
                 part.unlink(missing_ok=True)
                 last = e
-            time.sleep(0.5 * (attempt + 1))
+            if attempt + 1 < ATTEMPTS:
+                time.sleep(0.5 * (attempt + 1))
         else:
             raise FetchError(f"could not fetch {rel} from the app at {self.app_url}: {last}")
         with self._lock:

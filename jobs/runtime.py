@@ -124,11 +124,14 @@ WORKER_GPU_ENV = "ANNOTATOR_WORKER_GPU"  # ... with the host's index of the one 
 
 
 def worker_device(device: str | int | None) -> str:
-    """The device a job runs on in this worker: what the job asked for, except that "auto" means this
-    worker's own GPU when it was started for one (``annotator worker --devices 0,1``: one process per GPU)."""
+    """The device a job runs on in this worker: what the job asked for, except in a process of
+    ``annotator worker --devices`` (one per GPU, each seeing only its own): there "auto" and any GPU mean
+    that GPU. Which worker takes a shard is the queue's choice, so a job's "GPU 1" can only mean "a GPU"."""
     d = str(device if device is not None else "auto").strip().lower() or "auto"
     pinned = os.environ.get(WORKER_DEVICE_ENV, "").strip()
-    return resolve_device(pinned if d == "auto" and pinned else d)
+    if pinned and d not in ("cpu", "mps"):
+        return resolve_device(pinned)
+    return resolve_device(d)
 
 
 def system_info(device: str = "auto") -> dict:

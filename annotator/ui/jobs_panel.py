@@ -63,6 +63,7 @@ def _shards_html(live: dict, status: str) -> str:
         parts.append(f"{sh['running']} running")
     if sh.get("queued") and status in ("queued", "running"):
         parts.append(f"{sh['queued']} waiting")
+    parts += [f"{sh[k]} {k}" for k in ("cancelled", "failed", "interrupted") if sh.get(k)]
     rows = []
     for w in live.get("workers") or []:
         speed = f"{w['ips']:.1f} img/s" if w.get("running") and w.get("ips") else "idle" if status == "running" else ""

@@ -157,3 +157,22 @@ def test_the_launched_app_serves_workers_by_token_and_never_by_login(tmp_path):
             assert c.get(url).status_code == 401  # a user's session is not a worker token
     finally:
         app.close()
+
+
+def test_a_file_nowhere_to_be_had_is_named(tmp_path, monkeypatch):
+    from annotator.types import UserError
+
+    elsewhere = FileSource("/app/data", tmp_path / "worker", None, None, tmp_path / "cache", 1 << 20)
+    with pytest.raises(FetchError, match=r"projects/1/images/a.jpg is not on this worker .*ANNOTATOR_APP_URL"):
+        elsewhere.local("/app/data/projects/1/images/a.jpg")
+    own = FileSource(str(tmp_path), tmp_path, None, None, None, 1)  # the app's own worker: the file is just missing
+    assert own.local(str(tmp_path / "projects/1/images/a.jpg")) == str(tmp_path / "projects/1/images/a.jpg")
+    env = {"ANNOTATOR_DATA_DIR": str(tmp_path)}
+    with pytest.raises(UserError, match="ANNOTATOR_WORKER_CACHE_MB='lots' is not an integer"):
+        FileSource.for_payload({"root": "/app/data"}, {**env, "ANNOTATOR_WORKER_CACHE_MB": "lots"})
+    with pytest.raises(ValueError, match="ANNOTATOR_WORKER_FILES='copy': use auto"):
+        FileSource.for_payload({"root": "/app/data"}, {**env, "ANNOTATOR_WORKER_FILES": "copy"})
+    monkeypatch.chdir(tmp_path)  # no ANNOTATOR_DATA_DIR: the worker's ./data, as `annotator worker` uses
+    src = FileSource.for_payload({"root": "/app/data"}, {"ANNOTATOR_APP_URL": "http://app:7860"})
+    data = (tmp_path / "data").resolve()
+    assert src.data_dir == data and src.cache_dir == data / "cache" / "fetched"

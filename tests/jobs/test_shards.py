@@ -54,6 +54,7 @@ def test_a_gpu_worker_process_sees_only_its_gpu_and_auto_means_it(monkeypatch):
     monkeypatch.setenv(WORKER_DEVICE_ENV, "0")
     assert worker_device("auto") == "0" and worker_device(None) == "0"
     assert worker_device("cpu") == "cpu"  # a job that asks for the CPU gets it
+    assert worker_device("1") == "0" and worker_device("0,1") == "0"  # any GPU: the one this process sees
     monkeypatch.setenv(WORKER_DEVICE_ENV, "cpu")
     assert worker_device("auto") == "cpu"
 

@@ -23,6 +23,13 @@ def test_a_sharded_job_lists_its_workers_and_their_speed():
     assert "41.5 img/s" in page and "ETA 7s" in page
 
 
+def test_an_ended_sharded_job_says_how_its_shards_ended():
+    live = {"shards": {"total": 4, "succeeded": 1, "running": 0, "queued": 0, "cancelled": 2, "interrupted": 1},
+            "workers": [{"worker": "a:1", "device": "cpu", "ips": 0, "images": 30, "running": False}]}
+    page = jobs_html([_job(status="interrupted", live=live)], {1: "Cars"})
+    assert "1/4 shards done · 2 cancelled · 1 interrupted" in page and "a:1 (cpu): 30 images" in page
+
+
 def test_a_one_shard_job_on_one_worker_shows_no_worker_list():
     live = {"shards": {"total": 1, "running": 1}, "workers": [{"worker": "w:1", "device": "cpu", "ips": 9,
                                                                "images": 3, "running": True}]}

@@ -179,7 +179,8 @@ class JobMonitor:
         now = time.time()
         lines: list[str] = []
         result_gain: dict = {}
-        seen = {"unmapped": 0, "batch": None, "retired": []}  # from the shards running now; tries given up
+        # from the shards running now; tries given up; whether this tick committed chunks
+        seen = {"unmapped": 0, "batch": None, "retired": [], "ingested": False}
         updated: list[JobShard] = []
         for s in shards:
             if not s.active:
@@ -193,6 +194,7 @@ class JobMonitor:
             lines += new_lines
             if committed is not None:  # the cursor went with the chunk: not written twice
                 s = dataclasses.replace(s, chunks_in=committed[0], chunks_lost=committed[1])
+                seen["ingested"] = True
             progress = ch.read_progress()
             fields: dict = {"chunks_in": n, "chunks_lost": lost, "logs_in": logs}
             if progress:
@@ -226,7 +228,9 @@ class JobMonitor:
                         lines.append(f"{time.strftime('%H:%M:%S')} [shard {s.shard}] worker {who} stopped responding "
                                      f"{silent:.0f} s ago: its {left} image(s) left go to "
                                      f"the next free worker (try {fields['retry'] + 1})")
-                    else:
+                    else:  # its images done: what was committed, not the last heartbeat's count
+                        images = self.store.shard_images(job.id, job.attempt, s.shard)
+                        fields.update(done=len(images) - len(self.store.images_left(job.id, images)))
                         fields.update(status="interrupted", finished_at=_ts(now), ips=None,
                                       error=f"worker {who} stopped responding {silent:.0f} s ago (killed, crashed or "
                                             f"restarted), after {s.retry + 1} tr{'ies' if s.retry else 'y'}. "
@@ -242,8 +246,10 @@ class JobMonitor:
         """The job's row from its shards: images done, progress, speed and ETA, the workers taking part
         (each with its images/s), and its end once every shard has ended."""
         running = [s for s in shards if s.status == "running"]
+        # the tallies as committed (this tick's chunks moved them in the row)
+        result = dict(self.store.get_job(job.id).result if result_gain or seen["ingested"] else job.result or {})
         # the heartbeats' counts, or what is committed already when a chunk came after the last heartbeat
-        committed = sum(int((job.result or {}).get(k, 0)) for k in ("images", "protected", "errors"))
+        committed = sum(int(result.get(k, 0)) for k in ("images", "protected", "errors"))
         done = max(job.done_before + sum(s.done for s in shards), committed)
         total = job.total or sum(len(s.images) for s in shards)
         ips = round(sum(s.ips or 0.0 for s in running), 2)
@@ -263,8 +269,6 @@ class JobMonitor:
                 if s.status == "running":
                     w["ips"] = round(w["ips"] + (s.ips or 0.0), 2)
                     w["running"] = True
-        # this tick's chunks moved the tallies in the row: merge into those
-        result = dict(self.store.get_job(job.id).result if result_gain else job.result or {})
         for k, v in result_gain.items():
             result[k] = result.get(k, 0) + v
         counts = {st: sum(s.status == st for s in shards) for st in ("queued", "running", "succeeded", "failed",

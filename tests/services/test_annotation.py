@@ -173,6 +173,7 @@ def test_kill_9_then_resume_finishes_without_duplicates(tmp_path):
         assert "stopped responding" in job.error and "Resume does the rest" in job.error
         partial = services.ctx.store.job_image_count(job.id)
         assert 4 <= partial < 100
+        assert job.done == partial and job.result["images"] == partial  # what is committed, not a heartbeat's count
 
         _wait(services, job.id, lambda j: monitor.worker.alive(), timeout=10)  # the app restarted its worker
         resumed = services.annotation.resume_job(job.id)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .settings import Settings
-from .types import API_ALIASES, StoreBusy, UserError, disk_problem, to_json
+from .types import API_ALIASES, VIDEO_EXTENSIONS, StoreBusy, UserError, disk_problem, to_json
 from .users import ROLES
 
 
@@ -211,7 +211,7 @@ def cmd_project_list(args, settings: Settings) -> int:
 
 
 def cmd_ingest(args, settings: Settings) -> int:
-    """Without --dataset, each zip and each folder goes into a dataset named after it, and loose image files
+    """Without --dataset, each zip, folder and video goes into a dataset named after it, and loose image files
     together into one; with --dataset, everything goes into that one."""
     paths = [Path(p).expanduser() for p in args.paths]
     for p in paths:
@@ -220,16 +220,22 @@ def cmd_ingest(args, settings: Settings) -> int:
     if args.dataset:
         groups = [paths]
     else:
-        named = [p for p in paths if p.is_dir() or p.suffix.lower() == ".zip"]
+        named = [p for p in paths if p.is_dir() or p.suffix.lower() == ".zip" or p.suffix.lower() in VIDEO_EXTENSIONS]
         loose = [p for p in paths if p not in named]
         groups = [[p] for p in named] + ([loose] if loose else [])
     reports, lines = [], []
     with backend(settings) as b:
         for group in groups:
-            r = b.call("images", "add_images", project=args.project, sources=group, dataset=args.dataset)
+            r = b.call("images", "add_images", project=args.project, sources=group, dataset=args.dataset,
+                       sampling=args.sampling, keep_video=args.keep_video)
             reports.append(r)
             lines.append(f"Added {r['added']} image(s) to {r['project']}/{r['dataset']}; "
                          f"{r['duplicates']} duplicate(s), {r['skipped']} skipped ({r['seconds']:.1f} s)")
+            lines += [f"  video      {v['name']}: {v['duration']} {v['size']} at {v['fps']} fps, {v['sampling']}: "
+                      f"{v['read']} frames read, {v['kept']} kept, {v['added']} added"
+                      + (f"; {v['stopped']}" if v["stopped"] else "") for v in r.get("videos", [])]
+            lines += [f"  similar    {s['name']}  (near-duplicate of {s['similar_to']}, {s['distance']} bits)"
+                      for s in r.get("similar", [])]
             lines += [f"  duplicate  {d['name']}  (same as {d['same_as']})" for d in r["duplicate_files"]]
             lines += [f"  skipped    {s['name']}: {s['reason']}" for s in r["skipped_files"]]
     _print(args, reports[0] if len(reports) == 1 else {"uploads": reports}, "\n".join(lines))
@@ -307,7 +313,7 @@ def cmd_annotate(args, settings: Settings) -> int:
     overrides = _class_map(args.map, "MODEL")
     options = {"datasets": args.dataset or [], "conf": args.conf, "iou": args.iou, "imgsz": args.imgsz or None,
                "max_det": args.max_det, "device": args.device or None, "batch": args.batch, "scope": args.scope,
-               "overrides": overrides}
+               "overrides": overrides, "track": args.track}
     with backend(settings) as b:
         job = b.call("annotation", "start_annotation", project=args.project, model=args.model, **options)
         if not args.wait:
@@ -320,6 +326,62 @@ def cmd_annotate(args, settings: Settings) -> int:
     _print(args, job, f"Job {job['id']} {job['status']}: {c.get('boxes', 0)} box(es) on {c.get('images', 0)} image(s), "
                       f"{c.get('protected', 0)} left alone (saved/approved by a person), {c.get('errors', 0)} unreadable"
                       + (f"\nerror: {job['error']}" if job.get("error") else ""))
+    return 0 if job["status"] == "succeeded" else 1
+
+
+def cmd_health(args, settings: Settings) -> int:
+    with backend(settings) as b:
+        h = b.call("health", "health", project=args.project, scope=args.scope)
+    _print(args, h, health_text(h))
+    return 0
+
+
+def health_text(h: dict) -> str:
+    """The health numbers as a person reads them in a terminal."""
+    im, bx = h["images"], h["boxes"]
+    lines = [f"{h['project']} ({h['scope']} images): {im['total']} image(s), {bx['total']} box(es); per split: "
+             + ", ".join(f"{k} {v}" for k, v in im["per_split"].items() if v)]
+    lines.append(f"{'class':<20} {'boxes':>7} {'images':>7} {'share':>6}  train/val/test")
+    for c in h["per_class"]:
+        ps = c["per_split"]
+        lines.append(f"{c['class'][:20]:<20} {c['boxes']:>7} {c['images']:>7} {c['share']:>6.1%}  "
+                     f"{ps.get('train', 0)}/{ps.get('val', 0)}/{ps.get('test', 0)}")
+    lines.append(f"images without boxes: {h['images_without_boxes']['count']} · boxes under "
+                 f"{h['tiny_boxes']['min_side_px']} px: {h['tiny_boxes']['count']} · near-duplicate groups: "
+                 f"{h['duplicates']['groups']} ({h['duplicates']['images']} images, "
+                 f"{h['duplicates']['straddling']} across train/val)")
+    lines += [f"warning: {w}" for w in h["warnings"]]
+    return "\n".join(lines)
+
+
+def cmd_duplicates(args, settings: Settings) -> int:
+    with backend(settings) as b:
+        r = b.call("similar", "near_duplicates", project=args.project, max_bits=args.max_bits)
+    lines = [f"{r['project']}: {r['groups']} near-duplicate group(s), {r['images']} image(s) (within "
+             f"{r['max_bits']} of 64 bits)"]
+    for g in r["largest"]:
+        lines.append("  " + "  ≈  ".join(f"{x['path']} [{x['split'] or '-'}]" for x in g))
+    _print(args, r, "\n".join(lines))
+    return 0
+
+
+def cmd_check_labels(args, settings: Settings) -> int:
+    with backend(settings) as b:
+        job = b.call("quality", "start_label_check", project=args.project, model=args.model, conf=args.conf,
+                     imgsz=args.imgsz or None, device=args.device or None)
+        if not args.wait:
+            _print(args, job, f"Queued label check {job['id']}: {job['total']} approved image(s). Follow it with: "
+                              f"annotator jobs status {job['id']}")
+            _say_if_nothing_runs_it(b, job)
+            return 0
+        job = _follow(args, b, job, _job_line)
+        found = b.call("quality", "label_errors", project=args.project) if job["status"] == "succeeded" else []
+    lines = [f"Job {job['id']} {job['status']}: {len(found)} likely label error(s) on "
+             f"{job['result'].get('images', 0)} image(s), worst first:"]
+    lines += [f"  {f['score']:.2f}  image {f['image_id']}  {f['kind']:<11} {f['message']}" for f in found[:50]]
+    if job.get("error"):
+        lines.append(f"error: {job['error']}")
+    _print(args, {"job": job, "findings": found}, "\n".join(lines))
     return 0 if job["status"] == "succeeded" else 1
 
 
@@ -718,11 +780,17 @@ def build_parser() -> argparse.ArgumentParser:
     plist = psub.add_parser("list", parents=[common], help="list projects with counts")
     plist.set_defaults(func=cmd_project_list)
 
-    ing = sub.add_parser("ingest", parents=[common], help="add a zip, a folder or image files to a project")
+    ing = sub.add_parser("ingest", parents=[common],
+                         help="add a zip, a folder, image files or videos to a project")
     ing.add_argument("project", help="project name (or id)")
-    ing.add_argument("paths", nargs="+", help="zip file(s), folder(s) or image file(s)")
-    ing.add_argument("--dataset", help="one dataset for everything (default: each zip or folder its own, named "
-                                       "after it; loose image files together in upload-<time>)")
+    ing.add_argument("paths", nargs="+", help="zip file(s), folder(s), image file(s) or video(s) (.mp4 .mov .avi "
+                                              ".mkv .webm)")
+    ing.add_argument("--dataset", help="one dataset for everything (default: each zip, folder or video its own, "
+                                       "named after it; loose image files together in upload-<time>)")
+    ing.add_argument("--sampling", default=None,
+                     help="which frames of a video become images: fps:2 (default ANNOTATOR_VIDEO_SAMPLING), "
+                          "every:10, scene:0.2 (when the picture changes), all; add ,max:N to cap the count")
+    ing.add_argument("--keep-video", action="store_true", help="store the video files too (default: frames only)")
     ing.set_defaults(func=cmd_ingest)
 
     worker = sub.add_parser("worker", help="run a job worker alone (e.g. on a GPU host; see README)")
@@ -764,8 +832,31 @@ def build_parser() -> argparse.ArgumentParser:
                      help="unreviewed images (default), or also rejected ones; never saved/approved ones")
     ann.add_argument("--map", action="append", metavar="MODEL=PROJECT",
                      help="override the class mapping, e.g. --map car=vehicle --map dog=skip")
+    ann.add_argument("--track", action="store_true",
+                     help="give the machine boxes of video frames track ids (ByteTrack over each video's frames)")
     ann.add_argument("--wait", action="store_true", help="print progress until the job ends")
     ann.set_defaults(func=cmd_annotate)
+
+    hl = sub.add_parser("health", parents=[common],
+                        help="dataset health: per class and split, box sizes, duplicates, imbalance, drift")
+    hl.add_argument("project")
+    hl.add_argument("--scope", choices=["approved", "all"], default="approved",
+                    help="approved images (what training sees; default) or every image and box")
+    hl.set_defaults(func=cmd_health)
+    dup = sub.add_parser("duplicates", parents=[common], help="near-duplicate groups of a project's images")
+    dup.add_argument("project")
+    dup.add_argument("--max-bits", type=int, default=None,
+                     help="hash distance (of 64 bits) that counts as near-duplicate (default ANNOTATOR_NEAR_DUPLICATE_BITS)")
+    dup.set_defaults(func=cmd_duplicates)
+    chk = sub.add_parser("check-labels", parents=[common],
+                         help="run a model over the approved images and list likely label errors")
+    chk.add_argument("project")
+    chk.add_argument("--model", required=True, help="registered model name (or id)")
+    chk.add_argument("--conf", type=float, default=0.5, help="how sure the model must be to flag a label (0.5)")
+    chk.add_argument("--imgsz", type=int, default=0)
+    chk.add_argument("--device", default="")
+    chk.add_argument("--wait", action="store_true", help="print progress until the job ends, then the findings")
+    chk.set_defaults(func=cmd_check_labels)
 
     exp = sub.add_parser("export", parents=[common], help="export the project as a YOLO or COCO zip")
     exp.add_argument("project")

@@ -20,6 +20,7 @@ import posixpath
 import stat
 import sys
 import unicodedata
+import uuid
 import warnings
 import zipfile
 from collections import deque
@@ -32,7 +33,8 @@ from typing import Callable, Iterator
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import pixels
-from .types import IMAGE_EXTENSIONS, LABEL_EXTENSIONS, DuplicateFile, SkippedFile
+from .phash import dhash
+from .types import IMAGE_EXTENSIONS, LABEL_EXTENSIONS, VIDEO_EXTENSIONS, DuplicateFile, SkippedFile
 
 # PIL format -> stored extension. TIFF is stored as PNG so every browser can show it.
 STORED_EXT = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "png"}
@@ -81,6 +83,24 @@ class StagedImage:
     image_path: Path  # in the staging folder
     thumb_path: Path
     note: str = ""  # how the stored file differs from the upload ("" = byte-identical)
+    phash: int | None = None  # thumb_hash of its thumbnail
+    video: str | None = None  # a frame: the upload name of its video (a key of PreparedUpload.videos)
+    frame_index: int | None = None
+    frame_time: float | None = None
+
+
+@dataclass
+class StagedVideo:
+    """A video sampled into frames: what the videos table records (its frames are StagedImages)."""
+
+    name: str  # as uploaded ("clips/drive.mp4", or "archive.zip:clips/drive.mp4" inside a zip)
+    sha256: str
+    size_bytes: int
+    info: object  # video.VideoInfo
+    sampling: str  # Sampling.describe()
+    read: int = 0
+    kept: int = 0
+    stopped: str = ""  # where and why reading stopped early ("" = read to the end or to the frame limit)
 
 
 @dataclass
@@ -88,6 +108,7 @@ class PreparedUpload:
     images: list[StagedImage] = field(default_factory=list)
     duplicates: list[DuplicateFile] = field(default_factory=list)
     skipped: list[SkippedFile] = field(default_factory=list)
+    videos: dict[str, StagedVideo] = field(default_factory=dict)  # by name
 
 
 # --- names ---------------------------------------------------------------------------------------------
@@ -106,17 +127,31 @@ def safe_relpath(name: str) -> str:
     return "/".join(parts)
 
 
-def skip_reason_for_name(rel_path: str) -> str | None:
-    """Reasons that need no reading: system clutter, hidden files, non-images."""
+def skip_reason_for_name(rel_path: str, videos: bool = False) -> str | None:
+    """Reasons that need no reading: system clutter, hidden files, non-images (and non-videos, when an
+    upload takes ``videos``)."""
     parts = rel_path.split("/")
     if "__MACOSX" in parts:
         return "macOS metadata (__MACOSX), not an image"
     if any(x.startswith(".") for x in parts):
         return "hidden file or folder"
     ext = posixpath.splitext(rel_path)[1].lower()
-    if ext not in IMAGE_EXTENSIONS:
-        return f"not an image file ({ext or 'no extension'}); accepted: JPG, PNG, WebP, TIFF, BMP"
+    if ext not in IMAGE_EXTENSIONS and not (videos and ext in VIDEO_EXTENSIONS):
+        accepted = "JPG, PNG, WebP, TIFF, BMP" + (", MP4, MOV, AVI, MKV, WebM" if videos else "")
+        return f"not an image{' or video' if videos else ''} file ({ext or 'no extension'}); accepted: {accepted}"
     return None
+
+
+def is_video(rel_path: str) -> bool:
+    return posixpath.splitext(rel_path)[1].lower() in VIDEO_EXTENSIONS
+
+
+def thumb_hash(thumb: bytes | Path) -> int:
+    """THE near-duplicate hash of an image (annotator/phash.py), computed from its stored thumbnail: at
+    ingest from the bytes just made, and by the backfill of older images from the file, so both agree."""
+    with _pil_open()(io.BytesIO(thumb) if isinstance(thumb, bytes) else thumb) as im:
+        im.draft("L", (32, 32))  # a JPEG decodes at 1/8 scale: the hash needs 9x8 pixels
+        return dhash(im)
 
 
 def _human(n: int) -> str:
@@ -272,16 +307,21 @@ class _Entry:
     display: str
     size: int
     read: Callable[[], bytes]
+    # a video: ``path`` is its file (loose files), or ``save(dest)`` copies it out of its zip, streamed
+    video: bool = False
+    path: Path | None = None
+    save: Callable[[Path], None] | None = None
 
 
 def _member_reason(info: zipfile.ZipInfo, limits: Limits, used: int) -> str | None:
     """Why a zip member must not be extracted (link, encrypted, too big, zip bomb, over the upload's
-    total of which ``used`` bytes are taken), or None."""
+    total of which ``used`` bytes are taken), or None. A video is streamed to disk, never read into memory:
+    only the upload's total bounds it."""
     if stat.S_ISLNK(info.external_attr >> 16):
         return "symbolic link in archive, not followed"
     if info.flag_bits & 0x1:
         return "encrypted zip member"
-    if info.file_size > limits.max_file_bytes:
+    if info.file_size > limits.max_file_bytes and not is_video(info.filename):
         return (f"file is {_human(info.file_size)}, over the per-file limit of "
                 f"{_human(limits.max_file_bytes)} (ANNOTATOR_MAX_FILE_BYTES)")
     if info.file_size > (1 << 20) and info.file_size > limits.max_zip_ratio * max(info.compress_size, 1):
@@ -363,8 +403,8 @@ def _member_chunks(m: _Member, chunk: int = ZIP_CHUNK) -> Iterator[bytes]:
 
 
 def _upload_name_reason(rel: str, info: zipfile.ZipInfo) -> str | None:
-    """Uploads take non-empty image files."""
-    reason = skip_reason_for_name(rel)
+    """Uploads take non-empty image and video files."""
+    reason = skip_reason_for_name(rel, videos=True)
     if reason is None and info.file_size == 0:
         reason = "empty file (0 bytes)"
     return reason
@@ -385,17 +425,24 @@ def _iter_zip(
         def read(m=m) -> bytes:
             return b"".join(_member_chunks(m))
 
-        yield _Entry(prefix + m.rel, m.display, m.info.file_size, read)
+        def save(dest: Path, m=m) -> None:
+            with open(dest, "wb") as out:
+                for data in _member_chunks(m):
+                    out.write(data)
+
+        video = is_video(m.rel)
+        yield _Entry(prefix + m.rel, m.display, m.info.file_size, read, video, save=save if video else None)
 
 
 def _file_entry(path: Path, rel: str, limits: Limits, skipped: list[SkippedFile], budget: list[int]) -> _Entry | None:
-    reason = skip_reason_for_name(rel)
+    reason = skip_reason_for_name(rel, videos=True)
     if reason is None and path.is_symlink():
         reason = "symbolic link, not followed"
     size = path.stat().st_size if reason is None else 0
+    video = is_video(rel)
     if reason is None and size == 0:
         reason = "empty file (0 bytes)"
-    if reason is None and size > limits.max_file_bytes:
+    if reason is None and size > limits.max_file_bytes and not video:
         reason = f"file is {_human(size)}, over the per-file limit of {_human(limits.max_file_bytes)} (ANNOTATOR_MAX_FILE_BYTES)"
     if reason is None and budget[0] + size > limits.max_upload_bytes:
         reason = (f"upload exceeds the total limit of {_human(limits.max_upload_bytes)} "
@@ -404,7 +451,7 @@ def _file_entry(path: Path, rel: str, limits: Limits, skipped: list[SkippedFile]
         skipped.append(SkippedFile(rel, reason))
         return None
     budget[0] += size
-    return _Entry(rel, rel, size, path.read_bytes)
+    return _Entry(rel, rel, size, path.read_bytes, video, path=path if video else None)
 
 
 def _iter_sources(
@@ -443,12 +490,15 @@ def prepare_upload(
     taken_paths: set[str] = frozenset(),
     progress: Progress | None = None,
     threads: int = 0,
+    sampling=None,
 ) -> PreparedUpload:
-    """Read, dedup, validate and stage every image of ``sources`` into ``staging``.
+    """Read, dedup, validate and stage every image of ``sources`` into ``staging``; sample every video
+    into frames (``sampling``: a video.Sampling, default every half second) staged the same way.
 
     ``known``: sha256 -> "dataset/rel_path" already in the project; ``taken_paths``: rel_paths already in
     the target dataset. Reading and hashing happen in order on this thread (so which copy counts as the
-    duplicate is deterministic); decoding, thumbnails and writes run on a thread pool.
+    duplicate is deterministic); decoding, thumbnails and writes run on a thread pool. A video is decoded
+    on this thread, frame by frame (never whole in memory); its frames are encoded on the pool.
     """
     staging.mkdir(parents=True, exist_ok=True)
     result = PreparedUpload()
@@ -456,30 +506,52 @@ def prepare_upload(
     paths_seen: set[str] = set()
     threads = threads or min(8, os.cpu_count() or 1)
     max_in_flight = threads * 4
-    pending: deque[tuple[_Entry, str, Future]] = deque()
+    pending: deque[tuple[str, str, str, Future]] = deque()  # (rel_path, display, sha, staged)
     failed_shas: dict[str, str] = {}
-    done = 0
     stack = ExitStack()  # archives stay open while their members are read
     entries = list(_iter_sources(sources, limits, result.skipped, stack))
-    total = len(entries) + len(result.skipped)
-    done = len(result.skipped)
+    counter = {"done": len(result.skipped), "total": 0}
+    counter["total"] = counter["done"] + sum(_expected_frames(e, sampling) if e.video else 1 for e in entries)
 
-    def tick(name: str) -> None:
+    def tick(name: str, n: int = 1) -> None:
+        counter["done"] += n
+        counter["total"] = max(counter["total"], counter["done"])
         if progress:
-            progress(done, total, name)
+            progress(counter["done"], counter["total"], name)
 
-    def collect(entry: _Entry, sha: str, fut: Future) -> None:
-        nonlocal done
+    def collect(rel: str, display: str, sha: str, fut: Future) -> None:
         try:
             result.images.append(fut.result())
         except BadImage as e:
-            result.skipped.append(SkippedFile(entry.display, str(e)))
+            result.skipped.append(SkippedFile(display, str(e)))
             failed_shas[sha] = str(e)
-        done += 1
-        tick(entry.rel_path)
+        tick(rel)
+
+    def offer(rel: str, display: str, data: bytes, stage: Callable[[], StagedImage]) -> bool:
+        """Dedup one file's bytes against the project and the upload, then stage it on the pool."""
+        sha = hashlib.sha256(data).hexdigest()
+        same = known.get(sha) or (f"{seen[sha]} (earlier in this upload)" if sha in seen else None)
+        if same:
+            result.duplicates.append(DuplicateFile(rel, same, sha))
+            tick(rel)
+            return False
+        if rel in taken_paths or rel in paths_seen:
+            result.skipped.append(SkippedFile(
+                display, "a different image with this path is already in the dataset; upload it into another dataset"))
+            tick(rel)
+            return False
+        seen[sha] = rel
+        paths_seen.add(rel)
+        pending.append((rel, display, sha, pool.submit(stage, sha)))
+        while len(pending) >= max_in_flight:
+            collect(*pending.popleft())
+        return True
 
     with stack, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ingest") as pool:
         for entry in entries:
+            if entry.video:
+                _sample_video(entry, staging, limits, sampling, result, offer, tick)
+                continue
             try:
                 data = entry.read()
             except (BadImage, zipfile.BadZipFile, OSError, EOFError, RuntimeError) as e:
@@ -487,29 +559,10 @@ def prepare_upload(
                 if "CRC" in reason:
                     reason = f"corrupt zip member ({reason})"
                 result.skipped.append(SkippedFile(entry.display, reason))
-                done += 1
                 tick(entry.rel_path)
                 continue
-            sha = hashlib.sha256(data).hexdigest()
-            same = known.get(sha) or (f"{seen[sha]} (earlier in this upload)" if sha in seen else None)
-            if same:
-                result.duplicates.append(DuplicateFile(entry.rel_path, same, sha))
-                done += 1
-                tick(entry.rel_path)
-                continue
-            if entry.rel_path in taken_paths or entry.rel_path in paths_seen:
-                result.skipped.append(SkippedFile(
-                    entry.display,
-                    "a different image with this path is already in the dataset; upload it into another dataset",
-                ))
-                done += 1
-                tick(entry.rel_path)
-                continue
-            seen[sha] = entry.rel_path
-            paths_seen.add(entry.rel_path)
-            pending.append((entry, sha, pool.submit(_stage_one, data, sha, entry.rel_path, staging, limits)))
-            while len(pending) >= max_in_flight:
-                collect(*pending.popleft())
+            offer(entry.rel_path, entry.display, data,
+                  lambda sha, data=data, rel=entry.rel_path: _stage_one(data, sha, rel, staging, limits))
         while pending:
             collect(*pending.popleft())
 
@@ -535,10 +588,112 @@ def _stage_one(data: bytes, sha: str, rel_path: str, staging: Path, limits: Limi
     image_path.write_bytes(dec.data)
     thumb_path.write_bytes(dec.thumb)
     return StagedImage(
-        rel_path, sha, dec.ext, dec.format, dec.width, dec.height, len(dec.data), image_path, thumb_path, dec.normalized
+        rel_path, sha, dec.ext, dec.format, dec.width, dec.height, len(dec.data), image_path, thumb_path, dec.normalized,
+        thumb_hash(dec.thumb),
     )
 
 
+# --- videos ----------------------------------------------------------------------------------------------
+FRAME_QUALITY = 95  # frames are stored as JPEG at this quality: what a camera would have written
+
+
+def frame_path(video_rel: str, index: int) -> str:
+    """A frame's path in its dataset: beside where the video was, in a folder named after it."""
+    return f"{posixpath.splitext(video_rel)[0]}/frame_{index:06d}.jpg"
+
+
+def _expected_frames(entry: _Entry, sampling) -> int:
+    """About how many frames sampling this video keeps, for the progress bar (0 when unknown)."""
+    from .video import BadVideo, Sampling, probe
+
+    if entry.path is None:  # inside a zip: not extracted yet
+        return 1
+    try:
+        info = probe(entry.path)
+    except BadVideo:
+        return 1
+    return max(1, expected_kept(info, sampling or Sampling()))
+
+
+def expected_kept(info, sampling) -> int:
+    """Frames ``sampling`` keeps of a video described by ``info`` (a scene-change estimate is 1 per second)."""
+    frames = info.frames or int(info.duration_s * (info.fps or 30))
+    if sampling.mode == "all":
+        n = frames
+    elif sampling.mode == "every":
+        n = -(-frames // max(1, sampling.every))
+    elif sampling.mode == "fps":
+        n = int(info.duration_s * min(sampling.fps, info.fps or sampling.fps)) + 1
+    else:
+        n = int(info.duration_s) + 1
+    return min(n, sampling.max_frames) if sampling.max_frames else n
+
+
+def _sample_video(entry: _Entry, staging: Path, limits: Limits, sampling, result: PreparedUpload, offer, tick) -> None:
+    """Decode one video frame by frame and offer each kept frame as a JPEG image; record the video.
+
+    A video that cannot be read at all is skipped with the reason; one damaged part-way keeps the frames
+    read before the damage, and the report says where it stopped."""
+    from .video import BadVideo, Extraction, Sampling, format_time, iter_frames, probe
+
+    sampling = sampling or Sampling()
+    temp = None
+    try:
+        path = entry.path
+        if path is None:  # a zip member: streamed to a file (OpenCV reads paths), removed afterwards
+            temp = staging / f"video-{uuid.uuid4().hex}{posixpath.splitext(entry.rel_path)[1].lower()}"
+            entry.save(temp)
+            path = temp
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        info = probe(path)
+        if info.width * info.height > limits.max_pixels:
+            raise BadVideo(f"{entry.display}: frames of {info.width}x{info.height} exceed the pixel limit of "
+                           f"{limits.max_pixels:,} (ANNOTATOR_MAX_IMAGE_PIXELS)")
+        staged = StagedVideo(entry.display, digest.hexdigest(), path.stat().st_size, info, sampling.describe())
+        run = Extraction()
+        for frame in iter_frames(path, sampling, run):
+            rel = frame_path(entry.rel_path, frame.index)
+            data = _encode_frame(frame.image)
+            note = f"frame {frame.index} · {format_time(frame.time_s)}"
+
+            def stage(sha, data=data, rgb=frame.image, rel=rel, frame=frame) -> StagedImage:
+                return _stage_frame(data, rgb, sha, rel, staging, limits, entry.display, frame.index, frame.time_s)
+
+            if offer(rel, f"{entry.display} {note}", data, stage):
+                staged.kept += 1
+        staged.read, staged.stopped = run.read, run.stopped
+        result.videos[entry.display] = staged
+    except BadVideo as e:
+        result.skipped.append(SkippedFile(entry.display, str(e)))
+        tick(entry.rel_path)
+    except (BadImage, zipfile.BadZipFile, OSError, EOFError, RuntimeError) as e:
+        result.skipped.append(SkippedFile(entry.display, f"could not read the video ({e})"))
+        tick(entry.rel_path)
+    finally:
+        if temp is not None:
+            temp.unlink(missing_ok=True)
+
+
+def _encode_frame(rgb) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, "JPEG", quality=FRAME_QUALITY)
+    return out.getvalue()
+
+
+def _stage_frame(data: bytes, rgb, sha: str, rel: str, staging: Path, limits: Limits, video: str, index: int,
+                 time_s: float) -> StagedImage:
+    """A video frame as a stored image: its JPEG, and a thumbnail made from the decoded pixels at hand."""
+    h, w = rgb.shape[:2]
+    thumb = _make_thumb(Image.fromarray(rgb), limits.thumb_size)
+    image_path = staging / f"{sha}.jpg"
+    thumb_path = staging / f"{sha}.thumb.jpg"
+    image_path.write_bytes(data)
+    thumb_path.write_bytes(thumb)
+    return StagedImage(rel, sha, "jpg", "JPEG", w, h, len(data), image_path, thumb_path, "", thumb_hash(thumb),
+                       video, index, time_s)
 
 
 def extract_archive(path: Path, name: str, dest: Path, limits: Limits) -> list[SkippedFile]:

@@ -145,6 +145,7 @@ def start(settings: Settings, *, block: bool = True, quiet: bool = False) -> Run
             services.images.ensure_demo()
         # Reconciles jobs left running by a previous run, ingests results, keeps the local worker alive.
         monitor = start_jobs(services, settings.local_worker)
+        services.similar.start_backfill()  # near-duplicate hashes of images uploaded before they were made
         import gradio as gr
 
         from .ui import CSS, TITLE, build_app

@@ -30,6 +30,27 @@ def _env_bool(env, name: str, default: bool) -> bool:
     raise UserError(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no)")
 
 
+def _video_sampling(env) -> str:
+    raw = (env.get("ANNOTATOR_VIDEO_SAMPLING") or "").strip()
+    if not raw:
+        return Settings.video_sampling
+    from .video import Sampling  # only when set: OpenCV loads in ~0.2 s
+
+    try:
+        Sampling.parse(raw)
+    except ValueError as e:
+        raise UserError(f"ANNOTATOR_VIDEO_SAMPLING={raw!r}: {e}") from None
+    return raw
+
+
+def _near_bits(env) -> int:
+    value = _env_int(env, "ANNOTATOR_NEAR_DUPLICATE_BITS", Settings.near_duplicate_bits, 0)
+    if value > 12:
+        raise UserError(f"ANNOTATOR_NEAR_DUPLICATE_BITS={value} must be at most 12 (of 64 bits; unrelated images "
+                        "differ in about 32)")
+    return value
+
+
 def _env_int(env, name: str, default: int, minimum: int = 0) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
@@ -93,6 +114,11 @@ class Settings:
     max_zip_ratio: int = 200  # uncompressed/compressed size of one zip member
     thumb_size: int = 256
     ingest_threads: int = 0  # 0 = one per CPU core
+    video_sampling: str = "fps:2"  # which frames of an uploaded video become images (annotator/video.py Sampling)
+    # Two images whose hashes (annotator/phash.py) differ in at most this many of 64 bits are near-duplicates:
+    # listed together, and kept in one split.
+    near_duplicate_bits: int = 8  # phash.DEFAULT_MAX_DISTANCE, chosen by bench/dedupe.py
+    check_after_training: bool = True  # a finished training checks the approved labels with its new model
     queue_url: str = ""  # "" = SqliteHuey in the data folder; redis://host:6379/0 for remote workers
     local_worker: bool = True  # `python app.py` starts a worker child process
     demo: bool = True  # create the Demo project on an empty data folder
@@ -144,6 +170,9 @@ class Settings:
             max_upload_bytes=_env_int(env, "ANNOTATOR_MAX_UPLOAD_BYTES", cls.max_upload_bytes, 1),
             max_zip_ratio=_env_int(env, "ANNOTATOR_MAX_ZIP_RATIO", cls.max_zip_ratio, 1),
             ingest_threads=_env_int(env, "ANNOTATOR_INGEST_THREADS", 0, 0),
+            video_sampling=_video_sampling(env),
+            near_duplicate_bits=_near_bits(env),
+            check_after_training=_env_bool(env, "ANNOTATOR_CHECK_AFTER_TRAINING", True),
             queue_url=(env.get("ANNOTATOR_QUEUE_URL") or "").strip(),
             local_worker=_env_bool(env, "ANNOTATOR_LOCAL_WORKER", True),
             demo=_env_bool(env, "ANNOTATOR_DEMO", True),

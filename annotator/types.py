@@ -22,6 +22,7 @@ ACTIVE_JOB_STATES = ("queued", "running")
 # Files we take as images (upload pickers, zip walks, import layouts) and as labels (imports).
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
 LABEL_EXTENSIONS = frozenset({".txt", ".yaml", ".yml", ".json"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm"})  # uploads sample them into frames
 
 
 class UserError(Exception):
@@ -191,6 +192,16 @@ class Dataset:
     num_images: int = 0
 
 
+def format_clock(seconds: float) -> str:
+    """"00:04.0", "01:02.5", "1:02:03.5": a time in a video, to the tenth of a second (negative or unknown
+    reads 00:00.0)."""
+    tenths = int(math.floor(seconds * 10 + 0.5)) if math.isfinite(seconds) and seconds > 0 else 0
+    hours, rest = divmod(tenths, 36000)
+    minutes, rest = divmod(rest, 600)
+    clock = f"{minutes:02d}:{rest // 10:02d}.{rest % 10}"
+    return f"{hours}:{clock}" if hours else clock
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     id: int
@@ -210,6 +221,16 @@ class ImageRecord:
     reviewed_at: datetime | None = None
     created_at: datetime | None = None
     dataset: str = ""  # the dataset's name, filled by listing queries
+    video_id: int | None = None  # a video's frame: its video, its frame number and time (seconds)
+    frame_index: int | None = None
+    frame_time: float | None = None
+
+    @property
+    def frame_label(self) -> str:
+        """ "frame 120 · 00:04.0" for a video's frame, "" for a still image."""
+        if self.frame_index is None:
+            return ""
+        return f"frame {self.frame_index} · {format_clock(self.frame_time or 0.0)}"
 
     def __post_init__(self):
         if self.split is not None and self.split not in SPLITS:
@@ -234,6 +255,7 @@ class Box:
     created_by: str | None = None
     created_at: datetime | None = None
     id: int | None = None
+    track_id: int | None = None  # a machine box on a video's frame: ByteTrack's id (auto-annotation with tracking)
 
     def __post_init__(self):
         coords = (self.x1, self.y1, self.x2, self.y2)
@@ -254,7 +276,7 @@ class Box:
 
     # The one wire form of a box (API, editor, job chunks, training manifest): a flat JSON object.
     WIRE_FIELDS = ("id", "class_idx", "x1", "y1", "x2", "y2", "confidence", "source", "model_id", "job_id",
-                   "created_by")
+                   "created_by", "track_id")
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.WIRE_FIELDS}
@@ -300,6 +322,10 @@ class IngestReport:
     seconds: float = 0.0
     # rel_path in the upload -> image id, for every image added or found already stored (not in as_dict)
     image_ids: dict[str, int] = field(default_factory=dict)
+    # one per video sampled: name, sampling, frames read / kept / added, duration, rotation, where it stopped
+    videos: list[dict] = field(default_factory=list)
+    # near-duplicates among the added images and of images already stored: [{"name", "similar_to", "distance"}]
+    similar: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -312,6 +338,8 @@ class IngestReport:
             "duplicate_files": [{"name": d.name, "same_as": d.same_as} for d in self.duplicates],
             "skipped_files": [{"name": s.name, "reason": s.reason} for s in self.skipped],
             "notes": list(self.notes),
+            "videos": list(self.videos),
+            "similar": list(self.similar),
             "seconds": round(self.seconds, 3),
         }
 

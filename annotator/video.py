@@ -32,7 +32,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from annotator.types import UserError
+from annotator.types import UserError, format_clock
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 SAMPLING_MODES = ("all", "every", "fps", "scene")
@@ -437,9 +437,6 @@ def _stopped_sentence(index: int, t: float, info: VideoInfo) -> str:
 
 
 def format_time(seconds: float) -> str:
-    """"00:04.0", "01:02.5", "1:02:03.5": to the tenth of a second (negative or unknown reads 00:00.0)."""
-    tenths = int(math.floor(seconds * 10 + 0.5)) if math.isfinite(seconds) and seconds > 0 else 0
-    hours, rest = divmod(tenths, 36000)
-    minutes, rest = divmod(rest, 600)
-    clock = f"{minutes:02d}:{rest // 10:02d}.{rest % 10}"
-    return f"{hours}:{clock}" if hours else clock
+    """"00:04.0", "01:02.5", "1:02:03.5": to the tenth of a second (negative or unknown reads 00:00.0). The
+    app's one clock (types.format_clock): the editor's and the gallery's frame labels read the same."""
+    return format_clock(seconds)

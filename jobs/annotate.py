@@ -107,6 +107,7 @@ def _annotate(channel, payload, images, mapping, state: _State, model_loader) ->
     pending: list = []
     failed: list[int] = []
     last_flush = time.time()
+    tracks = _Tracks(payload) if payload.get("track") else None
 
     def flush(force: bool = False):
         nonlocal pending, failed, last_flush
@@ -137,7 +138,10 @@ def _annotate(channel, payload, images, mapping, state: _State, model_loader) ->
         if state.first_image_at is None:
             state.first_image_at = time.time()
         for (image_id, arr), r in zip(good, results):
-            pending.append((image_id, _boxes(r, mapping, arr.shape[1], arr.shape[0], state)))
+            boxes = _boxes(r, mapping, arr.shape[1], arr.shape[0], state)
+            if tracks is not None:
+                tracks.assign(image_id, boxes)
+            pending.append((image_id, boxes))
         state.done += len(batch)
 
     # Reading overlaps inference: up to ``lookahead`` images are decoded ahead, as long as the decoded
@@ -185,6 +189,54 @@ def _annotate(channel, payload, images, mapping, state: _State, model_loader) ->
     channel.log(f"done: {state.done} image(s), {state.boxes} box(es), {state.unmapped} unmapped prediction(s) "
                 f"skipped, {state.failed} unreadable{over_http}")
     return "succeeded"
+
+
+class _Tracks:
+    """Track ids for the machine boxes of a job's video frames (payload ``track``: {"video_of": image id ->
+    video id, "frame_rate": video id -> rate of its sampled frames}): one ByteTrack per video
+    (jobs/tracking.py), fed the frames in order (the app sends a video's frames in order, in one shard).
+    Ids are offset by ``base`` (the attempt and try), so a resumed or retried video's new tracker never reuses
+    an id of the frames an earlier try committed. A track confirmed on its second frame names its first one
+    (FrameTracker.backfill): that frame's box gets the id too while it is still waiting in the chunk."""
+
+    def __init__(self, payload: dict):
+        from .tracking import require_lap
+
+        require_lap()
+        spec = payload["track"]
+        self.video_of = {int(k): int(v) for k, v in spec.get("video_of", {}).items()}
+        self.rates = {int(k): float(v) for k, v in spec.get("frame_rate", {}).items()}
+        self.base = (int(payload.get("attempt", 0)) * 16 + int(payload.get("retry", 0))) * TRACK_ID_SPAN
+        self.trackers: dict[int, Any] = {}
+        self.frames: dict[int, list[list[dict]]] = {}  # video -> its frames' box lists, in update order
+
+    def assign(self, image_id: int, boxes: list[dict]) -> None:
+        import numpy as np
+
+        from .tracking import NO_ID, FrameTracker
+
+        video = self.video_of.get(int(image_id))
+        if video is None:  # a still image in a tracking job
+            return
+        tracker = self.trackers.get(video)
+        if tracker is None:
+            tracker = self.trackers[video] = FrameTracker(frame_rate=self.rates.get(video) or 30.0)
+        xyxy = np.array([[b["x1"], b["y1"], b["x2"], b["y2"]] for b in boxes], dtype=np.float64).reshape(-1, 4)
+        conf = np.array([b["confidence"] or 0.0 for b in boxes], dtype=np.float64)
+        cls = np.array([b["class_idx"] for b in boxes], dtype=np.int64)
+        ids = tracker.update(xyxy, conf, cls)
+        for b, t in zip(boxes, ids.tolist()):
+            b["track_id"] = self.base + int(t) if t != NO_ID else None
+        history = self.frames.setdefault(video, [])
+        history.append(boxes)
+        for frame, row, t in tracker.backfill:
+            if 0 <= frame < len(history) and row < len(history[frame]):
+                history[frame][row]["track_id"] = self.base + int(t)
+        if len(history) > 4:  # backfill names the frame before: older ones are never touched again
+            history[-5] = []
+
+
+TRACK_ID_SPAN = 1_000_000  # track ids of one try of a job's shard: base + 1, 2, ...
 
 
 def prefetch_budget() -> int:

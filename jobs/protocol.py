@@ -47,6 +47,7 @@ class AnnotatePayload(TypedDict, total=False):
     device: str
     batch: int  # 0 = auto
     mapping: dict  # model class index -> project class index, or None to skip
+    track: dict  # tracking of video frames: {"video_of": {image id: video id}, "frame_rate": {video id: fps}}
 
 
 class TrainPayload(TypedDict):

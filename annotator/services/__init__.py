@@ -16,13 +16,14 @@ from .. import pixels
 from ..settings import Settings
 from ..store import Store
 from ..users import Users
-from . import (annotation, backup, fsck, images, jobs, loop, models, projects, review, snapshot, splits,
-               training, transfer, users)
+from . import (annotation, backup, fsck, health, images, jobs, loop, models, projects, quality, review, similar,
+               snapshot, splits, training, transfer, users)
 from .context import AppContext
 
 DOMAINS = {"projects": projects, "images": images, "models": models, "annotation": annotation, "jobs": jobs,
            "review": review, "splits": splits, "training": training, "transfer": transfer, "snapshot": snapshot,
-           "users": users, "loop": loop, "fsck": fsck, "backup": backup}
+           "users": users, "loop": loop, "fsck": fsck, "backup": backup, "similar": similar, "health": health,
+           "quality": quality}
 
 
 class Domain:
@@ -71,6 +72,9 @@ class Services:
     users: Domain
     fsck: Domain
     backup: Domain
+    similar: Domain
+    health: Domain
+    quality: Domain
 
     def __init__(self, ctx: AppContext):
         self.ctx = ctx

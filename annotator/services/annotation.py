@@ -23,12 +23,13 @@ SCOPES = {"unreviewed": ("unreviewed",), "untouched": ("unreviewed", "rejected")
 def start_annotation(
     ctx: AppContext, ref, model_ref, datasets: Sequence[str] | None = None, conf: float | None = None, iou: float = 0.7,
     imgsz: int | None = None, max_det: int = 300, device: str | None = None, batch: int = 0,
-    scope: str = "unreviewed", overrides: dict | None = None, user: str | None = None,
+    scope: str = "unreviewed", overrides: dict | None = None, track: bool = False, user: str | None = None,
 ) -> Job:
     """Queue an auto-annotation job. Images a person saved or approved are never touched; re-running
     replaces only the machine boxes of the others. ``conf`` None (or 0): the model's own best threshold
     (conf_for: from its newest evaluation here, else its training), ``imgsz`` None: from the project's data
-    (suggest_imgsz)."""
+    (suggest_imgsz). ``track``: the machine boxes of a video's frames get track ids (ByteTrack over the
+    frames in order: each video's frames are one shard); still images are annotated as usual."""
     require(ctx, user, "annotator", "running auto-annotation")
     p = project(ctx, ref)
     m = model(ctx, p, model_ref)
@@ -64,7 +65,7 @@ def start_annotation(
         "model": m.name, "model_file": m.file, "datasets": list(datasets or []), "dataset_ids": ds_ids,
         "conf": conf, "conf_reason": conf_reason, "iou": float(iou), "imgsz": imgsz, "imgsz_reason": imgsz_reason,
         "max_det": int(max_det), "device": device,
-        "batch": int(batch), "scope": scope,
+        "batch": int(batch), "scope": scope, "track": bool(track),
         "mapping": {str(k): v for k, v in mapping.items()},
         "mapping_named": {m.class_names[k]: (p.class_names[v] if v is not None else None)
                           for k, v in mapping.items()},
@@ -77,7 +78,13 @@ def start_annotation(
 def _payload(ctx: AppContext, job_id: int, attempt: int, project_id: int, params: dict, images,
              shard: int, retry: int = 0) -> AnnotatePayload:
     """One shard's task: ``images`` are (id, file in the project folder, width, height)."""
+    extra = {}
+    if params.get("track"):
+        frames = ctx.store.frames_of([i for i, *_ in images])  # image id -> (video id, frame index, frame rate)
+        extra["track"] = {"video_of": {str(i): v for i, (v, _, _) in frames.items()},
+                          "frame_rate": {str(v): r for v, _, r in frames.values()}}
     return {
+        **extra,
         "job_id": job_id, "attempt": attempt, "shard": shard, "retry": retry,
         "model_path": str(ctx.settings.project_file(project_id, params["model_file"])),
         "model_name": params["model"], "root": str(ctx.settings.data_dir),
@@ -107,7 +114,8 @@ def _enqueue(ctx: AppContext, job_id: int, attempt: int, project_id: int, params
     from .jobs import live_workers
 
     size = shard_size(len(images), ctx.settings.shard_images, len(live_workers(ctx)))
-    groups = [images[k:k + size] for k in range(0, len(images), size)]
+    groups = _by_video(ctx, images, size) if params.get("track") else \
+        [images[k:k + size] for k in range(0, len(images), size)]
     tasks = [getattr(ctx.queue, ANNOTATE).s(_payload(ctx, job_id, attempt, project_id, params, g, shard=n))
              for n, g in enumerate(groups)]
     ctx.store.create_shards(job_id, attempt, [[i for i, *_ in g] for g in groups], [t.id for t in tasks])
@@ -121,12 +129,31 @@ def _enqueue(ctx: AppContext, job_id: int, attempt: int, project_id: int, params
                          log=f"attempt {attempt}: queued {len(images)} image(s){shards}{size_note}{conf}")
 
 
+def _by_video(ctx: AppContext, images, size: int) -> list:
+    """A tracking job's shards: each video's frames in frame order, one shard per video (a tracker follows
+    one video from frame to frame, in one worker); the still images in shards of ``size``."""
+    frames = ctx.store.frames_of([i for i, *_ in images])
+    videos: dict[int, list] = {}
+    stills = []
+    for item in images:
+        f = frames.get(int(item[0]))
+        if f is None:
+            stills.append(item)
+        else:
+            videos.setdefault(f[0], []).append((f[1], item))
+    groups = [[item for _, item in sorted(v, key=lambda x: (x[0], x[1][0]))] for _, v in sorted(videos.items())]
+    return groups + [stills[k:k + size] for k in range(0, len(stills), size)]
+
+
 def retry_shard(ctx: AppContext, job: Job, shard: JobShard) -> dict:
     """Give a shard whose worker died to the next free worker: a new try on the shard's images that no try
     has finished (their boxes came in already; none is done twice). Returns the shard's new fields, and
     ``left``: how many images the new try has."""
     images = shard.images or ctx.store.shard_images(job.id, job.attempt, shard.shard)
     left = ctx.store.images_left(job.id, images)
+    if job.params.get("track") and left:  # a video's frames go on in frame order
+        order = {i: k for k, i in enumerate(images)}
+        left.sort(key=lambda item: order.get(int(item[0]), 0))
     fresh = dict(retry=shard.retry + 1, done_before=len(images) - len(left), done=len(images) - len(left),
                  chunks_in=0, chunks_lost=0, logs_in=0, worker=None, device=None, ips=None, heartbeat_at=None,
                  started_at=None, error=None)

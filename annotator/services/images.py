@@ -98,16 +98,22 @@ def add_images(
     dataset: str | None = None,
     user: str | None = None,
     progress: ingest.Progress | None = None,
+    sampling: str | None = None,
+    keep_video: bool = False,
 ) -> IngestReport:
-    """Ingest zips, folders or image files into a dataset (created if new, appended to if it exists).
+    """Ingest zips, folders, image files and videos into a dataset (created if new, appended to if it exists).
 
     Good files are added even when others are bad; duplicates and skips are reported with reasons.
     Rows for all added images are committed in one transaction, after their files are in place.
     ``report.image_ids`` maps each upload path to its image id (added, or the stored copy of a duplicate).
+    A video (also inside a zip) is sampled into frames by ``sampling`` ("fps:2", "every:10", "scene:0.2",
+    "all", with ",max:N"; default ANNOTATOR_VIDEO_SAMPLING), each frame an image with its index and time;
+    the video file is kept only with ``keep_video``.
     """
     require(ctx, user, "annotator", "uploading images")
     p = project(ctx, ref)
-    srcs = named_sources(sources, "Nothing to upload: choose a .zip, a folder, or image files")
+    samples = _sampling(ctx, sampling)
+    srcs = named_sources(sources, "Nothing to upload: choose a .zip, a folder, image files or videos")
     dataset_name = clean_name(dataset or _default_dataset_name(srcs), "Dataset name", forbid="/\\")
     existing = ctx.store.find_dataset(p.id, dataset_name)
     if existing:
@@ -121,12 +127,14 @@ def add_images(
     try:
         prep = ingest.prepare_upload(
             srcs, staging, ingest.Limits.from_settings(ctx.settings), known, taken, progress,
-            ctx.settings.ingest_threads,
+            ctx.settings.ingest_threads, samples,
         )
         report = IngestReport(project=p.name, dataset=dataset_name, duplicates=prep.duplicates,
                               skipped=prep.skipped)
         if prep.images:
-            _commit_images(ctx, p, dataset_name, prep.images, report, [n for _, n in srcs], user, t0)
+            kept = _kept_videos(srcs, prep, staging) if keep_video else {}
+            _commit_images(ctx, p, dataset_name, prep.images, report, [n for _, n in srcs], user, t0,
+                           prep.videos, kept)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         with contextlib.suppress(OSError):
@@ -134,14 +142,87 @@ def add_images(
     if report.duplicates:
         stored = ctx.store.image_ids_by_sha(p.id, [d.sha256 for d in report.duplicates])
         report.image_ids.update({d.name: stored[d.sha256] for d in report.duplicates if d.sha256 in stored})
+    if report.added:
+        report.similar = _similar_report(ctx, p, report)
     report.seconds = time.perf_counter() - t0
     if progress and not prep.images and not prep.duplicates and not prep.skipped:
         progress(0, 0, "")
     return report
 
 
+SIMILAR_LISTED = 200  # near-duplicates named in one upload's report (the gallery's filter shows them all)
+
+
+def _similar_report(ctx: AppContext, p: Project, report: IngestReport) -> list[dict]:
+    """The added images that have a near-duplicate in the project (another added one, or one stored before).
+    Consecutive frames of a video are near-duplicates by nature and are not listed against each other."""
+    from .similar import similar_to
+
+    added = {report.image_ids[r]: r for r in report.added if r in report.image_ids}
+    found = similar_to(ctx, p, list(added))
+    if not found:
+        return []
+    recs = ctx.store.get_images([f["similar_id"] for f in found] + list(added))
+    out = []
+    for f in found:
+        me, other = recs.get(f["image_id"]), recs.get(f["similar_id"])
+        if me is None or other is None or (me.video_id is not None and me.video_id == other.video_id):
+            continue
+        out.append({"name": added[f["image_id"]], "similar_to": f"{other.dataset}/{other.rel_path}",
+                    "distance": f["distance"]})
+    return out[:SIMILAR_LISTED]
+
+
+def _sampling(ctx: AppContext, text: str | None):
+    """The video sampling asked for (default: the setting), or a UserError naming the bad value."""
+    from ..video import Sampling
+
+    text = (text or "").strip() or ctx.settings.video_sampling
+    try:
+        return Sampling.parse(text)
+    except ValueError as e:
+        raise UserError(f"video sampling: {e}") from None
+
+
+def _kept_videos(srcs, prep, staging: Path) -> dict[str, Path]:
+    """The video files an upload asked to keep: loose ones as they are; a zip's member is copied out again."""
+    out = {}
+    loose = {name: path for path, name in srcs if path.is_file() and ingest.is_video(name)}
+    for name in prep.videos:
+        if name in loose:
+            out[name] = loose[name]
+        elif ":" in name:
+            zname, member = name.split(":", 1)
+            zpath = next((path for path, n in srcs if n == zname), None)
+            if zpath is not None:
+                import zipfile
+
+                dest = staging / f"keep-{uuid.uuid4().hex}{Path(member).suffix.lower()}"
+                with zipfile.ZipFile(zpath) as zf, zf.open(member) as f, open(dest, "wb") as out_f:
+                    shutil.copyfileobj(f, out_f, 1 << 20)
+                out[name] = dest
+    return out
+
+
+def _video_row(v, file: str | None) -> dict:
+    info = v.info
+    return {"name": v.name, "sha256": v.sha256, "size_bytes": v.size_bytes, "width": info.width,
+            "height": info.height, "fps": float(info.fps), "frames": int(info.frames),
+            "duration_s": float(info.duration_s), "rotation": int(info.rotation), "codec": info.codec,
+            "sampling": v.sampling, "read": v.read, "kept": v.kept, "stopped": v.stopped, "file": file}
+
+
+def _video_report(v, added: int) -> dict:
+    from ..video import format_time
+
+    info = v.info
+    return {"name": v.name, "sampling": v.sampling, "read": v.read, "kept": v.kept, "added": added,
+            "duration": format_time(info.duration_s), "size": f"{info.width}x{info.height}",
+            "fps": round(float(info.fps), 2), "rotation": int(info.rotation), "stopped": v.stopped}
+
+
 def _commit_images(ctx: AppContext, p: Project, dataset_name: str, images, report: IngestReport, names, user,
-                   t0) -> None:
+                   t0, videos: dict | None = None, keep: dict[str, Path] | None = None) -> None:
     """Move staged files into place and register them, all or nothing.
 
     Uploads run concurrently; their commits do not. Under the lock, images that another upload
@@ -158,6 +239,13 @@ def _commit_images(ctx: AppContext, p: Project, dataset_name: str, images, repor
                 fresh.append(img)
         report.added = [i.rel_path for i in fresh]
         report.notes = [f"{i.rel_path}: {i.note}" for i in fresh if i.note]
+        videos = videos or {}
+        added_frames: dict[str, int] = {}
+        for img in fresh:
+            if img.video:
+                added_frames[img.video] = added_frames.get(img.video, 0) + 1
+        report.videos = [_video_report(v, added_frames.get(name, 0)) for name, v in videos.items()]
+        report.notes += [f"{v.name}: {v.stopped}" for v in videos.values() if v.stopped]
         if not fresh:
             return
         report.seconds = time.perf_counter() - t0
@@ -166,8 +254,23 @@ def _commit_images(ctx: AppContext, p: Project, dataset_name: str, images, repor
         folders: set[Path] = set()
         journal = ctx.settings.staging_dir(p.id) / f"{uuid.uuid4().hex}{COMMIT_JOURNAL}"
         journal.parent.mkdir(parents=True, exist_ok=True)
-        _write_journal(journal, [rel for img in fresh for rel in ingest.stored_names(img.sha256, img.ext)])
+        video_files = {}
+        for name, src in (keep or {}).items():
+            if added_frames.get(name):
+                v = videos[name]
+                video_files[name] = (src, f"videos/{v.sha256[:2]}/{v.sha256}{Path(name).suffix.lower()}")
+        _write_journal(journal, [rel for img in fresh for rel in ingest.stored_names(img.sha256, img.ext)]
+                       + [rel for _, rel in video_files.values()])
         try:
+            for name, (src, rel) in video_files.items():
+                dst = pdir / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                if not dst.exists():
+                    created.append(dst)
+                    if src.name.startswith("keep-"):  # our own copy out of a zip
+                        os.replace(src, dst)
+                    else:  # the user's file: copied, never moved
+                        shutil.copyfile(src, dst)
             for img in fresh:
                 file, thumb = ingest.stored_names(img.sha256, img.ext)
                 for src, rel in ((img.image_path, file), (img.thumb_path, thumb)):
@@ -181,10 +284,13 @@ def _commit_images(ctx: AppContext, p: Project, dataset_name: str, images, repor
                 rows.append({
                     "rel_path": img.rel_path, "sha256": img.sha256, "file": file, "thumb": thumb,
                     "width": img.width, "height": img.height, "format": img.format,
-                    "size_bytes": img.size_bytes,
+                    "size_bytes": img.size_bytes, "phash": img.phash, "video": img.video,
+                    "frame_index": img.frame_index, "frame_time": img.frame_time,
                 })
             upload = {"source": ", ".join(names)[:500], **report.as_dict()}
-            ids = ctx.store.add_images(p.id, dataset_name, rows, upload, user)
+            video_rows = [_video_row(v, video_files[n][1] if n in video_files else None)
+                          for n, v in videos.items() if added_frames.get(n)]
+            ids = ctx.store.add_images(p.id, dataset_name, rows, upload, user, video_rows)
         except BaseException:
             for path in created:  # leave nothing half-written behind
                 path.unlink(missing_ok=True)
@@ -195,7 +301,8 @@ def _commit_images(ctx: AppContext, p: Project, dataset_name: str, images, repor
 
 
 def _default_dataset_name(srcs: list[tuple[Path, str]]) -> str:
-    if len(srcs) == 1 and (srcs[0][0].is_dir() or srcs[0][0].suffix.lower() == ".zip"):
+    """A zip's, a folder's or a video's name when the upload is one of those; else the upload's time."""
+    if len(srcs) == 1 and (srcs[0][0].is_dir() or srcs[0][0].suffix.lower() == ".zip" or ingest.is_video(srcs[0][1])):
         return Path(srcs[0][1]).stem or "upload"
     return "upload-" + datetime.now().strftime("%Y%m%d-%H%M%S")
 
@@ -205,11 +312,24 @@ def datasets(ctx: AppContext, ref) -> list[Dataset]:
 
 
 def list_images(ctx: AppContext, ref, dataset: str | None = None, status: str | None = None, page: int = 0,
-                page_size: int = 60) -> ImagePage:
+                page_size: int = 60, similar: bool = False) -> ImagePage:
+    """A page of the project's images by id, optionally of one dataset / review state. ``similar``: only the
+    images that have a near-duplicate, group after group (services/similar.py)."""
     p = project(ctx, ref)
     ds = dataset_id(ctx, p, dataset)
     status = review_state(status)
     page_size = max(1, min(int(page_size), 500))
+    if similar:
+        from .similar import similar_ids
+
+        ids = similar_ids(ctx, p)
+        recs = ctx.store.get_images(ids)
+        chosen = [recs[i] for i in ids if i in recs and (ds is None or recs[i].dataset_id == ds)
+                  and (status is None or recs[i].status == status)]
+        total = len(chosen)
+        pages = max(1, -(-total // page_size))
+        page = max(0, min(int(page), pages - 1))
+        return ImagePage(chosen[page * page_size:(page + 1) * page_size], total, page, pages)
     total = ctx.store.count_images(p.id, ds, status)
     pages = max(1, -(-total // page_size))
     page = max(0, min(int(page), pages - 1))

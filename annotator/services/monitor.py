@@ -28,13 +28,14 @@ from datetime import datetime, timezone
 from jobs.protocol import JobChannel
 
 from ..types import ACTIVE_JOB_STATES, Job, JobShard
-from . import annotation, loop, training
+from . import annotation, loop, quality, training
 from .context import AppContext
 from .jobs import JobKind
 
 log = logging.getLogger("annotator.monitor")
 
-KINDS: dict[str, JobKind] = {k.kind: k for k in (annotation.KIND, loop.TRAIN_ROUND_KIND, training.EVALUATE_KIND)}
+KINDS: dict[str, JobKind] = {k.kind: k for k in (annotation.KIND, loop.TRAIN_ROUND_KIND, training.EVALUATE_KIND,
+                                                  quality.CHECK)}
 
 
 def _ts(epoch: float | None) -> datetime | None:

@@ -23,11 +23,12 @@ from ..classmap import label_to_class
 from ..edits import count_edits
 from ..geometry import clamp_xyxy, has_area
 from ..overlay import class_colours as overlay_colours
-from ..phash import MAX_REFERENCE, dhash, informative_order
+from ..phash import MAX_REFERENCE, informative_order
 from ..types import REVIEW_STATES, Box, ImageRecord, Project, UserError
 from . import loop
-from .context import AppContext, dataset_id, image_in, project, require, review_state
+from .context import AppContext, audit, dataset_id, image_in, project, require, review_state
 from .images import image_file, prune_cache
+from .similar import ensure_hashes
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +44,14 @@ def load_image(ctx: AppContext, ref, image_id) -> dict:
     return {
         "id": img.id, "project": p.name, "file": str(image_file(ctx, img)), "rel_path": img.rel_path,
         "dataset": img.dataset, "width": img.width, "height": img.height, "split": img.split,
+        "frame": img.frame_label, "video_id": img.video_id,
         "status": st["status"], "version": int(st["version"]),
         "reviewed_by": st["reviewed_by"], "reviewed_at": _iso(st["reviewed_at"]),
         "edited_by": st["edited_by"], "edited_at": _iso(st["edited_at"]),
         "changed_by": st["changed_by"], "changed_at": _iso(st["changed_at"]),
         "classes": p.class_names,
         "boxes": [b.as_dict() for b in ctx.store.boxes_for_image(img.id)],
+        "findings": ctx.store.label_errors(p.id, "open", img.id),  # likely label errors (services/quality.py)
         "display": display_image(ctx, img),
     }
 
@@ -146,6 +149,7 @@ def save_image(ctx: AppContext, ref, image_id, boxes: Sequence[dict], version, u
     except (TypeError, ValueError):
         raise UserError(f"version must be a number (from load_image), got {version!r}") from None
     stored = {b.id: b for b in ctx.store.boxes_for_image(img.id)}
+    tracks = {i: b.track_id for i, b in stored.items() if b.track_id is not None}
     out: list[Box] = []
     dropped: list[str] = []
     kept = 0
@@ -170,8 +174,10 @@ def save_image(ctx: AppContext, ref, image_id, boxes: Sequence[dict], version, u
             del stored[old.id]  # a second copy of the same box is a person's
             kept += 1
             continue
+        # A tracked box a person corrected is still that object: it keeps its track id (see delete_track).
+        track = tracks.get(d.get("id")) if isinstance(d.get("id"), int) else None
         out.append(Box(x1=x1 + 0.0, y1=y1 + 0.0, x2=x2 + 0.0, y2=y2 + 0.0, class_idx=cls, source="human",
-                       created_by=user or "local"))
+                       created_by=user or "local", track_id=track))
     new_version, ids, revision = ctx.store.save_image_boxes(img.id, out, version, user or "local", return_ids=True)
     if ids is None:  # many new boxes: read them back
         saved = ctx.store.boxes_for_image(img.id)
@@ -191,6 +197,26 @@ def _box_class(p: Project, d: dict, n: int) -> int:
             raise UserError(f"box {n}: class index {cls} is not in {p.name!r} (0..{len(p.class_names) - 1})")
         return cls
     return label_to_class(str(d.get("class") or ""), p.class_names)
+
+
+def delete_track(ctx: AppContext, ref, image_id, job_id, track_id, user: str | None = None) -> dict:
+    """Delete a track (a job's track id: auto-annotation with tracking) in the FOLLOWING frames of this
+    image's video: each later frame's machine box of that job and track. This frame's box is the caller's to
+    delete (the editor saves its own image). Frames a person saved or approved are left alone and counted
+    (``protected``); each changed frame counts as edited by ``user``. Returns deleted boxes and frames."""
+    who = require(ctx, user, "annotator", "deleting a track")
+    p = project(ctx, ref)
+    img = image_in(ctx, p, image_id)
+    try:
+        job_id, track_id = int(job_id), int(track_id)
+    except (TypeError, ValueError):
+        raise UserError(f"a track is a job id and a track id (numbers), got {job_id!r} and {track_id!r}") from None
+    if img.video_id is None:
+        raise UserError(f"Image {img.id} ({img.rel_path}) is not a video's frame: it has no following frames")
+    out = ctx.store.delete_track_after(img.id, job_id, track_id, who)
+    audit(ctx, who, "deleted track %d of job %d after frame %s of video %d: %d box(es) on %d frame(s)", track_id,
+          job_id, img.frame_index, img.video_id, out["deleted"], out["images"])
+    return {**out, "track_id": track_id}
 
 
 def set_review_status(ctx: AppContext, ref, image_ids, status: str, user: str | None = None,
@@ -263,6 +289,12 @@ def review_queue_ids(ctx: AppContext, ref, status: str | None = None, dataset: s
     sort = sort or "upload"
     if sort not in SORTS:
         raise UserError(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
+    if sort == "errors":  # images with open label findings, the worst first, whatever their review state
+        ids = ctx.store.label_error_queue(p.id)
+        if ds is not None:
+            recs = ctx.store.get_images(ids)
+            ids = [i for i in ids if i in recs and recs[i].dataset_id == ds]
+        return ids
     ids = ctx.store.review_queue(p.id, status=status, dataset_id=ds, class_idx=class_idx, no_boxes=bool(no_boxes),
                                  below_conf=below_conf, sort="upload" if sort == "informative" else sort).tolist()
     if sort == "informative":
@@ -274,24 +306,7 @@ def review_queue_ids(ctx: AppContext, ref, status: str | None = None, dataset: s
     return ids
 
 
-SORTS = ("upload", "uncertain", "informative")
-
-
-def ensure_hashes(ctx: AppContext, p: Project) -> int:
-    """Compute the dhash (annotator/phash.py) of the project's images that have none yet, from their
-    thumbnails, and store it; returns how many. An unreadable thumbnail leaves that image without one (it
-    counts as novel) and is said in the log."""
-    todo = ctx.store.images_without_hash(p.id)
-    pairs = []
-    for image_id, thumb in todo:
-        try:
-            with Image.open(ctx.settings.project_file(p.id, thumb)) as im:
-                im.draft("L", (32, 32))
-                pairs.append((image_id, dhash(im)))
-        except (OSError, ValueError) as e:
-            log.warning("no hash for image %s (thumbnail %s): %s", image_id, thumb, e)
-    ctx.store.set_image_hashes(pairs)
-    return len(pairs)
+SORTS = ("upload", "uncertain", "informative", "errors")
 
 
 def review_queue(ctx: AppContext, ref, offset: int = 0, limit: int = 50, **filters) -> dict:

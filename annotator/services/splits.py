@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..splits import DEFAULT_RATIOS, DEFAULT_SEED, assign_splits, parse_ratios
+from ..splits import DEFAULT_RATIOS, DEFAULT_SEED, assign_splits, parse_ratios, straddling
 from ..types import SPLITS, NotFound, Project, UserError
 from .context import AppContext, audit, dataset_id, project, require, review_state
+from .similar import split_groups
 
 
 def split_config(ctx: AppContext, ref) -> dict:
@@ -25,7 +26,10 @@ def planned_splits(ctx: AppContext, p: Project, ratios: dict[str, float] | None 
     cfg = split_config(ctx, p)
     ratios = ratios or {s: cfg[s] for s in SPLITS}
     counts = {s: n for s, n in ctx.store.split_counts(p.id).items() if s is not None}
-    return assign_splits(counts, missing, ratios, cfg["seed"] if seed is None else seed)
+    # Near-duplicates and a video's segments go where their stored members are, or together.
+    stored = {i: s for i, _, s in ctx.store.image_splits(p.id) if s is not None}
+    return assign_splits(counts, missing, ratios, cfg["seed"] if seed is None else seed,
+                         groups=split_groups(ctx, p), stored=stored)
 
 
 def assign_missing_splits(ctx: AppContext, p: Project, ratios: dict[str, float] | None = None,
@@ -51,7 +55,7 @@ def configure_splits(ctx: AppContext, ref, train: float, val: float, test: float
     ctx.store.set_split_config(p.id, ratios["train"], ratios["val"], ratios["test"], seed, user)
     if reassign:
         everything = [(i, sha) for i, sha, _ in ctx.store.image_splits(p.id)]
-        chosen = assign_splits({}, everything, ratios, seed)
+        chosen = assign_splits({}, everything, ratios, seed, groups=split_groups(ctx, p), stored={})
         ctx.store.set_splits(p.id, list(chosen.items()), only_unassigned=False)
         assigned = len(chosen)
     else:
@@ -112,5 +116,12 @@ def split_summary(ctx: AppContext, ref) -> dict:
             t["approved_boxes"] += nb
     approved = sum(t["approved"] for t in table.values())
     val = table.get("val", {}).get("approved", 0)
-    return {"project": p.name, "config": split_config(ctx, p), "splits": table,
-            "warning": val_warning(val, approved) if approved else None}
+    warning = val_warning(val, approved) if approved else None
+    across = straddling(split_groups(ctx, p), {i: s for i, _, s in ctx.store.image_splits(p.id) if s is not None})
+    if across:
+        moved = (f"{len(across)} group(s) of near-duplicates or video frames sit in more than one split (moved by "
+                 f"hand?), e.g. images {', '.join(map(str, across[0][:5]))}: val scores count copies of training "
+                 "images. Reassign the splits, or move each group to one split")
+        warning = f"{warning}; {moved}" if warning else moved
+    return {"project": p.name, "config": split_config(ctx, p), "splits": table, "warning": warning,
+            "straddling": len(across)}

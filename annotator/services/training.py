@@ -7,6 +7,7 @@ evaluations. Also what the Train tab reads: models compared side by side, a job'
 from __future__ import annotations
 
 import importlib.util
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -21,10 +22,12 @@ from ..names import clean_name
 from ..store import utcnow
 from ..types import SPLITS, Job, ModelRecord, NotFound, Project, UserError
 from . import snapshot
-from .context import AppContext, dataset_ids, model, project, require
+from .context import AppContext, as_system, dataset_ids, model, project, require
 from .jobs import JobKind, enqueue, get_job
 from .models import device_class, model_file, store_model_file, suggest_imgsz
 from .splits import assign_missing_splits, val_warning
+
+log = logging.getLogger(__name__)
 
 # Fresh architectures (no weights needed: ultralytics builds them from its bundled yaml files).
 ARCHITECTURES = ("yolov8n.yaml", "yolov8s.yaml", "yolov8m.yaml", "yolo11n.yaml", "yolo11s.yaml", "yolo11m.yaml")
@@ -309,7 +312,26 @@ def finish_training(ctx: AppContext, job: Job, done: dict) -> dict:
     parent = result.get("parent_metrics")
     if parent and job.model_id is not None:
         ctx.store.add_evaluation(job.project_id, job.model_id, job.id, parent, val_snap, job.created_by)
-    return {**result, "model_id": m.id, "model": m.name}
+    out = {**result, "model_id": m.id, "model": m.name}
+    if ctx.settings.check_after_training and not result.get("cancelled"):
+        out["label_check"] = _check_labels(ctx, job, m)
+    return out
+
+
+def _check_labels(ctx: AppContext, job: Job, m: ModelRecord) -> int | None:
+    """Queue a label check of the approved images with the model just trained (services/quality.py): its
+    findings are the Annotate tab's "Likely label errors" queue. Returns the check's job id; a check that
+    cannot start (nothing approved, no class in common) is only logged: the training itself succeeded."""
+    from .quality import CHECK_KIND, start_label_check
+
+    earlier = [j.id for j in ctx.store.list_jobs(job.project_id, limit=50) if j.kind == CHECK_KIND and j.model_id == m.id]
+    if earlier:  # finish ran again (it is idempotent): the check was queued the first time
+        return earlier[0]
+    try:
+        return start_label_check(as_system(ctx), job.project_id, m.id, user=job.created_by).id
+    except UserError as e:
+        log.info("no label check after training job %s: %s", job.id, e)
+        return None
 
 
 def finish_evaluation(ctx: AppContext, job: Job, done: dict) -> dict:

@@ -32,6 +32,7 @@ from .images import ImagesMixin
 from .jobs import JobsMixin
 from .models import ModelsMixin
 from .projects import ProjectsMixin
+from .quality import QualityMixin
 from .review import ReviewMixin
 from .rows import _SMALL_INSERT, BOX_KINDS, IMAGE_COLUMNS, JOB_COLUMNS, MODEL_COLUMNS, utcnow
 from .schema import MIGRATIONS
@@ -47,7 +48,7 @@ QUERY_MIXINS = (ProjectsMixin, ImagesMixin, BoxesMixin, ReviewMixin, TransferMix
                 AnnotationMixin, SplitsMixin, TrainingMixin, UpkeepMixin)
 
 # Column kinds for bulk inserts through a pandas frame (executemany is ~40x slower in DuckDB).
-_KINDS = {"str": "object", "int": "Int64", "float": "Float64", "ts": "datetime64[us]"}
+_KINDS = {"str": "object", "int": "Int64", "float": "Float64", "ts": "datetime64[us]", "uint64": "UInt64"}
 
 
 def _lock_holder_pid(message: str) -> int | None:
@@ -57,6 +58,7 @@ def _lock_holder_pid(message: str) -> int | None:
 
 class Store(
     ProjectsMixin,
+    QualityMixin,
     ImagesMixin,
     BoxesMixin,
     ReviewMixin,

@@ -10,7 +10,7 @@ from .rows import BOX_KINDS, utcnow
 
 # The columns of a prediction row (the machine's box as the job wrote it), in insert order.
 PREDICTION_KINDS = {"image_id": "int", "class_idx": "int", "x1": "float", "y1": "float", "x2": "float",
-                    "y2": "float", "confidence": "float", "model_id": "int", "job_id": "int"}
+                    "y2": "float", "confidence": "float", "model_id": "int", "job_id": "int", "track_id": "int"}
 
 
 class AnnotationMixin:
@@ -86,7 +86,7 @@ class AnnotationMixin:
                     continue
                 for b in boxes:
                     rows.append((image_id, b.class_idx, b.x1, b.y1, b.x2, b.y2, b.confidence, "model", model_id,
-                                 job_id, None, now))
+                                 job_id, None, now, b.track_id))
                 done.append((job_id, image_id, attempt, len(boxes), "done"))
             done += [(job_id, int(i), attempt, 0, "error") for i in failed]
             self._bulk_insert(
@@ -94,7 +94,7 @@ class AnnotationMixin:
                 BOX_KINDS,
                 rows,
             )
-            self._bulk_insert(cur, "predictions", PREDICTION_KINDS, [r[:7] + r[8:10] for r in rows],
+            self._bulk_insert(cur, "predictions", PREDICTION_KINDS, [r[:7] + r[8:10] + r[12:] for r in rows],
                               returning="image_id")
             self._bulk_insert(
                 cur, "job_images",
@@ -103,17 +103,23 @@ class AnnotationMixin:
             )
             counts.update(images=len(writable), boxes=len(rows), protected=len(protected))
             if cursor is not None:  # the job's bookkeeping commits with its boxes, or not at all
-                (raw,) = cur.execute("SELECT result FROM jobs WHERE id = ?", [job_id]).fetchone()
-                merged = json.loads(raw or "{}")
-                for k, v in counts.items():
-                    merged[k] = merged.get(k, 0) + v
-                if cursor.get("shard") is None:
-                    cur.execute("UPDATE jobs SET result = ?, chunks_in = ?, chunks_lost = ? WHERE id = ?",
-                                [json.dumps(merged), int(cursor["chunks_in"]), int(cursor.get("chunks_lost", 0)), job_id])
-                else:  # a shard's cursor is its own
-                    cur.execute("UPDATE jobs SET result = ? WHERE id = ?", [json.dumps(merged), job_id])
-                    cur.execute("UPDATE job_shards SET chunks_in = ?, chunks_lost = ? WHERE job_id = ? AND attempt = ? "
-                                "AND shard = ?", [int(cursor["chunks_in"]), int(cursor.get("chunks_lost", 0)), job_id,
-                                                  attempt, int(cursor["shard"])])
-                counts = merged
+                counts = self._commit_tallies(cur, job_id, attempt, counts, cursor)
         return counts
+
+    @staticmethod
+    def _commit_tallies(cur, job_id: int, attempt: int, counts: dict, cursor: dict) -> dict:
+        """Inside a chunk's transaction: add ``counts`` to the job's result and store the channel cursor
+        (the job's, or with ``shard`` that shard's). Returns the job's tallies."""
+        (raw,) = cur.execute("SELECT result FROM jobs WHERE id = ?", [job_id]).fetchone()
+        merged = json.loads(raw or "{}")
+        for k, v in counts.items():
+            merged[k] = merged.get(k, 0) + v
+        if cursor.get("shard") is None:
+            cur.execute("UPDATE jobs SET result = ?, chunks_in = ?, chunks_lost = ? WHERE id = ?",
+                        [json.dumps(merged), int(cursor["chunks_in"]), int(cursor.get("chunks_lost", 0)), job_id])
+        else:  # a shard's cursor is its own
+            cur.execute("UPDATE jobs SET result = ? WHERE id = ?", [json.dumps(merged), job_id])
+            cur.execute("UPDATE job_shards SET chunks_in = ?, chunks_lost = ? WHERE job_id = ? AND attempt = ? "
+                        "AND shard = ?", [int(cursor["chunks_in"]), int(cursor.get("chunks_lost", 0)), job_id,
+                                          attempt, int(cursor["shard"])])
+        return merged

@@ -34,10 +34,15 @@ class ImagesMixin:
         rows: list[dict],
         upload: dict,
         user: str | None = None,
+        videos: Sequence[dict] = (),
     ) -> list[int]:
-        """Register images (and the upload's report) in ONE transaction, creating the dataset if needed.
+        """Register images (and the upload's report, and the videos sampled into frames) in ONE
+        transaction, creating the dataset if needed.
 
-        ``rows``: dicts with rel_path, sha256, file, thumb, width, height, format, size_bytes.
+        ``rows``: dicts with rel_path, sha256, file, thumb, width, height, format, size_bytes, and optionally
+        phash, and for a video's frame: video (the name of one of ``videos``), frame_index, frame_time.
+        ``videos``: dicts with the videos table's columns (name, sha256, size_bytes, width, height, fps,
+        frames, duration_s, rotation, codec, sampling, read, kept, stopped, file).
         """
         now = utcnow()
         with self.transaction() as cur:
@@ -52,17 +57,27 @@ class ImagesMixin:
                     "INSERT INTO datasets (project_id, name, created_at, created_by) VALUES (?, ?, ?, ?) RETURNING id",
                     [project_id, dataset_name, now, user],
                 ).fetchall()
+            video_ids = {}
+            for v in videos:
+                cols = ("name", "sha256", "size_bytes", "width", "height", "fps", "frames", "duration_s", "rotation",
+                        "codec", "sampling", "read", "kept", "stopped", "file")
+                ((video_ids[v["name"]],),) = cur.execute(
+                    f"INSERT INTO videos (project_id, dataset_id, {', '.join(cols)}, created_at, created_by) "
+                    f"VALUES ({', '.join(['?'] * (len(cols) + 4))}) RETURNING id",
+                    [project_id, dataset_id, *(v.get(c) for c in cols), now, user]).fetchall()
             ids = self._bulk_insert(
                 cur,
                 "images",
                 {
                     "project_id": "int", "dataset_id": "int", "rel_path": "str", "sha256": "str", "file": "str",
                     "thumb": "str", "width": "int", "height": "int", "format": "str", "size_bytes": "int",
-                    "created_at": "ts", "created_by": "str",
+                    "created_at": "ts", "created_by": "str", "phash": "uint64", "video_id": "int",
+                    "frame_index": "int", "frame_time": "float",
                 },
                 [
                     (project_id, dataset_id, r["rel_path"], r["sha256"], r["file"], r["thumb"], r["width"],
-                     r["height"], r["format"], r["size_bytes"], now, user)
+                     r["height"], r["format"], r["size_bytes"], now, user, r.get("phash"),
+                     video_ids.get(r.get("video")), r.get("frame_index"), r.get("frame_time"))
                     for r in rows
                 ],
             )

@@ -87,10 +87,11 @@ class ProjectsMixin:
             cur.execute("DELETE FROM job_images WHERE job_id IN (SELECT id FROM jobs WHERE project_id = ?)", [project_id])
             cur.execute("DELETE FROM training_images WHERE job_id IN (SELECT id FROM jobs WHERE project_id = ?)",
                         [project_id])
-            cur.execute("DELETE FROM job_epochs WHERE job_id IN (SELECT id FROM jobs WHERE project_id = ?)",
-                        [project_id])
+            for table in ("job_epochs", "job_shards"):
+                cur.execute(f"DELETE FROM {table} WHERE job_id IN (SELECT id FROM jobs WHERE project_id = ?)",
+                            [project_id])
             for table in ("images", "classes", "datasets", "uploads", "models", "jobs", "exports", "split_config",
-                          "evaluations"):
+                          "evaluations", "videos", "label_errors"):
                 cur.execute(f"DELETE FROM {table} WHERE project_id = ?", [project_id])
             cur.execute("DELETE FROM projects WHERE id = ?", [project_id])
 

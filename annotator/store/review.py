@@ -129,7 +129,7 @@ class ReviewMixin:
                         [image_id, sorted(keep)])
             new_ids = iter(self._bulk_insert(cur, "boxes", BOX_KINDS, [
                 (image_id, b.class_idx, b.x1, b.y1, b.x2, b.y2, b.confidence, b.source, b.model_id, b.job_id,
-                 b.created_by, b.created_at or now) for b in new]))
+                 b.created_by, b.created_at or now, b.track_id) for b in new]))
             ids = [i if i is not None else int(next(new_ids)) for i in ids] if len(new) <= _SMALL_INSERT else None
             cur.execute("UPDATE images SET version = version + 1, edited_by = ?, edited_at = ?, changed_by = ?, "
                         "changed_at = ? WHERE id = ?", [user, now, user, now, image_id])
@@ -196,6 +196,17 @@ class ReviewMixin:
             cur.execute("UPDATE images SET phash = h.h FROM (SELECT unnest(?::BIGINT[]) AS id, "
                         "unnest(?::UBIGINT[]) AS h) h WHERE images.id = h.id",
                         [[int(i) for i, _ in pairs], [int(h) for _, h in pairs]])
+
+    def project_hashes(self, project_id: int) -> tuple[list[int], list[int | None]]:
+        """(ids, hashes) of every image of the project, by id (None: no hash yet)."""
+        rows = self._all("SELECT id, phash FROM images WHERE project_id = ? ORDER BY id", [project_id])
+        return [int(i) for i, _ in rows], [None if h is None else int(h) for _, h in rows]
+
+    def video_frames(self, project_id: int) -> list[tuple[int, int, float | None]]:
+        """(image id, video id, frame time) of the project's video frames, by video and time."""
+        return [(int(i), int(v), t) for i, v, t in self._all(
+            "SELECT id, video_id, frame_time FROM images WHERE project_id = ? AND video_id IS NOT NULL "
+            "ORDER BY video_id, frame_index, id", [project_id])]
 
     def image_hashes(self, image_ids: Sequence[int]) -> dict[int, int | None]:
         ids = [int(i) for i in image_ids]

@@ -21,13 +21,13 @@ MODEL_COLUMNS = (
 
 IMAGE_COLUMNS = (
     "id, project_id, dataset_id, rel_path, sha256, file, thumb, width, height, format, size_bytes, "
-    "split, status, reviewed_by, reviewed_at, created_at"
+    "split, status, reviewed_by, reviewed_at, created_at, video_id, frame_index, frame_time"
 )
 
 # The boxes table as every bulk insert writes it (rows in this column order).
 BOX_KINDS = {"image_id": "int", "class_idx": "int", "x1": "float", "y1": "float", "x2": "float", "y2": "float",
              "confidence": "float", "source": "str", "model_id": "int", "job_id": "int", "created_by": "str",
-             "created_at": "ts"}
+             "created_at": "ts", "track_id": "int"}
 
 
 _SMALL_INSERT = 64  # rows; up to this many, one VALUES statement beats a pandas frame
@@ -42,7 +42,8 @@ def image_from_row(r: tuple) -> ImageRecord:
     return ImageRecord(
         id=int(r[0]), project_id=int(r[1]), dataset_id=int(r[2]), rel_path=r[3], sha256=r[4], file=r[5],
         thumb=r[6], width=int(r[7]), height=int(r[8]), format=r[9], size_bytes=int(r[10]), split=r[11],
-        status=r[12], reviewed_by=r[13], reviewed_at=r[14], created_at=r[15], dataset=r[16],
+        status=r[12], reviewed_by=r[13], reviewed_at=r[14], created_at=r[15], video_id=r[16], frame_index=r[17],
+        frame_time=r[18], dataset=r[19],
     )
 
 

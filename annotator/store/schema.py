@@ -345,3 +345,46 @@ MIGRATIONS.append((
         )""",
     ],
 ))
+
+MIGRATIONS.append((
+    11,
+    "video frames (their video, index and timestamp), track ids of machine boxes, likely label errors",
+    [
+        "CREATE SEQUENCE video_ids START 1",
+        # One row per uploaded video: what it was and how it was sampled. Its frames are ordinary images
+        # pointing back here; the video file itself is not kept.
+        """CREATE TABLE videos (
+            id INTEGER PRIMARY KEY DEFAULT nextval('video_ids'),
+            project_id INTEGER NOT NULL,
+            dataset_id INTEGER NOT NULL,
+            name VARCHAR NOT NULL, sha256 VARCHAR NOT NULL, size_bytes BIGINT NOT NULL,
+            width INTEGER NOT NULL, height INTEGER NOT NULL, fps DOUBLE NOT NULL, frames INTEGER NOT NULL,
+            duration_s DOUBLE NOT NULL, rotation INTEGER NOT NULL, codec VARCHAR NOT NULL,
+            sampling VARCHAR NOT NULL, read INTEGER NOT NULL, kept INTEGER NOT NULL,
+            stopped VARCHAR NOT NULL DEFAULT '',
+            file VARCHAR,  -- the video itself, relative to the project folder, when the upload asked to keep it
+            created_at TIMESTAMP NOT NULL,
+            created_by VARCHAR
+        )""",
+        "ALTER TABLE images ADD COLUMN video_id INTEGER",  # NULL: a still image
+        "ALTER TABLE images ADD COLUMN frame_index INTEGER",  # the frame's number in its video (every frame counted)
+        "ALTER TABLE images ADD COLUMN frame_time DOUBLE",  # seconds from the video's start
+        # ByteTrack's id of a machine box on a video's frames (auto-annotation with tracking); NULL otherwise.
+        # Unique within one job and video, not across them.
+        "ALTER TABLE boxes ADD COLUMN track_id INTEGER",
+        "ALTER TABLE predictions ADD COLUMN track_id INTEGER",
+        # Likely label errors found by running a model over approved images (annotator/label_errors.py):
+        # the newest run per project replaces the previous one's open findings.
+        "CREATE SEQUENCE label_error_ids START 1",
+        """CREATE TABLE label_errors (
+            id BIGINT PRIMARY KEY DEFAULT nextval('label_error_ids'),
+            project_id INTEGER NOT NULL, image_id BIGINT NOT NULL, job_id INTEGER, model_id INTEGER,
+            kind VARCHAR NOT NULL, score DOUBLE NOT NULL, box_id BIGINT, class_idx INTEGER, suggestion_class INTEGER,
+            x1 DOUBLE, y1 DOUBLE, x2 DOUBLE, y2 DOUBLE,
+            confidence DOUBLE,
+            message VARCHAR NOT NULL,
+            status VARCHAR NOT NULL DEFAULT 'open',  -- open | accepted | dismissed
+            created_at TIMESTAMP NOT NULL, resolved_by VARCHAR, resolved_at TIMESTAMP
+        )""",
+    ],
+))

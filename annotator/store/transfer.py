@@ -112,7 +112,7 @@ class TransferMixin:
             for image_id, boxes, split in items:
                 if image_id in protected:
                     continue
-                rows += [(image_id, b.class_idx, b.x1, b.y1, b.x2, b.y2, None, "import", None, None, user, now)
+                rows += [(image_id, b.class_idx, b.x1, b.y1, b.x2, b.y2, None, "import", None, None, user, now, None)
                          for b in boxes]
                 if split:
                     splits[int(image_id)] = split

@@ -17,6 +17,7 @@ from .jobs_panel import build_jobs_panel
 from .tab_annotate import build_annotate_tab
 from .tab_autoannotate import build_autoannotate_tab
 from .tab_export import build_export_tab
+from .tab_health import build_health_tab
 from .tab_projects import build_projects_tab, render_picker
 from .tab_train import build_train_tab
 from .tab_upload import build_upload_tab
@@ -135,6 +136,9 @@ def build_app(services: Services) -> gr.Blocks:
             with gr.Tab("Train", id="train") as tab:
                 tabs.append(tab)
                 train_events = build_train_tab(ctx)
+            with gr.Tab("Health", id="health") as tab:
+                tabs.append(tab)
+                build_health_tab(ctx)
             with gr.Tab("Export", id="export") as tab:
                 tabs.append(tab)
                 build_export_tab(ctx)

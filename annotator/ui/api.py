@@ -208,21 +208,27 @@ class Api:
     # --- images -----------------------------------------------------------------------------------------
     @endpoint("images", **_HEAVY)
     def add_images(self, project: str, sources: list[FileData], dataset: str | None = None,
-                   request: gr.Request = None) -> dict:
-        """Upload zips or image files into a dataset (default: the zip's name). The report lists what was
-        added, duplicates and skipped files with reasons."""
+                   sampling: str | None = None, keep_video: bool = False, request: gr.Request = None) -> dict:
+        """Upload zips, image files or videos (.mp4 .mov .avi .mkv .webm, also inside a zip) into a dataset
+        (default: the zip's or the video's name). A video becomes frames by ``sampling``: "fps:2" (frames per
+        second), "every:10" (every Nth frame), "scene:0.2" (when the picture changes), "all", each optionally
+        with ",max:N"; default the app's ANNOTATOR_VIDEO_SAMPLING. ``keep_video`` stores the video file too.
+        The report lists what was added, duplicates, skipped files with reasons, the videos sampled (frames
+        read, kept, where a damaged one stopped) and near-duplicates of the added images (``similar``)."""
         files = _sources(sources)
         with _consuming(files):
             report = self.services.images.add_images(project, files, dataset or None, user=username(request),
-                                                     progress=_progress.get())
+                                                     progress=_progress.get(), sampling=sampling or None,
+                                                     keep_video=bool(keep_video))
         return to_json(report)
 
     @endpoint("images")
     def list_images(self, project: str, dataset: str | None = None, status: str | None = None, page: int = 0,
-                    page_size: int = 60) -> dict:
-        """A page (from 0) of a project's images, optionally of one dataset / review state."""
+                    page_size: int = 60, similar: bool = False) -> dict:
+        """A page (from 0) of a project's images, optionally of one dataset / review state; ``similar``: only
+        images with a near-duplicate, group by group. A video's frames carry video_id, frame_index, frame_time."""
         return to_json(self.services.images.list_images(project, dataset or None, status or None, page,
-                                                        page_size))
+                                                        page_size, bool(similar)))
 
     # --- models -----------------------------------------------------------------------------------------
     @endpoint("models")
@@ -272,13 +278,14 @@ class Api:
     def start_annotation(self, project: str, model: str, datasets: list[str] | None = None, conf: float | None = None,
                          iou: float = 0.7, imgsz: int | None = None, max_det: int = 300, device: str | None = None,
                          batch: int = 0, scope: str = "unreviewed", overrides: dict | None = None,
-                         request: gr.Request = None) -> dict:
+                         track: bool = False, request: gr.Request = None) -> dict:
         """Queue auto-annotation of the project's unreviewed (``scope`` "untouched": also rejected) images.
-        ``overrides``: model class (name or index) -> project class (name or index, null to skip)."""
+        ``overrides``: model class (name or index) -> project class (name or index, null to skip). ``track``:
+        the machine boxes of video frames get track ids (ByteTrack)."""
         return to_json(self.services.annotation.start_annotation(
             project, model, datasets=[d for d in datasets or [] if d], conf=conf, iou=iou, imgsz=imgsz or None,
             max_det=max_det, device=device or None, batch=batch, scope=scope or "unreviewed",
-            overrides=overrides or None, user=username(request)))
+            overrides=overrides or None, track=bool(track), user=username(request)))
 
     @endpoint("annotation")
     def resume_job(self, job_id: int, request: gr.Request = None) -> dict:
@@ -363,6 +370,47 @@ class Api:
         """Filmstrip entries for these images, in order: thumbnail file, review state, boxes, lowest machine
         confidence."""
         return to_json(self.services.review.queue_thumbs(project, image_ids or []))
+
+    # --- dataset quality ------------------------------------------------------------------------------------
+    @endpoint("quality")
+    def start_label_check(self, project: str, model: str, conf: float = 0.5, imgsz: int | None = None,
+                     device: str | None = None, request: gr.Request = None) -> dict:
+        """Queue a label check: ``model`` predicts on every approved image and disagreements become findings
+        (likely missed, spurious, wrong-class or loose labels; ``conf``: how sure the model must be to flag
+        one). Returns the job."""
+        return to_json(self.services.quality.start_label_check(project, model, conf, imgsz or None,
+                                                              device or None, user=username(request)))
+
+    @endpoint("quality", **_FAST)
+    def label_errors(self, project: str, image_id: int | None = None, status: str = "open") -> list[dict]:
+        """Likely label errors, worst first (of one image with ``image_id``): kind, score, message, the box in
+        question (box_id) and the suggestion (suggestion_class, x1..y2)."""
+        return to_json(self.services.quality.label_errors(project, image_id, status or None))
+
+    @endpoint("quality", **_FAST)
+    def resolve_label_error(self, project: str, error_id: int, status: str, request: gr.Request = None) -> dict:
+        """Mark a finding ``accepted`` (its suggestion was applied) or ``dismissed`` (the label is right)."""
+        return to_json(self.services.quality.resolve_label_error(project, error_id, status, user=username(request)))
+
+    @endpoint("health")
+    def health(self, project: str, scope: str = "approved") -> dict:
+        """Dataset health: images and boxes per class and split, box size and aspect histograms, objects per
+        image, images without boxes, tiny boxes, near-duplicates, class imbalance and train/val drift, with
+        warnings. ``scope``: approved (what training sees) or all."""
+        return to_json(self.services.health.health(project, scope or "approved"))
+
+    @endpoint("similar")
+    def near_duplicates(self, project: str, max_bits: int | None = None) -> dict:
+        """Near-duplicate groups of the project (hashes within ``max_bits`` of 64; default the app's setting):
+        counts and the largest groups with their paths and splits."""
+        return to_json(self.services.similar.near_duplicates(project, max_bits))
+
+    @endpoint("review")
+    def delete_track(self, project: str, image_id: int, job_id: int, track_id: int, request: gr.Request = None) -> dict:
+        """Delete a machine track (``job_id`` and ``track_id`` of a box from auto-annotation with tracking) in the
+        frames after this one of its video; frames a person saved or approved are left alone (``protected``)."""
+        return to_json(self.services.review.delete_track(project, image_id, job_id, track_id,
+                                                         user=username(request)))
 
     @endpoint("review", **_FAST)
     def copy_boxes(self, project: str, from_image: int, to_image: int, request: gr.Request = None) -> list[dict]:

@@ -189,8 +189,9 @@ class EditorFunctions:
         image_id = _int(image_id, "image id")
         with self._image_lock(image_id):  # a copy being made in the background: wait for it, do not redo it
             d = self.api.call("load_image", project=project, image_id=image_id)
-        keep = ("id", "project", "rel_path", "dataset", "width", "height", "split", "status", "version",
-                "reviewed_by", "reviewed_at", "edited_by", "edited_at", "changed_by", "changed_at", "boxes")
+        keep = ("id", "project", "rel_path", "dataset", "frame", "width", "height", "split", "status", "version",
+                "reviewed_by", "reviewed_at", "edited_by", "edited_at", "changed_by", "changed_at", "boxes",
+                "findings")
         return {**{k: d[k] for k in keep}, "url": file_url(d["file"]),
                 "display": {"url": file_url(d["display"]["file"]), "width": d["display"]["width"],
                             "height": d["display"]["height"]}}
@@ -279,6 +280,19 @@ class EditorFunctions:
                                        from_image=_int(req.get("from"), "image id"),
                                        to_image=_int(req.get("to"), "image id"))}
 
+    def finding(self, req: dict, user: str) -> dict:
+        """Resolve a likely label error: ``accepted`` (the page applied its suggestion and saved) or
+        ``dismissed`` (the label is right)."""
+        done = self.api.call("resolve_label_error", user=user, project=self._name(req),
+                             error_id=_int(req.get("id"), "finding id"), status=str(req.get("status") or ""))
+        return {"finding": done}
+
+    def track(self, req: dict, user: str) -> dict:
+        """Delete a machine track in the frames after this one (the page deleted the box on this frame)."""
+        return {"track": self.api.call("delete_track", user=user, project=self._name(req),
+                                       image_id=_int(req.get("id"), "image id"), job_id=_int(req.get("job"), "job id"),
+                                       track_id=_int(req.get("track"), "track id"))}
+
     def thumbs(self, req: dict, user: str) -> dict:
         """Filmstrip entries: thumbnail URL, review state, box count, lowest machine confidence."""
         ids = [_int(i, "image id") for i in (req.get("ids") or [])][:200]
@@ -317,7 +331,8 @@ class EditorFunctions:
 
     def server_functions(self) -> list:
         return [_server_fn(f"aa_{name}", getattr(self, name))
-                for name in ("open", "load", "save", "review", "copy", "thumbs", "changes")]
+                for name in ("open", "load", "save", "review", "copy", "finding", "track", "thumbs",
+                             "changes")]
 
 
 def read_asset(name: str) -> str:

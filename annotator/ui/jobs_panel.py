@@ -36,7 +36,11 @@ def jobs_html(jobs: list[dict], names: dict[int, str]) -> str:
         ips = f"{j['images_per_s']:.1f} img/s" if j.get("images_per_s") else ""
         eta = f"ETA {_duration(j['eta_s'])}" if j.get("eta_s") and j["status"] == "running" else ""
         c = j.get("result") or {}
-        saved = f"{c.get('boxes', 0)} boxes on {c.get('images', 0)} images" if c.get("images") is not None else ""
+        if j["kind"] == "check_labels":  # services/quality.py: findings, not boxes
+            saved = (f"{c.get('findings', 0)} likely label error(s) on {c.get('images', 0)} approved images: the "
+                     "Annotate tab's queue 'Likely label errors'" if c.get("images") is not None else "")
+        else:
+            saved = f"{c.get('boxes', 0)} boxes on {c.get('images', 0)} images" if c.get("images") is not None else ""
         if c.get("protected"):
             saved += f", {c['protected']} left alone (a person got there first)"
         err = f"<div style='color:#dc2626'>{html.escape(j['error'])}</div>" if j.get("error") else ""

@@ -16,7 +16,8 @@ from .editor import build_editor
 
 STATUS_FILTERS = [("Unreviewed", "unreviewed"), ("Approved", "approved"), ("Rejected", "rejected"), ("All", "all")]
 SORTS = [("Upload order", "upload"), ("Most uncertain first", "uncertain"),
-         ("Most informative first (uncertain and unlike the approved)", "informative")]
+         ("Most informative first (uncertain and unlike the approved)", "informative"),
+         ("Likely label errors, worst first (from a label check: Health tab)", "errors")]
 ANY = "(any)"
 
 LEGEND = """Keys work as soon as an image is shown, never while you type in a field.
@@ -27,10 +28,12 @@ LEGEND = """Keys work as soon as an image is shown, never while you type in a fi
 - **click** a box to select it, **drag** to move, handles resize
 - **1–9** class of the selected (or hovered) box; nothing selected: class for new boxes
 - **Q** or **/** every class: type to filter, ↑/↓, Enter
-- **Del** / **Backspace** delete the selected box · **Esc** deselect
+- **Del** / **Backspace** delete the selected box · **Esc** deselect · then **T**: a tracked box's track (#id)
+  in the following frames too
 - **Alt+arrows** nudge 1 px (**Alt+Shift** 10 px)
 - **Ctrl+Z** / **Ctrl+Shift+Z** undo / redo · **X** discard this image's edits
 - **wheel** zoom at the pointer · **F** fit · **middle-drag** or **Space+drag** pan
+- a likely label error (magenta, from a label check): **Y** apply the model's suggestion and save · **N** dismiss it
 
 Dashed boxes are the model's ("car 0.87"), solid ones a person's or imported."""
 

@@ -95,6 +95,9 @@ def build_autoannotate_tab(ctx: UIContext):
             scope = gr.Radio(SCOPES, value="unreviewed", label="Images",
                              info="Images a person saved or approved are never touched; machine boxes of "
                                   "the others are replaced.")
+            track = gr.Checkbox(False, label="Track objects through each video's frames (ByteTrack): every machine "
+                                             "box gets a track id, and deleting one in the editor can delete its "
+                                             "track in the following frames")
             with gr.Row():
                 conf = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Confidence threshold (0 = the model's own)")
                 iou = gr.Slider(0.05, 1.0, value=0.7, step=0.05, label="IoU threshold (NMS)")
@@ -134,14 +137,14 @@ def build_autoannotate_tab(ctx: UIContext):
         return table([[i, name, classes[mapping[str(i)]] if mapping.get(str(i)) is not None else SKIP]
                       for i, name in enumerate(model_classes)], MAP_HEADERS)
 
-    def run(project_name, model_name, datasets_, conf_, iou_, imgsz_, max_det_, device_, batch_, scope_, rows,
-            request: gr.Request = None):
+    def run(project_name, model_name, datasets_, conf_, iou_, imgsz_, max_det_, device_, batch_, scope_, track_,
+            rows, request: gr.Request = None):
         if not model_name:
             raise gr.Error("Choose a model (upload one on the left, or use the Demo project's demo-shapes)")
         return api.start_annotation(project=project_name, model=model_name, datasets=datasets_, conf=conf_, iou=iou_,
                                     imgsz=int(imgsz_ or 0) or None, max_det=int(max_det_ or 300),
                                     device=device_ or None, batch=int(batch_ or 0), scope=scope_,
-                                    overrides=overrides_from_table(rows), request=request)
+                                    overrides=overrides_from_table(rows), track=bool(track_), request=request)
 
     def show_models(ev):
         return ev.success(render_models, [models_json, model], [models_table, model], **private)
@@ -165,7 +168,7 @@ def build_autoannotate_tab(ctx: UIContext):
         [models_table, model], **private,
     )).then(lambda: (None, ""), None, [model_file, model_name], **private)
 
-    ran = run_btn.click(run, [project, model, datasets, conf, iou, imgsz, max_det, device, batch, scope, mapping],
+    ran = run_btn.click(run, [project, model, datasets, conf, iou, imgsz, max_det, device, batch, scope, track, mapping],
                         job_json, **private)
     queued = ran.success(lambda j: f"Queued job **{j['id']}**: {j['total']} image(s). Progress below, under *Jobs*.",
                          job_json, run_result, **private)

@@ -32,7 +32,8 @@ def test_editor_server_functions_answer_data_never_a_stack_trace(services, proje
     a, b = _add(services, project, tmp_path, [(640, 480), (64, 48)])
     services.ctx.store.insert_boxes([_machine(a.id, 10.5, 20.25, 99.5, 80.75, conf=0.9)])
     fns = {f.__name__: f for f in EditorFunctions(Api(services)).server_functions()}
-    assert sorted(fns) == ["aa_changes", "aa_copy", "aa_load", "aa_open", "aa_review", "aa_save", "aa_thumbs"]
+    assert sorted(fns) == ["aa_changes", "aa_copy", "aa_finding", "aa_load", "aa_open", "aa_review", "aa_save",
+                          "aa_thumbs", "aa_track"]
     opened = fns["aa_open"]({"project": "Shapes", "status": "all", "sort": "uncertain"})
     assert opened["ok"] and opened["ids"] == [a.id, b.id] and opened["classes"] == CLASSES
     assert opened["colours"][0].startswith("#") and opened["counts"] == {"unreviewed": 2, "approved": 0, "rejected": 0}

@@ -56,6 +56,7 @@ const S = {
   notice: null, stale: false, checking: false, recheck: false, pendingQuery: null,
   knownRev: null,       // the project revision this page has caught up with (its own writes included)
   timings: [], frames: [], shown: false, msgTimer: null,
+  lastTrack: null,      // the tracked box just deleted on this image: T deletes its track in the following frames
 };
 let nextK = 1;
 let imgEl = null;
@@ -100,7 +101,8 @@ async function call(name, req) {
 // ---- boxes ----------------------------------------------------------------------------------------------
 function mkBox(d) {
   return { k: nextK++, id: d.id ?? null, class_idx: d.class_idx | 0, x1: +d.x1, y1: +d.y1, x2: +d.x2, y2: +d.y2,
-           source: d.source || 'human', confidence: d.confidence ?? null, changed: !!d.changed };
+           source: d.source || 'human', confidence: d.confidence ?? null, changed: !!d.changed,
+           job_id: d.job_id ?? null, track_id: d.track_id ?? null };
 }
 function edited(b, patch) {  // a changed copy: a person's box from now on (the server decides by class and corners)
   return { ...b, ...patch, source: 'human', confidence: null, changed: true };
@@ -221,9 +223,10 @@ function textWidth(t) {
   return w;
 }
 function label(b) {
-  const name = S.classes[b.class_idx] ?? `class ${b.class_idx}`;
+  const name = (S.classes[b.class_idx] ?? `class ${b.class_idx}`) + (b.track_id != null ? ` #${trackNo(b)}` : '');
   return b.source === 'model' && b.confidence != null ? `${name} ${b.confidence.toFixed(2)}` : name;
 }
+function trackNo(b) { return b.track_id % 1000000; }  // the job's try is in the millions (jobs/annotate.py)
 function rgba(i, a) { const c = S.rgb[i % Math.max(1, S.rgb.length)] || [200, 200, 200]; return `rgba(${c[0]},${c[1]},${c[2]},${a})`; }
 function textColour(i) { const c = S.rgb[i % Math.max(1, S.rgb.length)] || [200, 200, 200]; return (c[0] * 299 + c[1] * 587 + c[2] * 114) / 1000 > 140 ? '#000' : '#fff'; }
 function handles(x1, y1, x2, y2) {
@@ -272,6 +275,7 @@ function paint() {
     g.fillRect(x1, y1, x2 - x1, y2 - y1); g.strokeRect(x1, y1, x2 - x1, y2 - y1);
   }
   paintLabels(list, sel, hov);
+  paintFinding();
 }
 function paintLabels(list, sel, hov) {
   // Labels stay inside the view (inside the box when it touches the top) and never cover another label:
@@ -319,10 +323,17 @@ function info() {
   const machine = c.boxes.filter((b) => b.source === 'model').length;
   const hidden = c.boxes.filter((b) => !shownBox(b)).length;
   const who = d.reviewed_by ? ` by ${d.reviewed_by} at ${when(d.reviewed_at)}` : '';
-  fileEl.innerHTML = `<b>${esc(d.rel_path)}</b> (${esc(d.dataset)}) · ${d.width}×${d.height} · ` +
+  fileEl.innerHTML = `<b>${esc(d.rel_path)}</b> (${esc(d.dataset)})` +
+    (d.frame ? ` · <b class="aa-frame">${esc(d.frame)}</b>` : '') + ` · ${d.width}×${d.height} · ` +
     `<span class="aa-st-${d.status}">${d.status}</span>${esc(who)} · ${c.boxes.length} box(es): ${machine} machine, ` +
     `${c.boxes.length - machine} person/import` + (hidden ? ` · ${hidden} hidden` : '') +
     (isDirty(c) ? ' · <b class="aa-unsaved">unsaved edits</b>' : '');
+  const f = finding();
+  if (f) {
+    const more = c.data.findings.length > 1 ? ` (1 of ${c.data.findings.length})` : '';
+    fileEl.innerHTML += `<br><span class="aa-finding">⚑ Likely label error${more}: ${esc(f.message)} — ` +
+      '<kbd>Y</kbd> apply the suggestion · <kbd>N</kbd> dismiss</span>';
+  }
 }
 const filmEls = new Map();  // image id -> its filmstrip button, kept so thumbnails are not loaded again
 function filmItem(id, pos) {
@@ -793,6 +804,19 @@ function deleteSelected() {
   if (!b) { msg('Select a box first (click it)'); return; }
   S.selK = null;
   commit(S.cur.boxes.filter((x) => x.k !== b.k));
+  // A tracked machine box on a video's frame: offer its track in the following frames too.
+  S.lastTrack = b.track_id != null && b.job_id != null && S.cur.data.frame ? { image: S.cur.id, job: b.job_id, track: b.track_id, no: trackNo(b) } : null;
+  if (S.lastTrack) msg(`Deleted ${label(b)}. T: also delete track #${S.lastTrack.no} in the following frames`, 'ok');
+}
+async function deleteTrack() {
+  const c = S.cur, t = S.lastTrack;
+  if (!c || !t || t.image !== c.id) { msg('Delete a tracked box first (a machine box with #id on a video frame), then T'); return; }
+  S.lastTrack = null;
+  const r = await call('aa_track', { project: S.project, id: c.id, job: t.job, track: t.track });
+  if (!r.ok) { msg(r.error, 'error'); return; }
+  for (const id of S.ids.slice(S.pos + 1)) S.cache.delete(id);  // the following frames load again
+  const kept = r.track.protected ? ` · ${r.track.protected} frame(s) a person saved or approved left alone` : '';
+  msg(`Deleted track #${t.no} in ${r.track.images} following frame(s): ${r.track.deleted} box(es)${kept}`, 'ok');
 }
 function nudge(dx, dy) {
   const b = selected();
@@ -822,6 +846,52 @@ async function copyPrevious() {
   if (!r.boxes.length) { msg('The previous image has no boxes'); return; }
   commit(c.boxes.concat(r.boxes.map((b) => mkBox({ ...b, id: null, source: 'human', confidence: null, changed: true }))));
   msg(`Copied ${r.boxes.length} box(es) from the previous image: Ctrl+S or moving on saves them`, 'ok');
+}
+
+// ---- likely label errors (a label check's findings: services/quality.py) ---------------------------------
+function finding() { const c = S.cur; return (c && (c.data.findings || [])[0]) || null; }
+function findingTarget(c, f) { return f.box_id != null ? c.boxes.find((b) => b.id === f.box_id) || null : null; }
+function paintFinding() {  // the box in question ringed, the model's box (to add, or the tighter corners) dashed
+  const c = S.cur, f = finding();
+  if (!c || !f) return;
+  g.save();
+  g.strokeStyle = '#d946ef'; g.lineWidth = 2.5;
+  const b = findingTarget(c, f);
+  if (b) {
+    const [x1, y1] = toStage(b.x1, b.y1), [x2, y2] = toStage(b.x2, b.y2);
+    g.setLineDash([3, 3]); g.strokeRect(x1 - 6, y1 - 6, x2 - x1 + 12, y2 - y1 + 12);
+  }
+  if ((f.kind === 'missed' || f.kind === 'loose') && f.x1 != null) {
+    const [x1, y1] = toStage(f.x1, f.y1), [x2, y2] = toStage(f.x2, f.y2);
+    g.setLineDash([10, 5]); g.strokeRect(x1, y1, x2 - x1, y2 - y1);
+  }
+  g.restore();
+}
+async function resolveFinding(accept) {
+  // Y: the model's suggestion becomes a person's edit and is saved, then the finding is marked accepted;
+  // N: dismissed, the label stays. Either way the next finding of this image (if any) is shown.
+  const c = S.cur, f = finding();
+  if (!c || !f) { msg('No likely label error on this image (order the queue by "Likely label errors")'); return; }
+  if (accept) {
+    const b = findingTarget(c, f);
+    if (f.kind !== 'missed' && !b) { msg('The box this finding is about was changed since the check: N dismisses it', 'error'); return; }
+    let list;
+    if (f.kind === 'missed') {
+      list = c.boxes.concat([mkBox({ class_idx: f.suggestion_class, x1: f.x1, y1: f.y1, x2: f.x2, y2: f.y2,
+                                     source: 'human', changed: true })]);
+    } else if (f.kind === 'spurious') list = c.boxes.filter((x) => x.k !== b.k);
+    else if (f.kind === 'wrong_class') list = replaceBox(b.k, edited(b, { class_idx: f.suggestion_class }));
+    else list = replaceBox(b.k, edited(b, { x1: f.x1, y1: f.y1, x2: f.x2, y2: f.y2 }));
+    commit(list);
+    if (!(await save())) return;  // the save said why; the finding stays open
+  }
+  const r = await call('aa_finding', { project: S.project, id: f.id, status: accept ? 'accepted' : 'dismissed' });
+  if (!r.ok) { msg(r.error, 'error'); return; }
+  c.data.findings = (c.data.findings || []).filter((x) => x.id !== f.id);
+  const cached = S.cache.get(c.id);
+  if (cached && cached.data !== c.data) cached.data.findings = c.data.findings;
+  if (S.cur === c) { paint(); info(); }
+  msg(accept ? `Applied the model's suggestion: ${f.message}` : 'Dismissed: the label stays as it is', 'ok');
 }
 
 // ---- pointer --------------------------------------------------------------------------------------------
@@ -1012,6 +1082,9 @@ function onKey(ev) {
     case 'x': ev.preventDefault(); if (once) discard(); break;
     case 'q': case '/': ev.preventDefault(); if (once) openPicker(); break;
     case 'f': ev.preventDefault(); if (S.cur) fitView(); break;
+    case 'y': ev.preventDefault(); if (once) resolveFinding(true); break;
+    case 'n': ev.preventDefault(); if (once) resolveFinding(false); break;
+    case 't': ev.preventDefault(); if (once) deleteTrack(); break;
     case ' ': ev.preventDefault(); if (!S.space) { S.space = true; canvas.style.cursor = 'grab'; } break;
     default:
       if (/^[1-9]$/.test(key) && once) { ev.preventDefault(); setClass(Number(key) - 1); }

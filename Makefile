@@ -27,6 +27,8 @@ bench: $(VENV)/.installed-dev  # playwright drives Chromium in editor_browser.py
 	$(PY) bench/editor_browser.py
 	$(PY) bench/export.py
 	$(PY) bench/train.py
+	$(PY) bench/video.py
+	$(PY) bench/dedupe.py
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev

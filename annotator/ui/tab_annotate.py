@@ -117,6 +117,22 @@ def build_annotate_tab(ctx: UIContext) -> None:
                 gr.HTML(query=query(p, status, ANY, ANY, no_boxes, below, sort, n)))
 
     project.change(on_project, filters, [f_dataset, f_class, editor], **common)
+
+    def choices(p, dataset, class_name, tab):
+        """Coming back to the tab: datasets made since (an upload on the Upload tab, a video) and renamed or
+        added classes appear in the filters; the choices made stay."""
+        if tab != "annotate" or not p:
+            return gr.skip(), gr.skip()
+        try:
+            names = services.projects.get_project(p).class_names
+            datasets = [d.name for d in services.images.datasets(p)]
+        except Exception:  # noqa: BLE001 - a deleted project: the editor says what is wrong
+            return gr.skip(), gr.skip()
+        return (gr.Dropdown(choices=[ANY, *datasets], value=dataset if dataset in datasets else ANY),
+                gr.Dropdown(choices=[ANY, *names], value=class_name if class_name in names else ANY))
+
+    if ctx.active_tab is not None:
+        ctx.active_tab.change(choices, [project, f_dataset, f_class, ctx.active_tab], [f_dataset, f_class], **common)
     for trigger in (f_status.input, f_sort.input, f_none.input, f_dataset.input, f_class.input, f_below.release):
         trigger(lambda *a: gr.HTML(query=query(*a)), filters, editor, **common)
     reload_btn.click(lambda n: n + 1, nonce, nonce, **common).then(

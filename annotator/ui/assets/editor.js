@@ -1209,7 +1209,8 @@ on(window, 'resize', () => { if (visible()) layout(); });
 // ---- test hook ------------------------------------------------------------------------------------------
 window.aaEditor = {
   boxes: () => (S.cur ? S.cur.boxes.map((b) => ({ id: b.id, class_idx: b.class_idx, x1: b.x1, y1: b.y1, x2: b.x2, y2: b.y2,
-                                                   source: b.source, confidence: b.confidence, hidden: !shownBox(b) })) : []),
+                                                   source: b.source, confidence: b.confidence, hidden: !shownBox(b),
+                                                   track_id: b.track_id })) : []),
   toScreen: (x, y) => { const r = stage.getBoundingClientRect(); const [px, py] = toStage(x, y); return { x: r.left + px, y: r.top + py }; },
   image: () => (S.cur ? { id: S.cur.id, version: S.cur.data.version, width: S.cur.data.width, height: S.cur.data.height,
                           status: S.cur.data.status, dirty: isDirty(S.cur) } : null),

@@ -76,6 +76,7 @@ TEMPLATE = """
     <div class="aa-empty">Pick a project at the top.</div>
     <div class="aa-notice" hidden><span class="aa-notice-text"></span> <button type="button" data-act="reload">Reload</button></div>
     <div class="aa-msg" role="status" aria-live="polite"></div>
+    <div class="aa-findbar" role="status" hidden></div>
     <div class="aa-dialog aa-picker" hidden role="dialog" aria-label="Pick a class">
       <input type="text" class="aa-pick-input" placeholder="Type to filter the classes" autocomplete="off" spellcheck="false">
       <ul class="aa-pick-list" role="listbox"></ul>

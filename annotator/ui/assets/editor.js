@@ -22,6 +22,7 @@ const toolbar = root.querySelector('.aa-toolbar');
 const emptyEl = root.querySelector('.aa-empty');
 const noticeEl = root.querySelector('.aa-notice');
 const msgEl = root.querySelector('.aa-msg');
+const findEl = root.querySelector('.aa-findbar');
 const pickerEl = root.querySelector('.aa-picker');
 const pickInput = root.querySelector('.aa-pick-input');
 const pickList = root.querySelector('.aa-pick-list');
@@ -318,7 +319,7 @@ function info() {
     ? `Class: <span class="aa-swatch" style="background:${S.colours[i % S.colours.length]}"></span><b>${esc(S.classes[i])}</b>` +
       (i < 9 ? ` <kbd>${i + 1}</kbd>` : '') + ' <kbd>Q</kbd>'
     : 'Class';
-  if (!c) { fileEl.textContent = ''; return; }
+  if (!c) { fileEl.textContent = ''; findEl.hidden = true; findEl.textContent = ''; return; }
   const d = c.data;
   const machine = c.boxes.filter((b) => b.source === 'model').length;
   const hidden = c.boxes.filter((b) => !shownBox(b)).length;
@@ -329,9 +330,11 @@ function info() {
     `${c.boxes.length - machine} person/import` + (hidden ? ` · ${hidden} hidden` : '') +
     (isDirty(c) ? ' · <b class="aa-unsaved">unsaved edits</b>' : '');
   const f = finding();
-  if (f) {
+  findEl.hidden = !f;
+  if (!f) findEl.textContent = '';
+  else {
     const more = c.data.findings.length > 1 ? ` (1 of ${c.data.findings.length})` : '';
-    fileEl.innerHTML += `<br><span class="aa-finding">⚑ Likely label error${more}: ${esc(f.message)} — ` +
+    findEl.innerHTML = `<span class="aa-finding">⚑ Likely label error${more}: ${esc(f.message)} — ` +
       '<kbd>Y</kbd> apply the suggestion · <kbd>N</kbd> dismiss</span>';
   }
 }

@@ -309,6 +309,13 @@ def _class_map(items: list[str] | None, source: str) -> dict[str, str | None]:
     return out
 
 
+def _queued(args, b, job: dict, what: str) -> int:
+    """A job queued without --wait: say what was queued and how to follow it (and when no worker runs it)."""
+    _print(args, job, f"Queued {what}. Follow it with: annotator jobs status {job['id']}")
+    _say_if_nothing_runs_it(b, job)
+    return 0
+
+
 def cmd_annotate(args, settings: Settings) -> int:
     overrides = _class_map(args.map, "MODEL")
     options = {"datasets": args.dataset or [], "conf": args.conf, "iou": args.iou, "imgsz": args.imgsz or None,
@@ -317,10 +324,7 @@ def cmd_annotate(args, settings: Settings) -> int:
     with backend(settings) as b:
         job = b.call("annotation", "start_annotation", project=args.project, model=args.model, **options)
         if not args.wait:
-            _print(args, job, f"Queued job {job['id']}: {job['total']} image(s). Follow it with: "
-                              f"annotator jobs status {job['id']}")
-            _say_if_nothing_runs_it(b, job)
-            return 0
+            return _queued(args, b, job, f"job {job['id']}: {job['total']} image(s)")
         job = _follow(args, b, job, _job_line)  # progress to stderr: stdout stays machine-readable
     c = job["result"]
     _print(args, job, f"Job {job['id']} {job['status']}: {c.get('boxes', 0)} box(es) on {c.get('images', 0)} image(s), "
@@ -370,10 +374,7 @@ def cmd_check_labels(args, settings: Settings) -> int:
         job = b.call("quality", "start_label_check", project=args.project, model=args.model, conf=args.conf,
                      imgsz=args.imgsz or None, device=args.device or None)
         if not args.wait:
-            _print(args, job, f"Queued label check {job['id']}: {job['total']} approved image(s). Follow it with: "
-                              f"annotator jobs status {job['id']}")
-            _say_if_nothing_runs_it(b, job)
-            return 0
+            return _queued(args, b, job, f"label check {job['id']}: {job['total']} approved image(s)")
         job = _follow(args, b, job, _job_line)
         found = b.call("quality", "label_errors", project=args.project) if job["status"] == "succeeded" else []
     lines = [f"Job {job['id']} {job['status']}: {len(found)} likely label error(s) on "
@@ -559,10 +560,7 @@ def cmd_train(args, settings: Settings) -> int:
     with backend(settings) as b:
         job = b.call("training", "start_training", project=args.project, **options)
         if not args.wait:
-            _print(args, job, f"Queued training job {job['id']}: {job['total']} epoch(s). Follow it with: "
-                              f"annotator jobs status {job['id']}")
-            _say_if_nothing_runs_it(b, job)
-            return 0
+            return _queued(args, b, job, f"training job {job['id']}: {job['total']} epoch(s)")
         job = _follow(args, b, job, _train_line)
     result = job["result"]
     human = f"Job {job['id']} {job['status']}"
@@ -585,10 +583,7 @@ def cmd_evaluate(args, settings: Settings) -> int:
     with backend(settings) as b:
         job = b.call("training", "start_evaluation", project=args.project, model=args.model, **options)
         if not args.wait:
-            _print(args, job, f"Queued evaluation job {job['id']}. Follow it with: "
-                              f"annotator jobs status {job['id']}")
-            _say_if_nothing_runs_it(b, job)
-            return 0
+            return _queued(args, b, job, f"evaluation job {job['id']}")
         job = _follow(args, b, job, lambda j: f"job {j['id']} {j['status']}")
     met = job["result"].get("metrics") or {}
     human = f"Job {job['id']} {job['status']}: {args.model} on the approved val split: {_metrics_line(met)}"

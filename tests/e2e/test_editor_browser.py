@@ -95,7 +95,8 @@ def make_project(app, tmp_path, sizes, classes=("car", "person", "bike"), machin
     return name, [i.id for i in imgs]
 
 
-def open_editor(page, app, project):
+def open_tab(page, app, project):
+    """The Annotate tab on ``project`` (not waiting for an image: a queue may be empty until a filter is set)."""
     page.goto(app.url)
     # The page's own load picks the first project: wait for it, or it could switch back after ours.
     page.wait_for_function("document.querySelector('#aa-project input') && "
@@ -103,6 +104,10 @@ def open_editor(page, app, project):
     page.locator("#aa-project input").fill(project)
     page.keyboard.press("Enter")
     page.get_by_role("tab", name="Annotate", exact=True).click()
+
+
+def open_editor(page, app, project):
+    open_tab(page, app, project)
     return wait_ready(page)
 
 

@@ -10,21 +10,10 @@ from annotator.types import Box
 
 from ..test_video import frame_bgr, write_video
 from .test_browser import ARTIFACTS
-from .test_editor_browser import (app, boxes, browser, click_at, editor_state, make_project, page,  # noqa: F401
-                                  stored, wait_ready, wait_saved)
+from .test_editor_browser import (app, boxes, browser, click_at, editor_state, make_project, open_tab,  # noqa: F401
+                                  page, stored, wait_ready, wait_saved)
 
 pytestmark = pytest.mark.browser
-
-
-def _open_tab(page, app, project):
-    """open_editor without waiting for an image: these queues are empty until their filter is picked."""
-    page.goto(app.url)
-    page.wait_for_function("document.querySelector('#aa-project input') && "
-                           "document.querySelector('#aa-project input').value !== ''")
-    page.locator("#aa-project input").fill(project)
-    page.keyboard.press("Enter")
-    page.get_by_role("tab", name="Annotate", exact=True).click()
-    page.locator("#aa-editor").wait_for()
 
 
 def _msg(page, text):
@@ -46,7 +35,7 @@ def test_y_applies_a_findings_suggestion_and_n_dismisses_one(app, page, tmp_path
         {"image_id": b, "kind": "missed", "score": 0.7, "box_id": None, "class_idx": 1, "suggestion_class": 1,
          "box": (300, 250, 400, 380), "confidence": 0.7, "message": "the model sees a 'person' (0.70) with no label"}])
 
-    _open_tab(page, app, name)
+    open_tab(page, app, name)
     page.get_by_label("Likely label errors, worst first (from a label check: Health tab)").check()
     wait_ready(page, a)  # the worst finding first, though the image is approved
     page.locator("#aa-editor .aa-finding").filter(has_text="the model says 'person'").wait_for()
@@ -79,7 +68,7 @@ def test_delete_then_t_removes_a_track_from_the_following_frames(app, page, tmp_
         + [(f.id, Box(200, 150, 260, 220, 1, confidence=0.8, source="model", job_id=7, track_id=4)) for f in frames])
     svc.review.set_review_status(p, [frames[5].id], "approved")  # a person's: its boxes stay
 
-    _open_tab(page, app, "Tracks")
+    open_tab(page, app, "Tracks")
     page.get_by_label("All", exact=True).filter(visible=True).first.check()  # frame 5 is approved
     page.wait_for_function("window.aaEditor.queue().ids.length === 8")  # the new queue, not the unreviewed one
     wait_ready(page, frames[0].id)

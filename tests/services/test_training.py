@@ -94,6 +94,14 @@ def test_fine_tune_registers_a_loadable_model_with_lineage_then_evaluate_and_rea
     data_yaml = (jdir / "dataset" / "data.yaml").read_text()
     assert str(tmp_path) not in data_yaml and "names" in data_yaml
 
+    # The training checked the approved labels with its new model (services/quality.py): a check_labels job
+    # over the 20 approved images, its findings the Annotate tab's "Likely label errors" queue.
+    check = services.jobs.get_job(job.result["label_check"])
+    assert (check.kind, check.model_id, check.total) == ("check_labels", m.id, 20)
+    check = _wait(services, check.id, lambda j: not j.active)
+    assert check.status == "succeeded", check.error
+    assert check.result["images"] == 20 and check.result["findings"] == len(services.quality.label_errors(p))
+
     # The new model and its parent, side by side, evaluated on the same val images by the training job.
     table = {r["name"]: r for r in services.training.compare_models(p)["models"]}
     assert table[m.name]["parent"] == "demo-shapes" and table[m.name]["on_current_val"]

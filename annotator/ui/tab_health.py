@@ -14,6 +14,8 @@ import pandas as pd
 from .common import UIContext, user_errors
 
 SCOPES = [("Approved images (what training learns from)", "approved"), ("Every image and box", "all")]
+# One colour per split, always the same (a plot whose only split is "unassigned" drew no bars without it).
+SPLIT_COLOURS = {"train": "#4c78a8", "val": "#f58518", "test": "#54a24b", "unassigned": "#9ca3af"}
 
 
 def health_markdown(h: dict) -> str:
@@ -31,26 +33,31 @@ def health_markdown(h: dict) -> str:
 
 
 def class_frame(h: dict) -> pd.DataFrame:
-    rows = [{"class": c["class"], "split": s, "boxes": n} for c in h.get("per_class", [])
-            for s, n in c["per_split"].items() if n]
-    return pd.DataFrame(rows or [{"class": "(none)", "split": "train", "boxes": 0}])
+    """Boxes per class and split. Every split is in every frame (zero rows where it has none): a Gradio bar
+    plot keeps the colours of the first frame it drew, and draws no bar of a split that frame lacked."""
+    classes = h.get("per_class") or [{"class": "(none)", "per_split": {}}]
+    rows = [{"class": c["class"], "split": s, "boxes": c["per_split"].get(s, 0)} for c in classes for s in SPLIT_COLOURS]
+    return pd.DataFrame(rows)
 
 
-def hist_frame(hist: dict, x: str, labels=None) -> pd.DataFrame:
-    labels = labels or hist.get("labels") or []
-    return pd.DataFrame({x: [str(v) for v in labels], "count": list(hist.get("counts") or [0] * len(labels))})
+def hist_frame(hist: dict, x: str, labels=None) -> gr.BarPlot:
+    """A histogram's bars in their own order (a bar plot sorts category labels as text: "10+" before "2")."""
+    labels = [str(v) for v in (labels or hist.get("labels") or [])]
+    frame = pd.DataFrame({x: labels, "count": list(hist.get("counts") or [0] * len(labels))})
+    return gr.BarPlot(value=frame, sort=labels, y_lim=[0, None])
 
 
 def size_labels(edges) -> list[str]:
-    """Each bin by its upper edge, as a percentage of the image's side ("≤10%"): short enough to stay legible."""
-    return [f"≤{round(100 * b)}%" for b in edges[1:]]
+    """Each bin by its upper edge, a share of the image's side ("≤0.1"): short enough to stay legible."""
+    return [f"≤{b:.1f}" for b in edges[1:]]
 
 
 def drift_frame(h: dict) -> pd.DataFrame:
     d = h.get("drift") or {}
     rows = [{"class": c["class"], "split": s, "share %": round(100 * c[f"{s}_share"], 1)}
             for c in d.get("per_class", []) for s in ("train", "val")]
-    return pd.DataFrame(rows or [{"class": "(no train or val boxes)", "split": "train", "share %": 0.0}])
+    return pd.DataFrame(rows or [{"class": "(no train or val boxes yet)", "split": s, "share %": 0.0}
+                                 for s in ("train", "val")])
 
 
 def duplicates_rows(r: dict) -> list[list]:
@@ -78,14 +85,14 @@ def build_health_tab(ctx: UIContext) -> None:
         refresh = gr.Button("↻ Refresh", scale=1)
     summary = gr.Markdown()
     with gr.Row():
-        per_class = gr.BarPlot(x="class", y="boxes", color="split", label="Boxes per class and split", height=260)
+        per_class = gr.BarPlot(x="class", y="boxes", color="split", label="Boxes per class and split", height=320,
+                               color_map=SPLIT_COLOURS)
         drift = gr.BarPlot(x="class", y="share %", color="split", label="Class share of boxes: train vs val "
-                                                                       "(drift)", height=260)
+                                                                       "(drift)", height=320, color_map=SPLIT_COLOURS, y_lim=[0, 100])
     with gr.Row():
-        sizes = gr.BarPlot(x="side share", y="count", label="Box size: its side as a share of the image's "
-                                                            "(√ of the area share)", height=240, sort=None)
-        aspects = gr.BarPlot(x="width:height", y="count", label="Box aspect (width:height)", height=240, sort=None)
-        objects = gr.BarPlot(x="objects", y="count", label="Objects per image", height=240, sort=None)
+        sizes = gr.BarPlot(x="side share", y="count", label="Box size (√ box area / image area)", height=280)
+        aspects = gr.BarPlot(x="width:height", y="count", label="Box aspect (width:height)", height=280)
+        objects = gr.BarPlot(x="objects", y="count", label="Objects per image", height=280)
     dup_table = gr.Dataframe(headers=["images", "group"], label="Largest near-duplicate groups (kept in one split)",
                              interactive=False, wrap=True)
     with gr.Accordion("Find likely label errors", open=True):

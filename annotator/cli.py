@@ -364,7 +364,7 @@ def cmd_duplicates(args, settings: Settings) -> int:
     lines = [f"{r['project']}: {r['groups']} near-duplicate group(s), {r['images']} image(s) (within "
              f"{r['max_bits']} of 64 bits)"]
     for g in r["largest"]:
-        lines.append("  " + "  ≈  ".join(f"{x['path']} [{x['split'] or '-'}]" for x in g))
+        lines.append("  " + "  ≈  ".join(f"{x['name']} [{x['split'] or '-'}]" for x in g))
     _print(args, r, "\n".join(lines))
     return 0
 
@@ -372,7 +372,7 @@ def cmd_duplicates(args, settings: Settings) -> int:
 def cmd_check_labels(args, settings: Settings) -> int:
     with backend(settings) as b:
         job = b.call("quality", "start_label_check", project=args.project, model=args.model, conf=args.conf,
-                     imgsz=args.imgsz or None, device=args.device or None)
+                     imgsz=args.imgsz or None, device=args.device or None, overrides=_class_map(args.map, "MODEL"))
         if not args.wait:
             return _queued(args, b, job, f"label check {job['id']}: {job['total']} approved image(s)")
         job = _follow(args, b, job, _job_line)
@@ -850,6 +850,8 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--conf", type=float, default=0.5, help="how sure the model must be to flag a label (0.5)")
     chk.add_argument("--imgsz", type=int, default=0)
     chk.add_argument("--device", default="")
+    chk.add_argument("--map", action="append", metavar="MODEL=PROJECT",
+                     help="override the class mapping, e.g. --map car=vehicle --map dog=skip")
     chk.add_argument("--wait", action="store_true", help="print progress until the job ends, then the findings")
     chk.set_defaults(func=cmd_check_labels)
 

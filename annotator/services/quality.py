@@ -23,9 +23,10 @@ FLAG_CONF = 0.5  # a prediction must be at least this confident to accuse a labe
 
 
 def start_label_check(ctx: AppContext, ref, model_ref, conf: float = FLAG_CONF, imgsz: int | None = None,
-                      device: str | None = None, user: str | None = None) -> Job:
+                      device: str | None = None, overrides: dict | None = None, user: str | None = None) -> Job:
     """Queue a check of the project's approved images with a model (see the module doc). ``conf``: how
-    confident a prediction must be to flag a label (0-1, default 0.5)."""
+    confident a prediction must be to flag a label (0-1, default 0.5); ``overrides``: the class mapping's,
+    as for auto-annotation (model class -> project class, None to skip)."""
     require(ctx, user, "annotator", "checking labels")
     p = project(ctx, ref)
     m = model(ctx, p, model_ref)
@@ -35,9 +36,10 @@ def start_label_check(ctx: AppContext, ref, model_ref, conf: float = FLAG_CONF, 
         raise UserError(f"confidence must be a number between 0 and 1, got {conf!r}") from None
     if not PRED_FLOOR < conf <= 1.0:
         raise UserError(f"confidence must be between {PRED_FLOOR} and 1, got {conf}")
-    mapping = class_mapping(ctx, p, m, None)
+    mapping = class_mapping(ctx, p, m, overrides)
     if all(v is None for v in mapping.values()):
-        raise UserError(f"None of the model's classes ({', '.join(m.class_names)}) is a class of {p.name!r}")
+        raise UserError(f"None of the model's classes ({', '.join(m.class_names)}) is a class of {p.name!r}; "
+                        "map them (--map MODEL=PROJECT, the API's overrides)")
     images = ctx.store.approved_images(p.id)
     if not images:
         raise UserError(f"Project {p.name!r} has no approved images to check yet")

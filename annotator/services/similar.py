@@ -215,7 +215,8 @@ def similar_ids(ctx: AppContext, ref, max_bits: int | None = None) -> list[int]:
 
 
 def near_duplicates(ctx: AppContext, ref, max_bits: int | None = None, limit: int = 50) -> dict:
-    """Counts and the largest groups, with paths, for the API and the CLI."""
+    """Counts and the largest groups (each image's id, "dataset/path" as ``name`` and split), for the API and
+    the CLI. (Not ``path``: an API client takes a dict with a "path" for a file to download.)"""
     p = project(ctx, ref)
     groups = duplicate_groups(ctx, p, max_bits)
     shown = sorted(groups, key=lambda g: (-len(g), g[0]))[:limit]
@@ -223,6 +224,6 @@ def near_duplicates(ctx: AppContext, ref, max_bits: int | None = None, limit: in
     return {
         "project": p.name, "max_bits": _bits(ctx, max_bits), "groups": len(groups),
         "images": sum(len(g) for g in groups),
-        "largest": [[{"id": i, "path": f"{recs[i].dataset}/{recs[i].rel_path}", "split": recs[i].split}
+        "largest": [[{"id": i, "name": f"{recs[i].dataset}/{recs[i].rel_path}", "split": recs[i].split}
                      for i in g if i in recs] for g in shown],
     }

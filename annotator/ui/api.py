@@ -374,12 +374,12 @@ class Api:
     # --- dataset quality ------------------------------------------------------------------------------------
     @endpoint("quality")
     def start_label_check(self, project: str, model: str, conf: float = 0.5, imgsz: int | None = None,
-                     device: str | None = None, request: gr.Request = None) -> dict:
+                          device: str | None = None, overrides: dict | None = None, request: gr.Request = None) -> dict:
         """Queue a label check: ``model`` predicts on every approved image and disagreements become findings
         (likely missed, spurious, wrong-class or loose labels; ``conf``: how sure the model must be to flag
-        one). Returns the job."""
-        return to_json(self.services.quality.start_label_check(project, model, conf, imgsz or None,
-                                                              device or None, user=username(request)))
+        one; ``overrides``: the class mapping's, as for start_annotation). Returns the job."""
+        return to_json(self.services.quality.start_label_check(project, model, conf, imgsz or None, device or None,
+                                                              overrides or None, user=username(request)))
 
     @endpoint("quality", **_FAST)
     def label_errors(self, project: str, image_id: int | None = None, status: str = "open") -> list[dict]:

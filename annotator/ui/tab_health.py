@@ -61,7 +61,7 @@ def drift_frame(h: dict) -> pd.DataFrame:
 
 
 def duplicates_rows(r: dict) -> list[list]:
-    return [[len(g), "  ≈  ".join(f"{x['path']} [{x['split'] or '-'}]" for x in g[:6]) + (" …" if len(g) > 6 else "")]
+    return [[len(g), "  ≈  ".join(f"{x['name']} [{x['split'] or '-'}]" for x in g[:6]) + (" …" if len(g) > 6 else "")]
             for g in r.get("largest", [])]
 
 

@@ -105,13 +105,29 @@ def test_while_the_app_runs_the_cli_goes_through_its_api(tmp_path, photos):
         assert job["params"]["mapping_named"] == {"circle": "a", "square": "b", "triangle": None}
         stats = json.loads(run_cli(data, "review-stats", "Live", "--json").stdout)  # the API's review_stats
         assert stats["total"] == 2 and sum(r["model"] for r in stats["per_class"]) == job["result"]["boxes"]
+
+        # A video through the API (uploaded, sampled by the app), then the health and duplicates endpoints.
+        from ..test_video import frame_bgr, write_video
+
+        clip = write_video(tmp_path / "clip.mp4", (frame_bgr(i) for i in range(40)), 10)
+        video = json.loads(run_cli(data, "ingest", "Live", str(clip), "--sampling", "every:10", "--json").stdout)
+        assert (video["dataset"], video["added"]) == ("clip", 4)
+        assert [(v["read"], v["kept"], v["sampling"]) for v in video["videos"]] == [(40, 4, "every 10th frame")]
+        health = json.loads(run_cli(data, "health", "Live", "--scope", "all", "--json").stdout)
+        assert health["images"]["total"] == 6 and health["project"] == "Live"
+        assert "6 image(s)" in run_cli(data, "health", "Live", "--scope", "all").stdout
+        dups = json.loads(run_cli(data, "duplicates", "Live", "--json").stdout)
+        assert dups["max_bits"] == 8 and dups["groups"] >= 1  # the clip's frames
+        nothing = run_cli(data, "check-labels", "Live", "--model", "demo", "--map", "circle=a", "--map", "square=b",
+                          check=False)
+        assert nothing.returncode == 2 and "no approved images" in nothing.stderr
     finally:
         app.terminate()
         app.wait(timeout=30)
 
     # With the app gone, the CLI opens the store itself and sees what the app wrote.
     listed = json.loads(run_cli(data, "project", "list", "--json").stdout)
-    assert [(p["name"], p["images"]) for p in listed] == [("Live", 2)]
+    assert [(p["name"], p["images"]) for p in listed] == [("Live", 6)]
     assert not (data / "app.json").exists()
 
 

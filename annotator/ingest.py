@@ -656,14 +656,27 @@ def _sample_video(entry: _Entry, staging: Path, limits: Limits, sampling, result
         run = Extraction()
         for frame in iter_frames(path, sampling, run):
             rel = frame_path(entry.rel_path, frame.index)
-            data = _encode_frame(frame.image)
+            # The decoded frames waiting for the pool count against the process's pixel budget: at most
+            # its worth of 4K frames are alive at once, however fast the video decodes.
+            held = pixels.DECODE.acquire(frame.image.nbytes)
+            try:
+                data = _encode_frame(frame.image)
+            except BaseException:
+                pixels.DECODE.release(held)
+                raise
             note = f"frame {frame.index} · {format_time(frame.time_s)}"
 
-            def stage(sha, data=data, rgb=frame.image, rel=rel, frame=frame) -> StagedImage:
-                return _stage_frame(data, rgb, sha, rel, staging, limits, entry.display, frame.index, frame.time_s)
+            def stage(sha, data=data, rgb=frame.image, rel=rel, frame=frame, held=held) -> StagedImage:
+                try:
+                    return _stage_frame(data, rgb, sha, rel, staging, limits, entry.display, frame.index,
+                                        frame.time_s)
+                finally:
+                    pixels.DECODE.release(held)
 
             if offer(rel, f"{entry.display} {note}", data, stage):
                 staged.kept += 1
+            else:  # a duplicate (or a taken path): never staged
+                pixels.DECODE.release(held)
         staged.read, staged.stopped = run.read, run.stopped
         result.videos[entry.display] = staged
     except BadVideo as e:

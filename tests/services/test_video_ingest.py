@@ -190,3 +190,20 @@ def test_splits_keep_near_duplicates_and_video_segments_together(services, proje
     other = "val" if splits[p03.id] == "train" else "train"
     moved = services.splits.set_split(project, other, image_ids=[p03.id])
     assert moved["straddling"] == 1 and "near-duplicates or video frames" in moved["warning"]
+
+
+def test_frames_waiting_to_be_stored_stay_within_the_pixel_budget(services, project, tmp_path):
+    from annotator import pixels
+
+    video = _clip(tmp_path / "long.mp4", n=60)
+    frame = 320 * 240 * 3
+    before = pixels.DECODE.limit
+    pixels.DECODE.set_limit(3 * frame)
+    pixels.DECODE.peak = 0
+    try:
+        r = services.images.add_images(project, [video], sampling="all")
+    finally:
+        pixels.DECODE.set_limit(before)
+    assert len(r.added) == 60
+    # frames were counted (at least one at a time), never more than 3 alive, and all given back
+    assert frame <= pixels.DECODE.peak <= 3 * frame and pixels.DECODE.used == 0

@@ -12,6 +12,8 @@ What is checked, folder by folder (paths relative to the data folder):
   file is missing is reported and left (jobs and trained models name it; register the .pt again).
 - ``projects/<id>/exports/``: every file must be an export row's; orphans removed. An export whose zip was
   deleted (to free space) is a note, not a problem: the history keeps the row.
+- ``projects/<id>/videos/``: videos an upload asked to keep; every file must be a video row's; orphans removed,
+  a missing one reported (its frames are images and stay).
 - ``projects/<id>/display/``: the editor's reduced copies, named ``<image sha256>-<side>.jpg``: a cache, so
   only copies of images the project no longer has are orphans.
 - ``projects/<id>/staging/``, ``*.part`` files in models/, exports/, display/ and ``backups/``, and
@@ -52,7 +54,7 @@ from .images import drop_stale_staging
 
 GRACE_S = 600.0
 EXAMPLES = 5
-PROJECT_AREAS = ("images", "thumbs", "models", "exports", "display", "staging")
+PROJECT_AREAS = ("images", "thumbs", "models", "exports", "videos", "display", "staging")
 KEEP_IN_TMP = ("gradio", "overlays")
 
 # kind -> (problem or note, what it is, what repair does)
@@ -61,6 +63,7 @@ KINDS: dict[str, tuple[bool, str, str]] = {
     "orphan_thumbs": (True, "thumbnails no row references", "remove"),
     "orphan_models": (True, "model files no row references", "remove"),
     "orphan_exports": (True, "export files no row references", "remove"),
+    "orphan_videos": (True, "kept video files no video row references", "remove"),
     "orphan_display": (True, "display copies of images the project no longer has", "remove"),
     "orphan_projects": (True, "project folders with no project row", "remove"),
     "orphan_jobs": (True, "job folders with no job row", "remove"),
@@ -72,6 +75,7 @@ KINDS: dict[str, tuple[bool, str, str]] = {
     "damaged_images": (True, "image rows whose file has another size than stored", "leave"),
     "missing_models": (True, "model rows whose .pt is missing", "leave"),
     "missing_exports": (False, "export rows whose zip was deleted", "leave"),
+    "missing_videos": (False, "kept videos whose file was deleted (their frames stay)", "leave"),
     "in_progress": (False, "work under way (made by this run)", "leave"),
     "unknown": (False, "unknown entries in project folders", "leave"),
     "backups": (False, "finished backups waiting in backups/", "leave"),
@@ -260,8 +264,8 @@ def _check_project(ctx: AppContext, r: _Report, pid: int) -> dict:
         for path, rel, size in orphans:
             if rel not in taken:
                 r.add("orphan_" + rel.split("/", 1)[0], path, size)
-    # models and exports: few files, each named by a row
-    for area in ("models", "exports"):
+    # models, exports and kept videos: few files, each named by a row
+    for area in ("models", "exports", "videos"):
         seen = set()
         for path, size in _walk_files(pdir / area):
             r.files += 1

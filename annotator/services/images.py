@@ -185,12 +185,17 @@ def _sampling(ctx: AppContext, text: str | None):
 
 
 def _kept_videos(srcs, prep, staging: Path) -> dict[str, Path]:
-    """The video files an upload asked to keep: loose ones as they are; a zip's member is copied out again."""
+    """The video files an upload asked to keep: loose ones and those in a folder as they are; a zip's member
+    is copied out again."""
     out = {}
     loose = {name: path for path, name in srcs if path.is_file() and ingest.is_video(name)}
+    folders = [path for path, _ in srcs if path.is_dir()]
     for name in prep.videos:
+        inside = next((f / name for f in folders if (f / name).is_file()), None)
         if name in loose:
             out[name] = loose[name]
+        elif inside is not None:
+            out[name] = inside
         elif ":" in name:
             zname, member = name.split(":", 1)
             zpath = next((path for path, n in srcs if n == zname), None)

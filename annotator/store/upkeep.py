@@ -23,18 +23,19 @@ class UpkeepMixin:
 
     def project_files(self, project_id: int) -> dict[str, dict[str, tuple[int, int | None]]]:
         """Every file a row of the project references, by kind: {"images": {rel: (image id, size)},
-        "thumbs": {rel: (image id, None)}, "models": {rel: (model id, size)}, "exports": {rel: (export id, size)}}
-        (paths relative to the project folder)."""
-        out: dict[str, dict[str, tuple[int, int | None]]] = {"images": {}, "thumbs": {}, "models": {}, "exports": {}}
+        "thumbs": {rel: (image id, None)}, "models": {rel: (model id, size)}, "exports": {rel: (export id, size)},
+        "videos": {rel: (video id, size)}} (paths relative to the project folder; videos kept by their upload)."""
+        out: dict[str, dict[str, tuple[int, int | None]]] = {"images": {}, "thumbs": {}, "models": {}, "exports": {},
+                                                              "videos": {}}
         with self._read() as cur:
             cur.execute("SELECT id, file, thumb, size_bytes FROM images WHERE project_id = ?", [project_id])
             while rows := cur.fetchmany(10_000):
                 for iid, file, thumb, size in rows:
                     out["images"][file] = (int(iid), int(size))
                     out["thumbs"][thumb] = (int(iid), None)
-            for kind, table in (("models", "models"), ("exports", "exports")):
-                for rid, file, size in cur.execute(f"SELECT id, file, size_bytes FROM {table} WHERE project_id = ?",
-                                                   [project_id]).fetchall():
+            for kind, table in (("models", "models"), ("exports", "exports"), ("videos", "videos")):
+                for rid, file, size in cur.execute(f"SELECT id, file, size_bytes FROM {table} WHERE project_id = ? "
+                                                   "AND file IS NOT NULL", [project_id]).fetchall():
                     out[kind][file] = (int(rid), int(size))
         return out
 
@@ -60,7 +61,8 @@ class UpkeepMixin:
         sql = ("SELECT project_id, 'images', file, size_bytes FROM images UNION ALL "
                "SELECT project_id, 'thumbs', thumb, NULL FROM images UNION ALL "
                "SELECT project_id, 'models', file, size_bytes FROM models UNION ALL "
-               "SELECT project_id, 'exports', file, size_bytes FROM exports ORDER BY 1, 2, 3")
+               "SELECT project_id, 'exports', file, size_bytes FROM exports UNION ALL "
+               "SELECT project_id, 'videos', file, size_bytes FROM videos WHERE file IS NOT NULL ORDER BY 1, 2, 3")
         with self._read() as cur:
             cur.execute(sql)
             while rows := cur.fetchmany(10_000):

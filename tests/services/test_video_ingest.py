@@ -45,7 +45,7 @@ def test_a_video_becomes_timestamped_frames_in_a_dataset_named_after_it(services
     assert not again.added and len(again.duplicates) == 4
 
 
-def test_default_sampling_fps_max_and_scene(services, project, tmp_path):
+def test_default_sampling_the_cap_and_bad_sampling_text(services, project, tmp_path):
     video = _clip(tmp_path / "walk.mp4", n=50)
     r = services.images.add_images(project, [video])  # the setting's default: 2 frames per second
     assert r.videos[0]["sampling"] == "2 frames per second" and len(r.added) == 10
@@ -100,6 +100,15 @@ def test_videos_inside_a_zip_and_kept_when_asked(services, project, tmp_path):
     assert r.videos[0]["name"] == "trip.zip:day1/cam.mp4"
     kept = list((services.settings.project_dir(project.id) / "videos").rglob("*.mp4"))
     assert len(kept) == 1 and kept[0].read_bytes() == video.read_bytes()
+    # ... and a video in a folder (annotator ingest P folder/ --keep-video)
+    folder = tmp_path / "walks"
+    folder.mkdir()
+    other = write_video(folder / "walk.mp4", (frame_bgr(i, background=90) for i in range(12)), 12)
+    r = services.images.add_images(project, [folder], sampling="every:6", keep_video=True)
+    assert r.added == ["walk/frame_000000.jpg", "walk/frame_000006.jpg"]
+    kept = list((services.settings.project_dir(project.id) / "videos").rglob("*.mp4"))
+    assert sorted(k.read_bytes() for k in kept) == sorted([video.read_bytes(), other.read_bytes()])
+    assert other.exists()  # the user's file is copied, never moved
     # No staging or temporary video left behind.
     assert not list(services.settings.staging_dir(project.id).glob("*")) if \
         services.settings.staging_dir(project.id).exists() else True
@@ -207,3 +216,20 @@ def test_frames_waiting_to_be_stored_stay_within_the_pixel_budget(services, proj
     assert len(r.added) == 60
     # frames were counted (at least one at a time), never more than 3 alive, and all given back
     assert frame <= pixels.DECODE.peak <= 3 * frame and pixels.DECODE.used == 0
+
+
+def test_fsck_knows_kept_videos(services, project, tmp_path):
+    video = _clip(tmp_path / "keep.mp4", n=10)
+    services.images.add_images(project, [video], sampling="every:5", keep_video=True)
+    report = services.fsck.fsck()
+    assert report["clean"] and not [n for n in report["notes"] if n["kind"] == "unknown"]  # videos/ is known
+    pdir = services.settings.project_dir(project.id)
+    stray = pdir / "videos" / "ab" / ("ab" * 32 + ".mp4")
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"x" * 10)
+    import os
+    old = stray.stat().st_mtime - 3600
+    os.utime(stray, (old, old))
+    found = services.fsck.fsck(repair=True)
+    assert [(x["kind"], x["count"]) for x in found["problems"]] == [("orphan_videos", 1)] and not stray.exists()
+    assert list((pdir / "videos").rglob("*.mp4"))  # the kept one stays

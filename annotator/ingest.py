@@ -101,6 +101,10 @@ class StagedVideo:
     read: int = 0
     kept: int = 0
     stopped: str = ""  # where and why reading stopped early ("" = read to the end or to the frame limit)
+    # the file, when the upload keeps the video: the user's own (copied at commit) or our copy out of a zip
+    # in the staging folder (moved at commit)
+    source: Path | None = None
+    ours: bool = False
 
 
 @dataclass
@@ -307,10 +311,11 @@ class _Entry:
     display: str
     size: int
     read: Callable[[], bytes]
-    # a video: ``path`` is its file (loose files), or ``save(dest)`` copies it out of its zip, streamed
+    # a video: ``path`` is its file (loose files), or ``save(dest)`` copies it out of its zip, streamed, and
+    # returns its sha256
     video: bool = False
     path: Path | None = None
-    save: Callable[[Path], None] | None = None
+    save: Callable[[Path], str] | None = None
 
 
 def _member_reason(info: zipfile.ZipInfo, limits: Limits, used: int) -> str | None:
@@ -425,10 +430,13 @@ def _iter_zip(
         def read(m=m) -> bytes:
             return b"".join(_member_chunks(m))
 
-        def save(dest: Path, m=m) -> None:
+        def save(dest: Path, m=m) -> str:
+            digest = hashlib.sha256()
             with open(dest, "wb") as out:
                 for data in _member_chunks(m):
+                    digest.update(data)
                     out.write(data)
+            return digest.hexdigest()
 
         video = is_video(m.rel)
         yield _Entry(prefix + m.rel, m.display, m.info.file_size, read, video, save=save if video else None)
@@ -491,9 +499,11 @@ def prepare_upload(
     progress: Progress | None = None,
     threads: int = 0,
     sampling=None,
+    keep_videos: bool = False,
 ) -> PreparedUpload:
     """Read, dedup, validate and stage every image of ``sources`` into ``staging``; sample every video
-    into frames (``sampling``: a video.Sampling, default every half second) staged the same way.
+    into frames (``sampling``: a video.Sampling, default every half second) staged the same way; with
+    ``keep_videos`` each video's file is named in ``videos`` for the commit to store.
 
     ``known``: sha256 -> "dataset/rel_path" already in the project; ``taken_paths``: rel_paths already in
     the target dataset. Reading and hashing happen in order on this thread (so which copy counts as the
@@ -550,7 +560,7 @@ def prepare_upload(
     with stack, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ingest") as pool:
         for entry in entries:
             if entry.video:
-                _sample_video(entry, staging, limits, sampling, result, offer, tick)
+                _sample_video(entry, staging, limits, sampling, result, offer, tick, keep_videos)
                 continue
             try:
                 data = entry.read()
@@ -629,8 +639,10 @@ def expected_kept(info, sampling) -> int:
     return min(n, sampling.max_frames) if sampling.max_frames else n
 
 
-def _sample_video(entry: _Entry, staging: Path, limits: Limits, sampling, result: PreparedUpload, offer, tick) -> None:
-    """Decode one video frame by frame and offer each kept frame as a JPEG image; record the video.
+def _sample_video(entry: _Entry, staging: Path, limits: Limits, sampling, result: PreparedUpload, offer, tick,
+                  keep: bool = False) -> None:
+    """Decode one video frame by frame and offer each kept frame as a JPEG image; record the video (and, with
+    ``keep``, its file: a zip member's copy stays in the staging folder for the commit to move).
 
     A video that cannot be read at all is skipped with the reason; one damaged part-way keeps the frames
     read before the damage, and the report says where it stopped."""
@@ -640,19 +652,21 @@ def _sample_video(entry: _Entry, staging: Path, limits: Limits, sampling, result
     temp = None
     try:
         path = entry.path
-        if path is None:  # a zip member: streamed to a file (OpenCV reads paths), removed afterwards
+        if path is None:  # a zip member: streamed to a file (OpenCV reads paths), hashed on the way
             temp = staging / f"video-{uuid.uuid4().hex}{posixpath.splitext(entry.rel_path)[1].lower()}"
-            entry.save(temp)
+            sha = entry.save(temp)
             path = temp
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
+        else:
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+            sha = digest.hexdigest()
         info = probe(path)
         if info.width * info.height > limits.max_pixels:
             raise BadVideo(f"{entry.display}: frames of {info.width}x{info.height} exceed the pixel limit of "
                            f"{limits.max_pixels:,} (ANNOTATOR_MAX_IMAGE_PIXELS)")
-        staged = StagedVideo(entry.display, digest.hexdigest(), path.stat().st_size, info, sampling.describe())
+        staged = StagedVideo(entry.display, sha, path.stat().st_size, info, sampling.describe())
         run = Extraction()
         for frame in iter_frames(path, sampling, run):
             rel = frame_path(entry.rel_path, frame.index)
@@ -678,6 +692,9 @@ def _sample_video(entry: _Entry, staging: Path, limits: Limits, sampling, result
             else:  # a duplicate (or a taken path): never staged
                 pixels.DECODE.release(held)
         staged.read, staged.stopped = run.read, run.stopped
+        if keep:
+            staged.source, staged.ours = path, temp is not None
+            temp = None  # the commit moves it (or the staging folder goes, with it)
         result.videos[entry.display] = staged
     except BadVideo as e:
         result.skipped.append(SkippedFile(entry.display, str(e)))

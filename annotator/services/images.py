@@ -127,14 +127,13 @@ def add_images(
     try:
         prep = ingest.prepare_upload(
             srcs, staging, ingest.Limits.from_settings(ctx.settings), known, taken, progress,
-            ctx.settings.ingest_threads, samples,
+            ctx.settings.ingest_threads, samples, keep_video,
         )
         report = IngestReport(project=p.name, dataset=dataset_name, duplicates=prep.duplicates,
                               skipped=prep.skipped)
         if prep.images:
-            kept = _kept_videos(srcs, prep, staging) if keep_video else {}
             _commit_images(ctx, p, dataset_name, prep.images, report, [n for _, n in srcs], user, t0,
-                           prep.videos, kept)
+                           prep.videos)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         with contextlib.suppress(OSError):
@@ -184,31 +183,6 @@ def _sampling(ctx: AppContext, text: str | None):
         raise UserError(f"video sampling: {e}") from None
 
 
-def _kept_videos(srcs, prep, staging: Path) -> dict[str, Path]:
-    """The video files an upload asked to keep: loose ones and those in a folder as they are; a zip's member
-    is copied out again."""
-    out = {}
-    loose = {name: path for path, name in srcs if path.is_file() and ingest.is_video(name)}
-    folders = [path for path, _ in srcs if path.is_dir()]
-    for name in prep.videos:
-        inside = next((f / name for f in folders if (f / name).is_file()), None)
-        if name in loose:
-            out[name] = loose[name]
-        elif inside is not None:
-            out[name] = inside
-        elif ":" in name:
-            zname, member = name.split(":", 1)
-            zpath = next((path for path, n in srcs if n == zname), None)
-            if zpath is not None:
-                import zipfile
-
-                dest = staging / f"keep-{uuid.uuid4().hex}{Path(member).suffix.lower()}"
-                with zipfile.ZipFile(zpath) as zf, zf.open(member) as f, open(dest, "wb") as out_f:
-                    shutil.copyfileobj(f, out_f, 1 << 20)
-                out[name] = dest
-    return out
-
-
 def _video_row(v, file: str | None) -> dict:
     info = v.info
     return {"name": v.name, "sha256": v.sha256, "size_bytes": v.size_bytes, "width": info.width,
@@ -227,7 +201,7 @@ def _video_report(v, added: int) -> dict:
 
 
 def _commit_images(ctx: AppContext, p: Project, dataset_name: str, images, report: IngestReport, names, user,
-                   t0, videos: dict | None = None, keep: dict[str, Path] | None = None) -> None:
+                   t0, videos: dict | None = None) -> None:
     """Move staged files into place and register them, all or nothing.
 
     Uploads run concurrently; their commits do not. Under the lock, images that another upload
@@ -259,23 +233,20 @@ def _commit_images(ctx: AppContext, p: Project, dataset_name: str, images, repor
         folders: set[Path] = set()
         journal = ctx.settings.staging_dir(p.id) / f"{uuid.uuid4().hex}{COMMIT_JOURNAL}"
         journal.parent.mkdir(parents=True, exist_ok=True)
-        video_files = {}
-        for name, src in (keep or {}).items():
-            if added_frames.get(name):
-                v = videos[name]
-                video_files[name] = (src, f"videos/{v.sha256[:2]}/{v.sha256}{Path(name).suffix.lower()}")
+        video_files = {name: (v, f"videos/{v.sha256[:2]}/{v.sha256}{Path(name).suffix.lower()}")
+                       for name, v in videos.items() if v.source is not None and added_frames.get(name)}
         _write_journal(journal, [rel for img in fresh for rel in ingest.stored_names(img.sha256, img.ext)]
                        + [rel for _, rel in video_files.values()])
         try:
-            for name, (src, rel) in video_files.items():
+            for v, rel in video_files.values():
                 dst = pdir / rel
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 if not dst.exists():
                     created.append(dst)
-                    if src.name.startswith("keep-"):  # our own copy out of a zip
-                        os.replace(src, dst)
+                    if v.ours:  # our copy out of a zip, in the staging folder
+                        os.replace(v.source, dst)
                     else:  # the user's file: copied, never moved
-                        shutil.copyfile(src, dst)
+                        shutil.copyfile(v.source, dst)
             for img in fresh:
                 file, thumb = ingest.stored_names(img.sha256, img.ext)
                 for src, rel in ((img.image_path, file), (img.thumb_path, thumb)):
@@ -328,13 +299,16 @@ def list_images(ctx: AppContext, ref, dataset: str | None = None, status: str | 
         from .similar import similar_ids
 
         ids = similar_ids(ctx, p)
-        recs = ctx.store.get_images(ids)
-        chosen = [recs[i] for i in ids if i in recs and (ds is None or recs[i].dataset_id == ds)
-                  and (status is None or recs[i].status == status)]
-        total = len(chosen)
+        if ds is not None or status is not None:  # the filters need the rows; else only the page's are read
+            recs = ctx.store.get_images(ids)
+            ids = [i for i in ids if i in recs and (ds is None or recs[i].dataset_id == ds)
+                   and (status is None or recs[i].status == status)]
+        total = len(ids)
         pages = max(1, -(-total // page_size))
         page = max(0, min(int(page), pages - 1))
-        return ImagePage(chosen[page * page_size:(page + 1) * page_size], total, page, pages)
+        shown = ids[page * page_size:(page + 1) * page_size]
+        recs = ctx.store.get_images(shown)
+        return ImagePage([recs[i] for i in shown if i in recs], total, page, pages)
     total = ctx.store.count_images(p.id, ds, status)
     pages = max(1, -(-total // page_size))
     page = max(0, min(int(page), pages - 1))

@@ -124,10 +124,13 @@ def build_health_tab(ctx: UIContext) -> None:
         return (f"Queued label check job {job['id']} on {job['total']} approved image(s): the Jobs panel follows "
                 "it; then open the Annotate tab's queue *Likely label errors*.")
 
-    for ev in (project.change, scope.input, refresh.click):
+    for ev in (scope.input, refresh.click):
         ev(user_errors(load), [project, scope], outputs, **private)
     project.change(user_errors(models), project, model, **private)
     check.click(user_errors(start), [project, model, conf], check_md, **private)
+    # The numbers are computed when the tab is on screen (and on a project change while it is), not for
+    # every project picked on another tab: at 100k images they take about a second.
     if ctx.active_tab is not None:
-        ctx.active_tab.change(lambda p, sc, tab: load(p, sc) if tab == "health" else [gr.skip()] * len(outputs),
-                              [project, scope, ctx.active_tab], outputs, **private, show_progress="hidden")
+        for ev in (project.change, ctx.active_tab.change):
+            ev(user_errors(lambda p, sc, tab: load(p, sc) if tab == "health" else [gr.skip()] * len(outputs)),
+               [project, scope, ctx.active_tab], outputs, **private, show_progress="hidden")

@@ -135,8 +135,12 @@ def model(ctx: AppContext, p: Project, ref: int | str | ModelRecord) -> ModelRec
     """A registered model of ``p`` by name (case-insensitive) or id, or passed through."""
     if isinstance(ref, ModelRecord):
         return ref
-    key = str(ref).strip()
+    key = "" if ref is None else str(ref).strip()
     models = ctx.store.list_models(p.id)
+    if not key:  # no model picked (an empty dropdown): say what to do, not "no model 'None'"
+        names = ", ".join(m.name for m in models)
+        raise UserError(f"Choose a model of {p.name!r}: {names}" if names else
+                        f"Project {p.name!r} has no model yet: register a .pt on the Auto-annotate tab")
     for m in models:
         if m.name.lower() == key.lower():
             return m

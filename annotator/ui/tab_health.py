@@ -40,15 +40,22 @@ def class_frame(h: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def hist_frame(hist: dict, x: str, labels=None) -> gr.BarPlot:
-    """A histogram's bars in their own order (a bar plot sorts category labels as text: "10+" before "2")."""
+# The histograms' bars, in their own order: a bar plot sorts category labels as text ("10+" before "2")
+# unless told. Order and y axis are set once, when the plot is built: a Gradio bar plot updated with new
+# props (sort, y_lim) after a frame of zeros draws no bars at all; updated with data alone it does.
+SIZE_LABELS = [f"≤{k / 10:.1f}" for k in range(1, 11)]  # health.box_size: 10 bins over 0..1
+ASPECT_LABELS = ["<=1:8", "1:4", "1:2", "1:1", "2:1", "4:1", ">=8:1"]  # health.box_aspect
+OBJECT_LABELS = [str(k) for k in range(10)] + ["10+"]  # health.objects_per_image
+
+
+def hist_frame(hist: dict, x: str, labels=None) -> pd.DataFrame:
     labels = [str(v) for v in (labels or hist.get("labels") or [])]
-    frame = pd.DataFrame({x: labels, "count": list(hist.get("counts") or [0] * len(labels))})
-    return gr.BarPlot(value=frame, sort=labels, y_lim=[0, None])
+    return pd.DataFrame({x: labels, "count": list(hist.get("counts") or [0] * len(labels))})
 
 
 def size_labels(edges) -> list[str]:
-    """Each bin by its upper edge, a share of the image's side ("≤0.1"): short enough to stay legible."""
+    """Each bin by its upper edge, a share of the image's side ("≤0.1"): short enough to stay legible (the
+    labels of SIZE_LABELS for health's 10 bins)."""
     return [f"≤{b:.1f}" for b in edges[1:]]
 
 
@@ -86,13 +93,16 @@ def build_health_tab(ctx: UIContext) -> None:
     summary = gr.Markdown()
     with gr.Row():
         per_class = gr.BarPlot(x="class", y="boxes", color="split", label="Boxes per class and split", height=320,
-                               color_map=SPLIT_COLOURS)
+                               color_map=SPLIT_COLOURS, y_lim=[0, None])
         drift = gr.BarPlot(x="class", y="share %", color="split", label="Class share of boxes: train vs val "
                                                                        "(drift)", height=320, color_map=SPLIT_COLOURS, y_lim=[0, 100])
     with gr.Row():
-        sizes = gr.BarPlot(x="side share", y="count", label="Box size (√ box area / image area)", height=280)
-        aspects = gr.BarPlot(x="width:height", y="count", label="Box aspect (width:height)", height=280)
-        objects = gr.BarPlot(x="objects", y="count", label="Objects per image", height=280)
+        sizes = gr.BarPlot(x="side share", y="count", label="Box size (√ box area / image area)", height=280,
+                           sort=SIZE_LABELS, y_lim=[0, None])
+        aspects = gr.BarPlot(x="width:height", y="count", label="Box aspect (width:height)", height=280,
+                             sort=ASPECT_LABELS, y_lim=[0, None])
+        objects = gr.BarPlot(x="objects", y="count", label="Objects per image", height=280, sort=OBJECT_LABELS,
+                             y_lim=[0, None])
     dup_table = gr.Dataframe(headers=["images", "group"], label="Largest near-duplicate groups (kept in one split)",
                              interactive=False, wrap=True)
     with gr.Accordion("Find likely label errors", open=True):

@@ -242,7 +242,8 @@ def build_upload_tab(ctx: UIContext) -> None:
     with gr.Row():
         filter_dataset = gr.Dropdown(label="Dataset", choices=[ALL], value=ALL, allow_custom_value=True, scale=2)
         filter_status = gr.Radio(STATUSES, value="", label="Review status", scale=3)
-        filter_similar = gr.Checkbox(value=False, label="Similar images (near-duplicates only)", scale=1)
+        filter_similar = gr.Checkbox(value=False, label="Similar images", scale=1,
+                                     info="near-duplicates only, group by group")
         page = gr.Number(label="Page", value=1, minimum=1, precision=0, scale=1)
         prev_btn = gr.Button("◀ Previous", scale=1)
         next_btn = gr.Button("Next ▶", scale=1)

@@ -233,3 +233,10 @@ def test_fsck_knows_kept_videos(services, project, tmp_path):
     found = services.fsck.fsck(repair=True)
     assert [(x["kind"], x["count"]) for x in found["problems"]] == [("orphan_videos", 1)] and not stray.exists()
     assert list((pdir / "videos").rglob("*.mp4"))  # the kept one stays
+
+
+def test_no_model_picked_says_what_to_do(services, project):
+    with pytest.raises(UserError, match="has no model yet: register a .pt"):
+        services.quality.start_label_check(project, None)
+    with pytest.raises(UserError, match="has no model yet"):
+        services.annotation.start_annotation(project, "")
